@@ -1,0 +1,382 @@
+//! One control plane: etcd + kube-apiserver, optionally kube-controller-manager,
+//! kube-scheduler and kwok, all on loopback in a private run directory.
+
+use crate::binaries::Binaries;
+use crate::error::{Error, io};
+use crate::kubectl::kubectl;
+use crate::pki::Pki;
+use crate::process::{Proc, free_port, watchdog};
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Api, PostParams};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Which components to start besides etcd and kube-apiserver.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Name used in logs and the kubeconfig context.
+    pub name: String,
+    /// Start kube-controller-manager (service accounts, Jobs, garbage collection, ...).
+    pub controller_manager: bool,
+    /// Start kube-scheduler (binds Pods to nodes).
+    pub scheduler: bool,
+    /// Start kwok, which keeps annotated Nodes Ready and runs their Pods.
+    pub kwok: bool,
+    /// How long to wait for health.
+    pub timeout: Duration,
+}
+
+impl Options {
+    /// An API server with etcd only: enough for anything the API server judges.
+    pub fn api_only(name: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            controller_manager: false,
+            scheduler: false,
+            kwok: false,
+            timeout: Duration::from_secs(120),
+        }
+    }
+
+    /// A working cluster: controllers, scheduler and simulated nodes.
+    pub fn full(name: &str) -> Self {
+        Self {
+            controller_manager: true,
+            scheduler: true,
+            kwok: true,
+            ..Self::api_only(name)
+        }
+    }
+}
+
+/// Annotation that hands a Node to kwok.
+pub const KWOK_NODE_ANNOTATION: &str = "kwok.x-k8s.io/node";
+
+/// A running control plane. Dropping it stops every process and deletes its state.
+#[derive(Debug)]
+pub struct ControlPlane {
+    name: String,
+    dir: Option<tempfile::TempDir>,
+    procs: Vec<Proc>,
+    server: String,
+    kubeconfig: PathBuf,
+    kubeconfig_yaml: String,
+    binaries: Binaries,
+}
+
+impl ControlPlane {
+    /// Starts the components and waits until the API server is ready. Blocking: call it
+    /// from `spawn_blocking` or before entering async code.
+    pub fn start(opts: &Options) -> Result<Self, Error> {
+        let binaries = Binaries::locate()?;
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("fedsky-e2e-{}-", opts.name))
+            .tempdir()
+            .map_err(io("create run directory in", std::env::temp_dir()))?;
+        let root = dir.path().to_path_buf();
+        let pki = Pki::generate(&root)?;
+
+        let token = random_token();
+        let tokens = root.join("tokens.csv");
+        std::fs::write(
+            &tokens,
+            format!("{token},fedsky-e2e-admin,fedsky-e2e-admin,\"system:masters\"\n"),
+        )
+        .map_err(io("write", &tokens))?;
+
+        let etcd_port = free_port()?;
+        let peer_port = free_port()?;
+        let api_port = free_port()?;
+        let server = format!("https://127.0.0.1:{api_port}");
+        let kubeconfig_yaml = kubeconfig(&opts.name, &server, &pki.ca_pem, &token);
+        let kubeconfig = root.join("kubeconfig");
+        std::fs::write(&kubeconfig, &kubeconfig_yaml).map_err(io("write", &kubeconfig))?;
+
+        let mut cp = Self {
+            name: opts.name.clone(),
+            dir: Some(dir),
+            procs: Vec::new(),
+            server,
+            kubeconfig,
+            kubeconfig_yaml,
+            binaries,
+        };
+        let p = |path: &Path| path.display().to_string();
+        let etcd_url = format!("http://127.0.0.1:{etcd_port}");
+        let peer_url = format!("http://127.0.0.1:{peer_port}");
+        cp.spawn(
+            "etcd",
+            &[
+                "--name=etcd".into(),
+                format!("--data-dir={}", p(&root.join("etcd"))),
+                format!("--listen-client-urls={etcd_url}"),
+                format!("--advertise-client-urls={etcd_url}"),
+                format!("--listen-peer-urls={peer_url}"),
+                format!("--initial-advertise-peer-urls={peer_url}"),
+                format!("--initial-cluster=etcd={peer_url}"),
+                // Test data is thrown away; fsync only slows the tests down.
+                "--unsafe-no-fsync=true".into(),
+                "--log-level=warn".into(),
+            ],
+        )?;
+        cp.spawn(
+            "kube-apiserver",
+            &[
+                format!("--etcd-servers={etcd_url}"),
+                "--bind-address=127.0.0.1".into(),
+                "--advertise-address=127.0.0.1".into(),
+                format!("--secure-port={api_port}"),
+                format!("--cert-dir={}", p(&root.join("certs"))),
+                format!("--tls-cert-file={}", p(&pki.serving_cert)),
+                format!("--tls-private-key-file={}", p(&pki.serving_key)),
+                format!("--client-ca-file={}", p(&pki.ca_cert)),
+                format!("--token-auth-file={}", p(&tokens)),
+                "--authorization-mode=RBAC".into(),
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
+                format!("--service-account-key-file={}", p(&pki.sa_pub)),
+                format!("--service-account-signing-key-file={}", p(&pki.sa_key)),
+                "--service-cluster-ip-range=10.96.0.0/16".into(),
+                "--allow-privileged=true".into(),
+                "--profiling=false".into(),
+                "--v=1".into(),
+            ],
+        )?;
+        cp.wait_ready("kube-apiserver", opts.timeout)?;
+
+        if opts.controller_manager {
+            cp.spawn(
+                "kube-controller-manager",
+                &[
+                    format!("--kubeconfig={}", p(&cp.kubeconfig)),
+                    "--leader-elect=false".into(),
+                    "--secure-port=0".into(),
+                    format!("--service-account-private-key-file={}", p(&pki.sa_key)),
+                    format!("--root-ca-file={}", p(&pki.ca_cert)),
+                    format!("--cluster-signing-cert-file={}", p(&pki.ca_cert)),
+                    format!("--cluster-signing-key-file={}", p(&pki.ca_key)),
+                    "--use-service-account-credentials=false".into(),
+                    "--controllers=*".into(),
+                    "--v=1".into(),
+                ],
+            )?;
+        }
+        if opts.scheduler {
+            cp.spawn(
+                "kube-scheduler",
+                &[
+                    format!("--kubeconfig={}", p(&cp.kubeconfig)),
+                    "--leader-elect=false".into(),
+                    "--secure-port=0".into(),
+                    "--v=1".into(),
+                ],
+            )?;
+        }
+        if opts.kwok {
+            let kwok_port = free_port()?;
+            cp.spawn(
+                "kwok",
+                &[
+                    format!("--kubeconfig={}", p(&cp.kubeconfig)),
+                    "--manage-all-nodes=false".into(),
+                    format!("--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}=fake"),
+                    format!("--server-address=127.0.0.1:{kwok_port}"),
+                    "--cidr=10.244.0.0/16".into(),
+                    "--node-ip=127.0.0.1".into(),
+                ],
+            )?;
+        }
+        // Give the extra components a moment, then make sure none died on its flags.
+        if opts.controller_manager || opts.scheduler || opts.kwok {
+            std::thread::sleep(Duration::from_millis(500));
+            cp.check_alive()?;
+        }
+        let pids: Vec<u32> = cp.procs.iter().map(|p| p.child.id()).collect();
+        // With FEDSKY_E2E_KEEP set the run directory (logs, etcd data) outlives the test.
+        let keep = std::env::var_os("FEDSKY_E2E_KEEP").is_some();
+        watchdog(&pids, if keep { None } else { Some(&root) })?;
+        Ok(cp)
+    }
+
+    /// A control plane shared by all tests of this test binary (API server and etcd only),
+    /// started on first use and stopped by the watchdog when the process exits.
+    pub fn shared() -> Result<&'static Self, Error> {
+        static SHARED: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
+        SHARED
+            .get_or_init(|| Self::start(&Options::api_only("shared")).map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(|e| Error::Binaries(format!("shared control plane failed to start: {e}")))
+    }
+
+    fn spawn(&mut self, name: &str, args: &[String]) -> Result<(), Error> {
+        let program = self.binaries.path(name);
+        let proc = Proc::spawn(name, &program, args, self.run_dir())?;
+        self.procs.push(proc);
+        Ok(())
+    }
+
+    fn check_alive(&mut self) -> Result<(), Error> {
+        for p in &mut self.procs {
+            if let Some(status) = p.exited() {
+                return Err(Error::NotHealthy {
+                    component: format!("{} (exited: {status})", p.name),
+                    seconds: 0,
+                    log_tail: p.log_tail(30),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn wait_ready(&mut self, component: &str, timeout: Duration) -> Result<(), Error> {
+        let start = Instant::now();
+        loop {
+            self.check_alive()?;
+            let out = kubectl(&self.kubeconfig, &["get", "--raw", "/readyz"])?;
+            if out.success && out.stdout.trim() == "ok" {
+                return Ok(());
+            }
+            if start.elapsed() > timeout {
+                let log_tail = self
+                    .procs
+                    .iter()
+                    .find(|p| p.name == component)
+                    .map(|p| p.log_tail(40))
+                    .unwrap_or_default();
+                return Err(Error::NotHealthy {
+                    component: component.into(),
+                    seconds: timeout.as_secs(),
+                    log_tail,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// Name given in [`Options`].
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `https://127.0.0.1:PORT` of the API server.
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// Path of the generated kubeconfig (cluster-admin via a static token).
+    pub fn kubeconfig_path(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// The kubeconfig as YAML, for example to put in a MemberCluster's Secret.
+    pub fn kubeconfig_yaml(&self) -> &str {
+        &self.kubeconfig_yaml
+    }
+
+    /// Directory holding this run's state and logs.
+    pub fn run_dir(&self) -> &Path {
+        self.dir
+            .as_ref()
+            .map_or_else(|| Path::new("/nonexistent"), |d| d.path())
+    }
+
+    /// The binaries this control plane runs.
+    pub fn binaries(&self) -> &Binaries {
+        &self.binaries
+    }
+
+    /// A client for this control plane, bound to the calling tokio runtime.
+    pub async fn client(&self) -> Result<kube::Client, Error> {
+        let kc = kube::config::Kubeconfig::from_yaml(&self.kubeconfig_yaml)
+            .map_err(|e| Error::Kubeconfig(e.to_string()))?;
+        let config =
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(|e| Error::Kubeconfig(e.to_string()))?;
+        kube::Client::try_from(config).map_err(Error::Kube)
+    }
+
+    /// Registers a simulated node that kwok keeps Ready, with the given labels and capacity
+    /// (`cpu`, `memory`, and optionally `nvidia.com/gpu`).
+    pub async fn add_node(
+        &self,
+        client: &kube::Client,
+        name: &str,
+        labels: BTreeMap<String, String>,
+        capacity: BTreeMap<String, String>,
+    ) -> Result<Node, Error> {
+        let mut cap = capacity;
+        cap.entry("pods".into()).or_insert_with(|| "110".into());
+        let node: Node = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": name,
+                "labels": labels,
+                "annotations": { KWOK_NODE_ANNOTATION: "fake" },
+            },
+            "spec": {},
+            "status": { "capacity": cap, "allocatable": cap },
+        }))
+        .map_err(|e| Error::Kubeconfig(format!("node manifest: {e}")))?;
+        Ok(Api::<Node>::all(client.clone())
+            .create(&PostParams::default(), &node)
+            .await?)
+    }
+
+    /// Stops every process now (also done on drop).
+    pub fn stop(&mut self) {
+        for p in self.procs.iter_mut().rev() {
+            p.stop();
+        }
+        self.procs.clear();
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        self.stop();
+        if std::env::var_os("FEDSKY_E2E_KEEP").is_some()
+            && let Some(d) = self.dir.take()
+        {
+            eprintln!("keeping {} run directory {}", self.name, d.keep().display());
+        }
+    }
+}
+
+fn random_token() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    // Two independently seeded hashers give 128 bits; enough for a loopback-only token.
+    let a = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    format!("{a:016x}{:016x}", h.finish())
+}
+
+fn kubeconfig(name: &str, server: &str, ca_pem: &str, token: &str) -> String {
+    use base64::Engine;
+    let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
+    format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: {name}
+  cluster:
+    server: {server}
+    certificate-authority-data: {ca}
+users:
+- name: {name}-admin
+  user:
+    token: {token}
+contexts:
+- name: {name}
+  context:
+    cluster: {name}
+    user: {name}-admin
+current-context: {name}
+"
+    )
+}

@@ -1,0 +1,60 @@
+use std::path::PathBuf;
+
+/// What can go wrong while starting or using a test control plane.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The control-plane binaries are missing and could not be built.
+    #[error("control-plane binaries unavailable: {0}")]
+    Binaries(String),
+    /// A file under the run directory could not be written or read.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The file concerned.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A process could not be started.
+    #[error("cannot start {name}: {source}")]
+    Spawn {
+        /// The component.
+        name: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A component did not become healthy in time; the tail of its log is attached.
+    #[error("{component} not healthy after {seconds}s; last log lines:\n{log_tail}")]
+    NotHealthy {
+        /// The component.
+        component: String,
+        /// How long we waited.
+        seconds: u64,
+        /// The end of its log file.
+        log_tail: String,
+    },
+    /// Certificate generation failed.
+    #[error("certificate generation: {0}")]
+    Pki(#[from] rcgen::Error),
+    /// Building a client from the generated kubeconfig failed.
+    #[error("kube client: {0}")]
+    Kubeconfig(String),
+    /// A Kubernetes API call failed.
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+}
+
+pub(crate) fn io(
+    action: &'static str,
+    path: impl Into<PathBuf>,
+) -> impl FnOnce(std::io::Error) -> Error {
+    let path = path.into();
+    move |source| Error::Io {
+        action,
+        path,
+        source,
+    }
+}
