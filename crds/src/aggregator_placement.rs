@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
     group = "fl.fedsky.dev",
     version = "v1alpha1",
     kind = "AggregatorPlacement",
+    doc = "Where an FL aggregator runs: the cloud, region and instance type that best trade monthly cost against round time under the user's limits.",
     plural = "aggregatorplacements",
     shortname = "ap",
     category = "fedsky",

@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
     group = "fl.fedsky.dev",
     version = "v1alpha1",
     kind = "FederatedJob",
+    doc = "A federated learning job: a model trained for a number of rounds by participants next to their private data and aggregated in a placed public-cloud server.",
     plural = "federatedjobs",
     shortname = "fj",
     category = "fedsky",

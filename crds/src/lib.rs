@@ -9,6 +9,7 @@
 #![allow(clippy::duplicated_attributes)]
 
 pub mod aggregator_placement;
+pub mod apidoc;
 pub mod common;
 pub mod conditions;
 pub mod federated_job;

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
     group = "fl.fedsky.dev",
     version = "v1alpha1",
     kind = "MemberCluster",
+    doc = "A Kubernetes cluster fedsky federates: a public cluster that may host aggregators or a private cluster that holds a data owner's participants.",
     plural = "memberclusters",
     shortname = "mc",
     category = "fedsky",

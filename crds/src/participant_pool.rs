@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
     group = "fl.fedsky.dev",
     version = "v1alpha1",
     kind = "ParticipantPool",
+    doc = "Data-holding sites (member clusters with private data) from which FederatedJobs draw participants by real free resources and health.",
     plural = "participantpools",
     shortname = "pp",
     category = "fedsky",

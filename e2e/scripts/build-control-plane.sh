@@ -14,9 +14,9 @@ HELM_VERSION="${HELM_VERSION:-v3.19.0}"
 CACHE="${FEDSKY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/fedsky}"
 KEY="k8s-${K8S_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}_helm-${HELM_VERSION}"
 BIN="$CACHE/bin/$KEY"
-WANT=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok helm)
+WANT=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok helm kwok-stages.yaml)
 
-have_all() { for b in "${WANT[@]}"; do [ -x "$BIN/$b" ] || return 1; done; }
+have_all() { for b in "${WANT[@]}"; do [ -s "$BIN/$b" ] || return 1; done; }
 if have_all; then echo "$BIN"; exit 0; fi
 
 log() { echo "[build-control-plane] $*" >&2; }
@@ -70,9 +70,23 @@ build_in_module() { # name module version package
   (cd "$mod" && go build -ldflags "$LDFLAGS" -o "$BIN/$name.tmp" "$pkg") && mv "$BIN/$name.tmp" "$BIN/$name"
 }
 
+# kwok runs nothing without Stage definitions; take kwok's own "fast" node and pod stages
+# plus node heartbeats (so kube-controller-manager keeps nodes Ready) from its module.
+kwok_stages() {
+  [ -f "$BIN/kwok-stages.yaml" ] && return 0
+  local dir stage
+  dir=$(go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" | python3 -c 'import json,sys;print(json.load(sys.stdin)["Dir"])')
+  for stage in node/fast/node-initialize.yaml node/heartbeat/node-heartbeat.yaml \
+               pod/fast/pod-ready.yaml pod/fast/pod-delete.yaml; do
+    echo "---"; grep -v '^---$' "$dir/kustomize/stage/$stage"
+  done > "$BIN/kwok-stages.yaml.tmp"
+  mv "$BIN/kwok-stages.yaml.tmp" "$BIN/kwok-stages.yaml"
+}
+
 build_k8s
 build_in_module etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION" go.etcd.io/etcd/server/v3
 build_in_module kwok sigs.k8s.io/kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok
 build_in_module helm helm.sh/helm/v3 "$HELM_VERSION" helm.sh/helm/v3/cmd/helm
-have_all
+(cd "$CACHE/gomod/kwok-$KWOK_VERSION" && kwok_stages)
+have_all || { log "missing after build: see the errors above"; exit 1; }
 echo "$BIN"

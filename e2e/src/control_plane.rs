@@ -184,6 +184,7 @@ impl ControlPlane {
                     format!("--server-address=127.0.0.1:{kwok_port}"),
                     "--cidr=10.244.0.0/16".into(),
                     "--node-ip=127.0.0.1".into(),
+                    format!("--config={}", p(&cp.binaries.path("kwok-stages.yaml"))),
                 ],
             )?;
         }
