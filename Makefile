@@ -4,10 +4,10 @@ SHELL := /usr/bin/env bash
 CARGO ?= cargo
 CRD_YAML := charts/fedsky/crds/fedsky.yaml
 
-.PHONY: test fmt fmt-check lint generate generate-check unit e2e control-plane docs chart-test
+.PHONY: test fmt fmt-check lint generate generate-check tests control-plane
 
 ## test: everything CI runs — format, lint, generated-file check, unit and real-control-plane tests
-test: fmt-check lint generate-check unit e2e
+test: fmt-check lint generate-check tests
 
 fmt:
 	$(CARGO) fmt --all
@@ -27,13 +27,11 @@ generate-check:
 	$(CARGO) run -q -p fedsky-crds --bin crdgen -- --check $(CRD_YAML)
 	$(CARGO) run -q -p fedsky-crds --bin apidoc -- --check docs/api-reference.md
 
-unit:
-	$(CARGO) test --workspace --exclude fedsky-e2e --exclude fedsky-participant
-
 ## control-plane: build (or reuse from the cache) kube-apiserver, etcd, kwok, kubectl, helm
 control-plane:
 	./e2e/scripts/build-control-plane.sh
 
-## e2e: tests against real kube-apiserver + etcd + kwok started on loopback
-e2e: control-plane
-	FEDSKY_BIN_DIR="$$(./e2e/scripts/build-control-plane.sh)" $(CARGO) test -p fedsky-e2e -- --test-threads=2
+## tests: unit tests and the tests against real control planes (kube-apiserver + etcd +
+## kwok on loopback), for every default member (the libtorch participant has its own recipe)
+tests: control-plane
+	FEDSKY_BIN_DIR="$$(./e2e/scripts/build-control-plane.sh)" $(CARGO) test --workspace --exclude fedsky-participant

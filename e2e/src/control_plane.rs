@@ -326,6 +326,82 @@ impl ControlPlane {
             .await?)
     }
 
+    /// Installs fedsky's generated CRDs (`charts/fedsky/crds/`) and waits until they are
+    /// Established and served by discovery.
+    pub fn install_fedsky_crds(&self) -> Result<(), Error> {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/fedsky/crds/fedsky.yaml");
+        let file = file.display().to_string();
+        let run = |args: &[&str]| -> Result<String, Error> {
+            let out = kubectl(&self.kubeconfig, args)?;
+            if out.success {
+                Ok(out.stdout)
+            } else {
+                Err(Error::Kubeconfig(format!(
+                    "kubectl {}: {}",
+                    args.join(" "),
+                    out.stderr
+                )))
+            }
+        };
+        run(&["apply", "--server-side", "--force-conflicts", "-f", &file])?;
+        run(&[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "-f",
+            &file,
+        ])?;
+        // Discovery lags Established by a moment.
+        let start = Instant::now();
+        loop {
+            let kinds = run(&["api-resources", "--api-group=fl.fedsky.dev", "-o", "name"])?;
+            if kinds.lines().count() >= 4 {
+                return Ok(());
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                return Err(Error::Kubeconfig(format!(
+                    "fedsky kinds not in discovery: {kinds}"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// Freezes (`SIGSTOP`) a component, for example `kube-apiserver`, so the cluster looks
+    /// hung to clients; [`ControlPlane::resume`] continues it.
+    pub fn pause(&self, component: &str) -> Result<(), Error> {
+        self.signal(component, "-STOP")
+    }
+
+    /// Continues a component frozen by [`ControlPlane::pause`].
+    pub fn resume(&self, component: &str) -> Result<(), Error> {
+        self.signal(component, "-CONT")
+    }
+
+    fn signal(&self, component: &str, signal: &str) -> Result<(), Error> {
+        let proc = self
+            .procs
+            .iter()
+            .find(|p| p.name == component)
+            .ok_or_else(|| {
+                Error::Binaries(format!("{component} is not running in {}", self.name))
+            })?;
+        let status = std::process::Command::new("kill")
+            .args([signal, &proc.child.id().to_string()])
+            .status()
+            .map_err(|source| Error::Spawn {
+                name: "kill".into(),
+                source,
+            })?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(Error::Binaries(format!(
+                "kill {signal} {component} failed: {status}"
+            )))
+        }
+    }
+
     /// Stops every process now (also done on drop).
     pub fn stop(&mut self) {
         for p in self.procs.iter_mut().rev() {

@@ -6,7 +6,6 @@
 use fedsky_e2e::{ControlPlane, kubectl};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -31,46 +30,7 @@ pub fn hub() -> &'static ControlPlane {
 }
 
 fn install_crds(cp: &ControlPlane) -> Result<(), String> {
-    let path = crd_yaml_path();
-    let file = path.display().to_string();
-    let out = kubectl(
-        cp.kubeconfig_path(),
-        &["apply", "--server-side", "-f", &file],
-    )
-    .map_err(|e| e.to_string())?;
-    if !out.success {
-        return Err(out.stderr);
-    }
-    let out = kubectl(
-        cp.kubeconfig_path(),
-        &[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "-f",
-            &file,
-        ],
-    )
-    .map_err(|e| e.to_string())?;
-    if !out.success {
-        return Err(out.stderr);
-    }
-    // Discovery of new kinds lags Established by a moment; wait until kubectl sees them.
-    let start = Instant::now();
-    loop {
-        let out = kubectl(
-            cp.kubeconfig_path(),
-            &["api-resources", "--api-group=fl.fedsky.dev", "-o", "name"],
-        )
-        .map_err(|e| e.to_string())?;
-        if out.stdout.lines().count() >= 4 {
-            return Ok(());
-        }
-        if start.elapsed() > Duration::from_secs(60) {
-            return Err(format!("fedsky kinds not in discovery: {}", out.stdout));
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    cp.install_fedsky_crds().map_err(|e| e.to_string())
 }
 
 /// Runs kubectl against the hub, panicking only if kubectl itself cannot run.

@@ -1,1 +1,20 @@
-//! fedsky
+//! The fedsky operator.
+//!
+//! Controllers follow one shape: `mod.rs` wires reconcile and error policy, pure modules
+//! compute desired state and status, and a thin layer applies them with server-side apply.
+
+pub mod clusters;
+pub mod context;
+pub mod controllers;
+pub mod error;
+pub mod http;
+pub mod leader;
+pub mod metrics;
+pub mod run;
+pub mod telemetry;
+
+pub use context::Context;
+pub use error::Error;
+
+/// Field manager for every server-side apply fedsky makes.
+pub const FIELD_MANAGER: &str = "fedsky-operator";

@@ -1,0 +1,174 @@
+//! The member-cluster registry: one client per MemberCluster, built from the kubeconfig in
+//! its Secret and rebuilt when that Secret changes (rotation needs no restart).
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+/// Why a member cluster cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// The referenced Secret does not exist.
+    #[error("Secret {namespace}/{name} not found")]
+    SecretMissing {
+        /// Namespace of the Secret.
+        namespace: String,
+        /// Name of the Secret.
+        name: String,
+    },
+    /// The Secret lacks the key.
+    #[error("Secret {namespace}/{name} has no key {key:?}")]
+    KeyMissing {
+        /// Namespace of the Secret.
+        namespace: String,
+        /// Name of the Secret.
+        name: String,
+        /// The key looked for.
+        key: String,
+    },
+    /// The kubeconfig in the Secret does not parse or lacks a usable context.
+    #[error("kubeconfig in Secret {secret} is invalid: {reason}")]
+    InvalidKubeconfig {
+        /// `namespace/name` of the Secret.
+        secret: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The member's API server did not answer in time or refused us.
+    #[error("member cluster {cluster} unreachable: {reason}")]
+    Unreachable {
+        /// MemberCluster name.
+        cluster: String,
+        /// The error from the probe.
+        reason: String,
+    },
+    /// No client is registered for the named MemberCluster yet.
+    #[error("member cluster {0} is not registered (not Ready yet?)")]
+    NotRegistered(String),
+}
+
+impl ClusterError {
+    /// Short label for metrics and Event reasons.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Self::SecretMissing { .. } => "KubeconfigSecretMissing",
+            Self::KeyMissing { .. } => "KubeconfigKeyMissing",
+            Self::InvalidKubeconfig { .. } => "KubeconfigInvalid",
+            Self::Unreachable { .. } => "ClusterUnreachable",
+            Self::NotRegistered(_) => "ClusterNotRegistered",
+        }
+    }
+
+    /// Errors the user must fix (as opposed to transient ones).
+    pub fn is_user_error(&self) -> bool {
+        matches!(
+            self,
+            Self::SecretMissing { .. } | Self::KeyMissing { .. } | Self::InvalidKubeconfig { .. }
+        )
+    }
+}
+
+#[derive(Clone)]
+struct Entry {
+    client: kube::Client,
+    /// `resourceVersion` of the Secret the client was built from.
+    secret_version: String,
+}
+
+/// Clients of member clusters by MemberCluster name.
+#[derive(Clone, Default)]
+pub struct ClusterRegistry {
+    inner: Arc<RwLock<HashMap<String, Entry>>>,
+}
+
+impl std::fmt::Debug for ClusterRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<String> = self
+            .inner
+            .read()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        f.debug_struct("ClusterRegistry")
+            .field("clusters", &names)
+            .finish()
+    }
+}
+
+/// How long a probe or member API call may take before the cluster counts as unreachable.
+pub const MEMBER_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl ClusterRegistry {
+    /// The client for a member cluster, if registered.
+    pub fn get(&self, cluster: &str) -> Result<kube::Client, ClusterError> {
+        self.inner
+            .read()
+            .ok()
+            .and_then(|m| m.get(cluster).map(|e| e.client.clone()))
+            .ok_or_else(|| ClusterError::NotRegistered(cluster.to_string()))
+    }
+
+    /// The client for `cluster`, built from `secret[key]` unless one built from the same
+    /// Secret version exists.
+    pub async fn client_for(
+        &self,
+        cluster: &str,
+        secret: &Secret,
+        key: &str,
+    ) -> Result<kube::Client, ClusterError> {
+        let version = secret.metadata.resource_version.clone().unwrap_or_default();
+        if let Some(e) = self.inner.read().ok().and_then(|m| m.get(cluster).cloned())
+            && e.secret_version == version
+        {
+            return Ok(e.client);
+        }
+        let client = client_from_secret(secret, key).await?;
+        if let Ok(mut m) = self.inner.write() {
+            m.insert(
+                cluster.to_string(),
+                Entry {
+                    client: client.clone(),
+                    secret_version: version,
+                },
+            );
+        }
+        Ok(client)
+    }
+
+    /// Forgets a member cluster (its MemberCluster was deleted).
+    pub fn remove(&self, cluster: &str) {
+        if let Ok(mut m) = self.inner.write() {
+            m.remove(cluster);
+        }
+    }
+}
+
+async fn client_from_secret(secret: &Secret, key: &str) -> Result<kube::Client, ClusterError> {
+    let ns = secret.metadata.namespace.clone().unwrap_or_default();
+    let name = secret.metadata.name.clone().unwrap_or_default();
+    let bytes = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .map(|b| b.0.clone())
+        .ok_or_else(|| ClusterError::KeyMissing {
+            namespace: ns.clone(),
+            name: name.clone(),
+            key: key.into(),
+        })?;
+    let invalid = |reason: String| ClusterError::InvalidKubeconfig {
+        secret: format!("{ns}/{name}"),
+        reason,
+    };
+    let text = String::from_utf8(bytes).map_err(|e| invalid(format!("not UTF-8: {e}")))?;
+    let kubeconfig = Kubeconfig::from_yaml(&text).map_err(|e| invalid(e.to_string()))?;
+    let mut config =
+        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .map_err(|e| invalid(e.to_string()))?;
+    config.connect_timeout = Some(MEMBER_TIMEOUT);
+    config.read_timeout = Some(MEMBER_TIMEOUT);
+    config.write_timeout = Some(MEMBER_TIMEOUT);
+    kube::Client::try_from(config).map_err(|e| invalid(e.to_string()))
+}

@@ -1,0 +1,152 @@
+//! MemberCluster controller: builds a client from the kubeconfig Secret, probes the
+//! member's API server (version, nodes) and reports reachability in status. An
+//! unreachable cluster turns `Ready` false with the error and recovers by itself on a
+//! later probe; a rotated Secret is picked up at the next probe without a restart.
+
+mod probe;
+pub mod status;
+
+use crate::clusters::ClusterError;
+use crate::{Context, Error, FIELD_MANAGER};
+use fedsky_crds::MemberCluster;
+use fedsky_crds::member_cluster::MemberClusterStatus;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Name used in metrics and logs.
+pub const CONTROLLER: &str = "membercluster";
+/// Default seconds between probes.
+pub const DEFAULT_PROBE_INTERVAL: u64 = 30;
+
+/// Runs the controller until the stream ends.
+pub async fn run(ctx: Arc<Context>) {
+    let api: Api<MemberCluster> = Api::all(ctx.client.clone());
+    Controller::new(api, watcher::Config::default())
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|_| futures::future::ready(()))
+        .await;
+}
+
+#[tracing::instrument(skip_all, fields(membercluster = %mc.name_any()))]
+async fn reconcile(mc: Arc<MemberCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let start = Instant::now();
+    let outcome = probe_member(&mc, &ctx).await;
+    let prev = mc.status.clone().unwrap_or_default();
+    let next = status::compute(&prev, &outcome, mc.metadata.generation, Timestamp::now());
+    patch_status(&ctx, &mc, &next).await?;
+    publish_transition(&ctx, &mc, &prev, &next, &outcome).await;
+
+    let result = if outcome.is_ok() {
+        "success"
+    } else {
+        "requeue"
+    };
+    ctx.metrics
+        .reconciled(CONTROLLER, result, Some(start.elapsed()));
+    if let Err(e) = &outcome {
+        ctx.metrics.error(CONTROLLER, e.category());
+        tracing::info!(error = %e, "member cluster not ready");
+    }
+    let every = mc
+        .spec
+        .probe_interval_seconds
+        .map_or(DEFAULT_PROBE_INTERVAL, |s| {
+            u64::try_from(s).unwrap_or(DEFAULT_PROBE_INTERVAL)
+        });
+    Ok(Action::requeue(Duration::from_secs(every)))
+}
+
+// kube's Controller fixes this signature (Arcs by value).
+#[allow(clippy::needless_pass_by_value)]
+fn error_policy(mc: Arc<MemberCluster>, error: &Error, ctx: Arc<Context>) -> Action {
+    tracing::warn!(membercluster = %mc.name_any(), %error, "reconcile failed");
+    ctx.metrics.error(CONTROLLER, error.category());
+    ctx.metrics.reconciled(CONTROLLER, "error", None);
+    error
+        .retry_after()
+        .map_or_else(Action::await_change, Action::requeue)
+}
+
+async fn probe_member(mc: &MemberCluster, ctx: &Context) -> Result<probe::Probe, ClusterError> {
+    let r = &mc.spec.kubeconfig_secret_ref;
+    let namespace = r.namespace.clone().unwrap_or_default();
+    let key = r.key.clone().unwrap_or_else(|| "kubeconfig".into());
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+    let secret = secrets
+        .get_opt(&r.name)
+        .await
+        .map_err(|e| ClusterError::Unreachable {
+            cluster: "hub".into(),
+            reason: e.to_string(),
+        })?
+        .ok_or_else(|| ClusterError::SecretMissing {
+            namespace: namespace.clone(),
+            name: r.name.clone(),
+        })?;
+    let client = ctx
+        .clusters
+        .client_for(&mc.name_any(), &secret, &key)
+        .await?;
+    probe::probe(&mc.name_any(), &client).await
+}
+
+async fn patch_status(
+    ctx: &Context,
+    mc: &MemberCluster,
+    status: &MemberClusterStatus,
+) -> Result<(), Error> {
+    let api: Api<MemberCluster> = Api::all(ctx.client.clone());
+    let patch = serde_json::json!({
+        "apiVersion": "fl.fedsky.dev/v1alpha1",
+        "kind": "MemberCluster",
+        "status": status,
+    });
+    api.patch_status(
+        &mc.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn publish_transition(
+    ctx: &Context,
+    mc: &MemberCluster,
+    prev: &MemberClusterStatus,
+    next: &MemberClusterStatus,
+    outcome: &Result<probe::Probe, ClusterError>,
+) {
+    let Some((reachable, reason)) = status::ready_transition(prev, next) else {
+        return;
+    };
+    let event = Event {
+        type_: if reachable {
+            EventType::Normal
+        } else {
+            EventType::Warning
+        },
+        reason: reason.to_string(),
+        note: Some(match outcome {
+            Ok(p) => format!(
+                "reachable: {} with {} nodes ({} ready)",
+                p.version, p.nodes, p.ready_nodes
+            ),
+            Err(e) => e.to_string(),
+        }),
+        action: "Probe".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &mc.object_ref(&())).await {
+        tracing::warn!(error = %e, "cannot publish event");
+    }
+}

@@ -1,0 +1,42 @@
+//! The operator's top-level error: one variant per cause, with a category for metrics
+//! labels and Event reasons.
+
+use std::time::Duration;
+
+/// Anything a reconcile can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A call to the hub's API server failed.
+    #[error("hub API: {0}")]
+    Kube(#[from] kube::Error),
+    /// A member cluster could not be reached or used.
+    #[error(transparent)]
+    Cluster(#[from] crate::clusters::ClusterError),
+    /// The object's spec cannot be acted on until the user changes it.
+    #[error("invalid spec: {0}")]
+    InvalidSpec(String),
+    /// Status could not be serialised (a bug).
+    #[error("serialising status: {0}")]
+    Serialize(#[from] serde_json::Error),
+}
+
+impl Error {
+    /// Short label for metrics and Event reasons.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Self::Kube(_) => "HubApiError",
+            Self::Cluster(e) => e.category(),
+            Self::InvalidSpec(_) => "InvalidSpec",
+            Self::Serialize(_) => "InternalError",
+        }
+    }
+
+    /// How soon to retry: user errors wait for a change (a watch event re-triggers),
+    /// transient ones retry quickly.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::InvalidSpec(_) => None,
+            _ => Some(Duration::from_secs(5)),
+        }
+    }
+}
