@@ -3,6 +3,7 @@
 //! Controllers follow one shape: `mod.rs` wires reconcile and error policy, pure modules
 //! compute desired state and status, and a thin layer applies them with server-side apply.
 
+pub mod capacity;
 pub mod clusters;
 pub mod context;
 pub mod controllers;
@@ -10,6 +11,8 @@ pub mod error;
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod orchestrator;
+pub mod quantity;
 pub mod run;
 pub mod telemetry;
 

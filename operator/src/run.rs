@@ -86,7 +86,10 @@ async fn lost(leading: &mut tokio::sync::watch::Receiver<bool>) {
 }
 
 async fn controllers_forever(ctx: Arc<Context>) {
-    controllers::member_cluster::run(ctx).await;
+    tokio::join!(
+        controllers::member_cluster::run(ctx.clone()),
+        controllers::participant_pool::run(ctx),
+    );
 }
 
 /// Default lease timings: a standby takes over within 15 s of the leader vanishing.

@@ -10,6 +10,11 @@
 //! - [`solve()`]: picks one of them ([`SolverChoice`]) and says why.
 //! - [`indicators`]: hypervolume (exact, 1–3 objectives), IGD, IGD+.
 //! - [`problems`]: ZDT1/2/3/6, DTLZ2, BNH, TNK, OSY with their true fronts.
+//! - [`catalog`]: the cloud catalog (regions, prices, egress, the
+//!   inter-region network matrix), the shipped one and user overlays.
+//! - [`model`]: the aggregator placement model over a catalog, its exact
+//!   front by decomposition, and [`solve_placement`] with the pick by cost
+//!   weight and the binding constraint when nothing is feasible.
 //!
 //! ```
 //! use fedsky_placement::{Problem, SolverChoice, SolverKind, Variable, solve};
@@ -36,10 +41,12 @@
 //! # Ok::<(), fedsky_placement::PlacementError>(())
 //! ```
 
+pub mod catalog;
 mod error;
 mod exact;
 mod format;
 pub mod indicators;
+pub mod model;
 pub mod nsga2;
 mod pareto;
 mod problem;
@@ -52,3 +59,8 @@ pub use nsga2::{MAX_POPULATION, Nsga2Result, Nsga2Settings, nsga2};
 pub use pareto::{constrained_dominates, dominates, pareto_filter};
 pub use problem::{Problem, Solution, Variable, candidate_count, choice};
 pub use solve::{Solved, SolverChoice, SolverKind, solve};
+
+pub use catalog::{Catalog, CatalogError, CatalogOverlay};
+pub use model::{
+    ModelError, PlacementInput, PlacementModel, PlacementOutcome, PlacementSolver, solve_placement,
+};

@@ -71,6 +71,13 @@ pub trait Problem: Sync {
     /// Writes the `m` objective values and the `k` constraint values of `x`.
     /// Both slices arrive with the declared lengths.
     fn evaluate(&self, x: &[f64], objectives: &mut [f64], constraints: &mut [f64]);
+
+    /// Moves a new point `x` to one that is at least as good in every
+    /// objective and constraint (a problem-specific local improvement).
+    /// NSGA-II calls it on every point it creates, before duplicate
+    /// elimination and evaluation; genes must stay within their domains.
+    /// The default leaves `x` as it is. Must be deterministic.
+    fn repair(&self, _x: &mut [f64]) {}
 }
 
 /// An evaluated point of the decision space.

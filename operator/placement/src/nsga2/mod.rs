@@ -162,12 +162,19 @@ pub fn nsga2<P: Problem + ?Sized>(
     };
     let mut rng = ChaCha8Rng::seed_from_u64(settings.seed);
 
-    let initial = initial_points(variables, n, settings.eliminate_duplicates, &mut rng);
+    let repair = |x: &mut Vec<f64>| problem.repair(x);
+    let initial = initial_points(
+        variables,
+        n,
+        settings.eliminate_duplicates,
+        &mut rng,
+        &repair,
+    );
     let mut evaluations = initial.len() as u64;
     let mut population = Ranked::survive(evaluate_all(problem, initial), n);
 
     for _ in 0..settings.generations {
-        let children = population.offspring(variables, &op, n, settings, &mut rng);
+        let children = population.offspring(variables, &op, n, settings, &mut rng, &repair);
         evaluations += children.len() as u64;
         let mut merged = std::mem::take(&mut population.members);
         merged.extend(evaluate_all(problem, children));
@@ -241,6 +248,7 @@ impl Ranked {
         n: usize,
         settings: &Nsga2Settings,
         rng: &mut ChaCha8Rng,
+        repair: &impl Fn(&mut Vec<f64>),
     ) -> Vec<Vec<f64>> {
         let size = self.members.len();
         let mut seen: Option<BTreeSet<Vec<u64>>> = settings
@@ -277,7 +285,8 @@ impl Ranked {
                 op,
                 rng,
             );
-            for child in [c1, c2] {
+            for mut child in [c1, c2] {
+                repair(&mut child);
                 let fresh = seen.as_mut().is_none_or(|s| s.insert(key(&child)));
                 if fresh && children.len() < n {
                     children.push(child);
@@ -295,6 +304,7 @@ fn initial_points(
     n: usize,
     eliminate_duplicates: bool,
     rng: &mut ChaCha8Rng,
+    repair: &impl Fn(&mut Vec<f64>),
 ) -> Vec<Vec<f64>> {
     let mut seen = BTreeSet::new();
     let mut points = Vec::with_capacity(n);
@@ -307,7 +317,8 @@ fn initial_points(
         if points.len() >= n {
             break;
         }
-        let x: Vec<f64> = variables.iter().map(|v| sample(v, rng)).collect();
+        let mut x: Vec<f64> = variables.iter().map(|v| sample(v, rng)).collect();
+        repair(&mut x);
         if !eliminate_duplicates || seen.insert(key(&x)) {
             points.push(x);
         }

@@ -27,6 +27,47 @@ pub(crate) struct Variation {
     pub mutation_prob: f64,
 }
 
+/// `x^y` as the operators need it, the same bits on every platform and
+/// several times faster than a general `pow`, which dominated NSGA-II's run
+/// time: integer exponents (`eta + 1` for the usual integer `eta`) by
+/// repeated squaring, roots `1/2^k` by `k` square roots (both IEEE-exact
+/// steps), other roots `1/n` by `exp(ln x / n)`, anything else by `libm::pow`.
+pub(crate) fn power(x: f64, y: f64) -> f64 {
+    if y.fract() == 0.0 && y.abs() <= 64.0 {
+        let p = integer_power(x, y.abs() as u32);
+        return if y < 0.0 { 1.0 / p } else { p };
+    }
+    let n = (1.0 / y).round();
+    if n >= 2.0 && n <= 64.0 && 1.0 / n == y && x >= 0.0 {
+        let n = n as u32;
+        if n.is_power_of_two() {
+            let mut r = x;
+            for _ in 0..n.trailing_zeros() {
+                r = r.sqrt();
+            }
+            return r;
+        }
+        return if x == 0.0 {
+            0.0
+        } else {
+            libm::exp(libm::log(x) / f64::from(n))
+        };
+    }
+    libm::pow(x, y)
+}
+
+fn integer_power(mut base: f64, mut exponent: u32) -> f64 {
+    let mut result = 1.0;
+    while exponent > 0 {
+        if exponent & 1 == 1 {
+            result *= base;
+        }
+        base *= base;
+        exponent >>= 1;
+    }
+    result
+}
+
 /// Binary tournament: lower rank wins, then larger crowding distance, then a
 /// fair coin.
 pub(crate) fn tournament(
@@ -102,11 +143,11 @@ fn sbx_pair(x1: f64, x2: f64, lower: f64, upper: f64, eta: f64, rng: &mut impl R
     let u = rng.random::<f64>();
     let exponent = 1.0 / (eta + 1.0);
     let betaq = |beta: f64| {
-        let alpha = 2.0 - libm::pow(beta, -(eta + 1.0));
+        let alpha = 2.0 - power(beta, -(eta + 1.0));
         if u <= 1.0 / alpha {
-            libm::pow(u * alpha, exponent)
+            power(u * alpha, exponent)
         } else {
-            libm::pow(1.0 / (2.0 - u * alpha), exponent)
+            power(1.0 / (2.0 - u * alpha), exponent)
         }
     };
     let c1 = 0.5 * ((y1 + y2) - betaq(1.0 + 2.0 * (y1 - lower) / delta) * delta);
@@ -156,11 +197,11 @@ fn polynomial_mutation(x: f64, lower: f64, upper: f64, eta: f64, rng: &mut impl 
     let exponent = 1.0 / (eta + 1.0);
     let u = rng.random::<f64>();
     let deltaq = if u <= 0.5 {
-        let val = 2.0 * u + (1.0 - 2.0 * u) * libm::pow(1.0 - delta1, eta + 1.0);
-        libm::pow(val, exponent) - 1.0
+        let val = 2.0 * u + (1.0 - 2.0 * u) * power(1.0 - delta1, eta + 1.0);
+        power(val, exponent) - 1.0
     } else {
-        let val = 2.0 * (1.0 - u) + 2.0 * (u - 0.5) * libm::pow(1.0 - delta2, eta + 1.0);
-        1.0 - libm::pow(val, exponent)
+        let val = 2.0 * (1.0 - u) + 2.0 * (u - 0.5) * power(1.0 - delta2, eta + 1.0);
+        1.0 - power(val, exponent)
     };
     (x + deltaq * span).clamp(lower, upper)
 }
@@ -221,6 +262,24 @@ mod tests {
             let (c1, c2) = sbx_pair(0.4, 0.6, -1e6, 1e6, 15.0, &mut rng);
             assert!((c1 + c2 - 1.0).abs() < 1e-6, "{c1} {c2}");
         }
+    }
+
+    #[test]
+    fn power_agrees_with_libm() {
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        for _ in 0..10_000 {
+            let x: f64 = rng.random_range(0.0..4.0);
+            for y in [16.0, -16.0, 21.0, 1.0 / 16.0, 1.0 / 21.0, 0.37, 2.5, 0.0] {
+                let (got, want) = (power(x, y), libm::pow(x, y));
+                let tolerance = 1e-13 * want.abs().max(f64::MIN_POSITIVE);
+                assert!(
+                    (got - want).abs() <= tolerance || got == want,
+                    "{x}^{y}: {got} vs {want}"
+                );
+            }
+        }
+        assert_eq!(power(0.0, 1.0 / 21.0), 0.0);
+        assert_eq!(power(0.0, -16.0), f64::INFINITY);
     }
 
     #[test]

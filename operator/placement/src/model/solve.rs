@@ -1,0 +1,438 @@
+//! Solving a placement model: the front, the pick by cost weight, and why
+//! nothing is feasible when that happens.
+
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use super::decompose::{Decision, exact_front, sort_and_dedup};
+use super::{ModelError, PlacementModel};
+use crate::exact::exact;
+use crate::format::{count, space_size};
+use crate::nsga2::{Nsga2Settings, nsga2};
+use crate::problem::{Solution, choice};
+use crate::solve::SolverKind;
+
+/// Which solver a placement uses.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PlacementSolver {
+    /// The exact front by decomposition, for any space size (the placement
+    /// model is always decomposable, so exact is always affordable).
+    Auto,
+    /// Same as `Auto`; named for users who ask for exactness explicitly.
+    Exact,
+    /// Evaluate every decision (brute force); fails above `max_candidates`.
+    /// For checking the decomposition and for benchmarks.
+    Enumerate {
+        /// Largest space to enumerate.
+        max_candidates: u64,
+    },
+    /// NSGA-II with these settings.
+    Nsga2(Nsga2Settings),
+}
+
+/// What a placement solve found.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlacementOutcome {
+    /// Version of the catalog used.
+    pub catalog_version: String,
+    /// The solver that produced the front.
+    pub solver: SolverKind,
+    /// How it solved and why that solver.
+    pub reason: String,
+    /// Evaluations: whole decisions (enumeration, NSGA-II) or per-site
+    /// terms (decomposition).
+    pub evaluations: u64,
+    /// NSGA-II generations; 0 for the exact solvers.
+    pub generations: usize,
+    /// Wall time of the solve in milliseconds.
+    pub solve_time_ms: f64,
+    /// Aggregator candidates after all filters.
+    pub aggregator_candidates: usize,
+    /// Decisions in the space (aggregators × flavour combinations), as a
+    /// float because it can exceed every integer type JSON readers know.
+    pub space_size: f64,
+    /// Memory the aggregator needs, in GiB.
+    pub memory_needed_gib: f64,
+    /// The feasible Pareto front, cheapest first.
+    pub front: Vec<PlacementPoint>,
+    /// Index in `front` of the point picked by the cost weight.
+    pub selected: Option<usize>,
+    /// Why nothing is feasible, when the front is empty.
+    pub infeasibility: Option<Infeasibility>,
+}
+
+impl PlacementOutcome {
+    /// The picked point.
+    pub fn selected_point(&self) -> Option<&PlacementPoint> {
+        self.selected.and_then(|i| self.front.get(i))
+    }
+}
+
+/// One placement and its objective values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlacementPoint {
+    /// Cloud of the aggregator.
+    pub cloud: String,
+    /// Region of the aggregator.
+    pub region: String,
+    /// Instance type of the aggregator.
+    pub instance_type: String,
+    /// Its on-demand price in USD per hour.
+    pub hourly_usd: f64,
+    /// Predicted monthly cost in USD.
+    pub monthly_cost: f64,
+    /// Predicted round time in seconds.
+    pub round_time_seconds: f64,
+    /// The parts of the monthly cost.
+    pub cost: CostBreakdown,
+    /// Aggregation seconds per round (part of the round time).
+    pub aggregation_seconds: f64,
+    /// The site whose compute and transfers bound the round.
+    pub slowest_site: String,
+    /// Flavour per site.
+    pub site_flavours: Vec<SiteFlavour>,
+}
+
+/// Monthly cost by part, in USD.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CostBreakdown {
+    /// Aggregator instance hours.
+    pub instance: f64,
+    /// Model traffic.
+    pub egress: f64,
+    /// Participant flavours.
+    pub participants: f64,
+}
+
+/// The flavour a site trains on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SiteFlavour {
+    /// Site name.
+    pub site: String,
+    /// Flavour name (`default` for a site that declares none).
+    pub flavour: String,
+    /// Whether the site offers a choice (more than one flavour).
+    pub chosen: bool,
+}
+
+/// Which limit makes the placement infeasible.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum BindingConstraint {
+    /// `maxMonthlyCost` is below the cheapest candidate.
+    MaxMonthlyCost,
+    /// `maxRoundTimeSeconds` is below the fastest candidate.
+    MaxRoundTime,
+    /// Each limit alone excludes everything.
+    Both,
+    /// Each limit alone can be met, but not both at once.
+    Joint,
+    /// Feasible candidates exist but the heuristic solver found none.
+    SolverMissed,
+}
+
+/// Why no candidate is feasible.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Infeasibility {
+    /// The constraint that binds.
+    pub binding: BindingConstraint,
+    /// A sentence naming it with the numbers, e.g. `maxMonthlyCost 10 USD
+    /// is below the cheapest candidate's 23.40 USD (aws eu-central-1 t3.micro)`.
+    pub message: String,
+}
+
+/// Solves the model and picks one point by the requirements' cost weight.
+pub fn solve_placement(
+    model: &PlacementModel,
+    solver: &PlacementSolver,
+) -> Result<PlacementOutcome, ModelError> {
+    let start = Instant::now();
+    let space = model.space_size();
+    let aggregators = model.aggregators.len();
+    let (kind, reason, decisions, evaluations, generations, mut unconstrained) = match solver {
+        PlacementSolver::Auto | PlacementSolver::Exact => {
+            let exact = exact_front(model);
+            let reason = format!(
+                "decomposition over {} aggregator candidates x {} site flavour terms \
+                 (space {} candidates): for a fixed aggregator and round-time bound each \
+                 site's cheapest adequate flavour is independent, so the front is exact",
+                count(aggregators as u128),
+                count(model.row_len() as u128),
+                space_size(space)
+            );
+            let feasible = feasible_decisions(model, &exact.decisions, &exact.objectives);
+            (
+                SolverKind::Exact,
+                reason,
+                feasible,
+                exact.evaluations,
+                0,
+                Some(exact),
+            )
+        }
+        PlacementSolver::Enumerate { max_candidates } => {
+            let result = exact(model, *max_candidates)?;
+            let reason = format!(
+                "enumerated all {} candidates (limit {})",
+                space_size(space),
+                count(u128::from(*max_candidates))
+            );
+            (
+                SolverKind::Exact,
+                reason,
+                decisions_of(model, &result.front),
+                result.evaluations,
+                0,
+                None,
+            )
+        }
+        PlacementSolver::Nsga2(settings) => {
+            let result = nsga2(model, settings)?;
+            let reason = format!(
+                "requested (population {}, {} generations, seed {}) over {} candidates",
+                settings.population,
+                result.generations,
+                settings.seed,
+                space_size(space)
+            );
+            (
+                SolverKind::Nsga2,
+                reason,
+                decisions_of(model, &result.front),
+                result.evaluations,
+                result.generations,
+                None,
+            )
+        }
+    };
+
+    let mut front: Vec<(Decision, [f64; 2])> = decisions
+        .into_iter()
+        .map(|d| {
+            let o = model.objectives(d.0, &d.1);
+            (d, [o.monthly_cost, o.round_time])
+        })
+        .collect();
+    sort_and_dedup(&mut front);
+    let points: Vec<PlacementPoint> = front.iter().map(|(d, _)| point(model, d)).collect();
+    let selected = pick(&points, model.requirements.cost_weight);
+    let infeasibility = if points.is_empty() {
+        let exact = unconstrained.get_or_insert_with(|| exact_front(model));
+        Some(explain(model, exact, kind))
+    } else {
+        None
+    };
+    Ok(PlacementOutcome {
+        catalog_version: model.catalog_version.clone(),
+        solver: kind,
+        reason,
+        evaluations,
+        generations,
+        solve_time_ms: start.elapsed().as_secs_f64() * 1000.0,
+        aggregator_candidates: aggregators,
+        space_size: space.map_or(f64::INFINITY, |n| n as f64),
+        memory_needed_gib: model.memory_needed_gib,
+        front: points,
+        selected,
+        infeasibility,
+    })
+}
+
+fn within(model: &PlacementModel, o: &[f64; 2]) -> bool {
+    let r = &model.requirements;
+    r.max_monthly_cost.is_none_or(|m| o[0] <= m)
+        && r.max_round_time_seconds.is_none_or(|m| o[1] <= m)
+}
+
+/// The decisions of an unconstrained front that meet the limits: a point
+/// that dominates a feasible one is feasible too, so this is the exact
+/// constrained front.
+fn feasible_decisions(
+    model: &PlacementModel,
+    decisions: &[Decision],
+    objectives: &[[f64; 2]],
+) -> Vec<Decision> {
+    decisions
+        .iter()
+        .zip(objectives)
+        .filter(|(_, o)| within(model, o))
+        .map(|(d, _)| d.clone())
+        .collect()
+}
+
+/// The feasible solutions of a generic solver's front, as decisions.
+fn decisions_of(model: &PlacementModel, front: &[Solution]) -> Vec<Decision> {
+    front
+        .iter()
+        .filter(|s| s.is_feasible())
+        .map(|s| {
+            let a = choice(s.variables[0]).min(model.aggregators.len().saturating_sub(1));
+            (a, model.flavours_of(&s.variables))
+        })
+        .collect()
+}
+
+fn point(model: &PlacementModel, (a, flavours): &Decision) -> PlacementPoint {
+    let o = model.objectives(*a, flavours);
+    let agg = &model.aggregators[*a];
+    PlacementPoint {
+        cloud: agg.cloud.clone(),
+        region: agg.region.clone(),
+        instance_type: agg.instance_type.clone(),
+        hourly_usd: agg.hourly_usd,
+        monthly_cost: o.monthly_cost,
+        round_time_seconds: o.round_time,
+        cost: CostBreakdown {
+            instance: o.instance,
+            egress: o.egress,
+            participants: o.participants,
+        },
+        aggregation_seconds: o.aggregation,
+        slowest_site: model.sites[o.slowest_site].name.clone(),
+        site_flavours: model
+            .sites
+            .iter()
+            .zip(flavours)
+            .map(|(site, &f)| SiteFlavour {
+                site: site.name.clone(),
+                flavour: site.flavours[f].name.clone(),
+                chosen: site.flavours.len() > 1,
+            })
+            .collect(),
+    }
+}
+
+/// Index of the point minimising `w · cost' + (1 − w) · time'`, with both
+/// objectives normalised to [0, 1] over the front; ties go to the cheaper.
+pub(crate) fn pick(points: &[PlacementPoint], cost_weight: f64) -> Option<usize> {
+    let (cmin, cmax) = range(points.iter().map(|p| p.monthly_cost))?;
+    let (tmin, tmax) = range(points.iter().map(|p| p.round_time_seconds))?;
+    let norm = |v: f64, lo: f64, hi: f64| if hi > lo { (v - lo) / (hi - lo) } else { 0.0 };
+    let score = |p: &PlacementPoint| {
+        cost_weight * norm(p.monthly_cost, cmin, cmax)
+            + (1.0 - cost_weight) * norm(p.round_time_seconds, tmin, tmax)
+    };
+    // The front is sorted cheapest first, so the first minimum is the cheaper.
+    let mut best: Option<(usize, f64)> = None;
+    for (i, p) in points.iter().enumerate() {
+        let s = score(p);
+        if best.is_none_or(|(_, b)| s < b) {
+            best = Some((i, s));
+        }
+    }
+    best.map(|(i, _)| i)
+}
+
+fn range(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
+    values.fold(None, |acc, v| match acc {
+        None => Some((v, v)),
+        Some((lo, hi)) => Some((lo.min(v), hi.max(v))),
+    })
+}
+
+fn describe(model: &PlacementModel, d: &Decision) -> String {
+    let agg = &model.aggregators[d.0];
+    format!("{} {} {}", agg.cloud, agg.region, agg.instance_type)
+}
+
+/// Names the binding constraint from the exact unconstrained front, whose
+/// first point is the cheapest candidate and last point the fastest.
+fn explain(
+    model: &PlacementModel,
+    exact: &super::decompose::DecomposedFront,
+    solver: SolverKind,
+) -> Infeasibility {
+    let r = &model.requirements;
+    let (Some(cheapest), Some(fastest)) = (exact.objectives.first(), exact.objectives.last())
+    else {
+        return Infeasibility {
+            binding: BindingConstraint::Joint,
+            message: "the model has no candidate to evaluate".into(),
+        };
+    };
+    let cheapest_at = describe(model, &exact.decisions[0]);
+    let fastest_at = describe(model, &exact.decisions[exact.decisions.len() - 1]);
+    let cost_msg = r.max_monthly_cost.filter(|&m| m < cheapest[0]).map(|m| {
+        format!(
+            "maxMonthlyCost {m} USD is below the cheapest candidate's {:.2} USD ({cheapest_at})",
+            cheapest[0]
+        )
+    });
+    let time_msg = r
+        .max_round_time_seconds
+        .filter(|&m| m < fastest[1])
+        .map(|m| {
+            format!(
+                "maxRoundTimeSeconds {m} s is below the fastest candidate's {:.2} s ({fastest_at})",
+                fastest[1]
+            )
+        });
+    match (cost_msg, time_msg) {
+        (Some(c), Some(t)) => Infeasibility {
+            binding: BindingConstraint::Both,
+            message: format!("{c}; and {t}"),
+        },
+        (Some(c), None) => Infeasibility {
+            binding: BindingConstraint::MaxMonthlyCost,
+            message: c,
+        },
+        (None, Some(t)) => Infeasibility {
+            binding: BindingConstraint::MaxRoundTime,
+            message: t,
+        },
+        (None, None) => {
+            if exact.objectives.iter().any(|o| within(model, o)) {
+                return Infeasibility {
+                    binding: BindingConstraint::SolverMissed,
+                    message: format!(
+                        "{solver:?} found no feasible candidate, but the exact solver finds {}; \
+                         use solver Auto or raise population/generations",
+                        exact.objectives.iter().filter(|o| within(model, o)).count()
+                    ),
+                };
+            }
+            // Both limits are set here, or one of them would have bound alone.
+            let max_cost = r.max_monthly_cost.unwrap_or(f64::INFINITY);
+            let max_time = r.max_round_time_seconds.unwrap_or(f64::INFINITY);
+            let in_time = exact
+                .objectives
+                .iter()
+                .zip(&exact.decisions)
+                .find(|(o, _)| o[1] <= max_time);
+            let in_cost = exact
+                .objectives
+                .iter()
+                .zip(&exact.decisions)
+                .rev()
+                .find(|(o, _)| o[0] <= max_cost);
+            let mut message = format!(
+                "maxMonthlyCost {max_cost} USD and maxRoundTimeSeconds {max_time} s cannot both hold"
+            );
+            if let Some((o, d)) = in_time {
+                message.push_str(&format!(
+                    ": the cheapest candidate within {max_time} s costs {:.2} USD ({})",
+                    o[0],
+                    describe(model, d)
+                ));
+            }
+            if let Some((o, d)) = in_cost {
+                message.push_str(&format!(
+                    ", and the fastest within {max_cost} USD takes {:.2} s ({})",
+                    o[1],
+                    describe(model, d)
+                ));
+            }
+            Infeasibility {
+                binding: BindingConstraint::Joint,
+                message,
+            }
+        }
+    }
+}

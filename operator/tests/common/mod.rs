@@ -1,0 +1,154 @@
+//! A hub running the operator in-process plus member clusters with kwok nodes, all real
+//! control planes on loopback.
+
+#![allow(dead_code)]
+
+use fedsky_e2e::{ControlPlane, Options};
+use fedsky_operator::run::{Settings, run};
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::api::{Api, PostParams};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+pub struct Fleet {
+    pub hub: ControlPlane,
+    pub hub_client: kube::Client,
+    pub members: Vec<(String, ControlPlane, kube::Client)>,
+    pub operator: tokio::task::JoinHandle<Result<(), fedsky_operator::run::RunError>>,
+}
+
+/// A node to register: name, labels, cpu, memory.
+pub type NodeSpec<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str, &'a str);
+
+/// Starts a hub (API server only, CRDs installed) and one full member control plane per
+/// entry, registers the nodes, creates kubeconfig Secrets and MemberClusters, and runs
+/// the operator against the hub.
+pub async fn fleet(members: &[(&str, &str, &[NodeSpec<'_>])]) -> Fleet {
+    let names: Vec<String> = members.iter().map(|m| m.0.to_string()).collect();
+    let (hub, planes) = tokio::task::spawn_blocking(move || {
+        let hub = ControlPlane::start(&Options::api_only("hub")).expect("hub starts");
+        hub.install_fedsky_crds().expect("CRDs install");
+        let planes: Vec<ControlPlane> = names
+            .iter()
+            .map(|n| {
+                ControlPlane::start(&Options {
+                    scheduler: false,
+                    ..Options::full(n)
+                })
+                .expect("member starts")
+            })
+            .collect();
+        (hub, planes)
+    })
+    .await
+    .expect("start");
+    let hub_client = hub.client().await.expect("hub client");
+    let ns: Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "fedsky-system"}}))
+            .expect("ns");
+    Api::<Namespace>::all(hub_client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("namespace");
+
+    let mut out = Vec::new();
+    for ((name, region, nodes), plane) in members.iter().zip(planes) {
+        let client = plane.client().await.expect("member client");
+        for (node, labels, cpu, mem) in nodes.iter() {
+            let labels: BTreeMap<String, String> = labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            let cap = BTreeMap::from([
+                ("cpu".to_string(), cpu.to_string()),
+                ("memory".to_string(), mem.to_string()),
+            ]);
+            plane
+                .add_node(&client, node, labels, cap)
+                .await
+                .expect("node");
+        }
+        let secret: Secret = serde_json::from_value(serde_json::json!({
+            "metadata": { "name": format!("{name}-kubeconfig"), "namespace": "fedsky-system" },
+            "stringData": { "kubeconfig": plane.kubeconfig_yaml() }
+        }))
+        .expect("secret");
+        Api::<Secret>::namespaced(hub_client.clone(), "fedsky-system")
+            .create(&PostParams::default(), &secret)
+            .await
+            .expect("secret");
+        apply_json(
+            &hub_client,
+            serde_json::json!({
+                "apiVersion": "fl.fedsky.dev/v1alpha1",
+                "kind": "MemberCluster",
+                "metadata": { "name": name },
+                "spec": {
+                    "provider": "openstack", "region": region, "tier": "private", "probeIntervalSeconds": 5,
+                    "kubeconfigSecretRef": { "namespace": "fedsky-system", "name": format!("{name}-kubeconfig") }
+                }
+            }),
+        )
+        .await;
+        out.push((name.to_string(), plane, client));
+    }
+    let settings = Settings {
+        metrics_addr: "127.0.0.1:0".parse().expect("addr"),
+        election: None,
+    };
+    let operator = tokio::spawn(run(hub_client.clone(), settings));
+    Fleet {
+        hub,
+        hub_client,
+        members: out,
+        operator,
+    }
+}
+
+/// Creates any object from JSON through the dynamic API.
+pub async fn apply_json(client: &kube::Client, value: serde_json::Value) {
+    use kube::api::{DynamicObject, Patch, PatchParams};
+    use kube::discovery;
+    let obj: DynamicObject = serde_json::from_value(value).expect("object");
+    let gvk = obj
+        .types
+        .as_ref()
+        .map(|t| kube::core::GroupVersionKind::try_from(t).expect("gvk"))
+        .expect("types");
+    let (ar, caps) = discovery::pinned_kind(client, &gvk)
+        .await
+        .expect("discovery");
+    let name = obj.metadata.name.clone().expect("name");
+    let api: Api<DynamicObject> = match (caps.scope, obj.metadata.namespace.as_deref()) {
+        (discovery::Scope::Namespaced, Some(ns)) => Api::namespaced_with(client.clone(), ns, &ar),
+        _ => Api::all_with(client.clone(), &ar),
+    };
+    api.patch(
+        &name,
+        &PatchParams::apply("fedsky-test").force(),
+        &Patch::Apply(&obj),
+    )
+    .await
+    .expect("apply");
+}
+
+/// Polls `f` until it returns `Some`, failing after `secs` with `what` and the last debug.
+pub async fn eventually<T, F, Fut>(what: &str, secs: u64, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let start = Instant::now();
+    loop {
+        match f().await {
+            Ok(v) => return v,
+            Err(last) => {
+                assert!(
+                    start.elapsed() < Duration::from_secs(secs),
+                    "timed out waiting for {what}; last: {last}"
+                );
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
