@@ -19,9 +19,10 @@ lint:
 	$(CARGO) clippy --all-targets -- -D warnings
 
 ## generate: CRD YAML and the API reference from the Rust types
+# Written to a temporary file first so a failed build never truncates the committed file.
 generate:
-	$(CARGO) run -q -p fedsky-crds --bin crdgen > $(CRD_YAML)
-	$(CARGO) run -q -p fedsky-crds --bin apidoc > docs/api-reference.md
+	$(CARGO) run -q -p fedsky-crds --bin crdgen > $(CRD_YAML).tmp && mv $(CRD_YAML).tmp $(CRD_YAML)
+	$(CARGO) run -q -p fedsky-crds --bin apidoc > docs/api-reference.md.tmp && mv docs/api-reference.md.tmp docs/api-reference.md
 
 generate-check:
 	$(CARGO) run -q -p fedsky-crds --bin crdgen -- --check $(CRD_YAML)
@@ -35,3 +36,33 @@ control-plane:
 ## kwok on loopback), for every default member (the libtorch participant has its own recipe)
 tests: control-plane
 	FEDSKY_BIN_DIR="$$(./e2e/scripts/build-control-plane.sh)" $(CARGO) test --workspace --exclude fedsky-participant
+
+## participant-test / participant-lint / participant-build: the libtorch participant, which
+## is not a default member. libtorch comes from the venv's torch==2.11.0 wheel
+## (requirements-dev.txt): torch-sys asks the venv's python for it (LIBTORCH_USE_PYTORCH=1)
+## and LD_LIBRARY_PATH points at the wheel's lib directory at run time. The tests call
+## $(PYTHON) to export the reference TorchScript model.
+PARTICIPANT_VENV ?= $(CURDIR)/.venv
+PARTICIPANT_ENV = PATH="$(PARTICIPANT_VENV)/bin:$$PATH" LIBTORCH_USE_PYTORCH=1 \
+	PYTHON="$(PARTICIPANT_VENV)/bin/python" \
+	LD_LIBRARY_PATH="$$($(PARTICIPANT_VENV)/bin/python -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')$${LD_LIBRARY_PATH:+:$$LD_LIBRARY_PATH}"
+
+.PHONY: participant-build participant-test participant-lint
+
+participant-build:
+	$(PARTICIPANT_ENV) $(CARGO) build -p fedsky-participant --bins
+
+participant-test:
+	$(PARTICIPANT_ENV) $(CARGO) test -p fedsky-participant
+
+participant-lint:
+	$(CARGO) fmt -p fedsky-participant -- --check
+	$(PARTICIPANT_ENV) $(CARGO) clippy -p fedsky-participant --all-targets -- -D warnings
+
+## bench-placement: fedsky NSGA-II vs pymoo (venv .venv) and moors, placement spaces 1e4..1e10, the seed-result check
+.PHONY: bench-placement
+bench-placement:
+	test -x .venv/bin/python || python3 -m venv .venv
+	.venv/bin/python -c 'import pymoo' 2>/dev/null || .venv/bin/pip install -q pymoo
+	$(CARGO) run --release -q -p fedsky-placement --bin placement-bench -- all
+	$(CARGO) run --release -q --manifest-path operator/placement/bench/moors/Cargo.toml

@@ -464,6 +464,13 @@ pub struct FederatedJobStatus {
     /// Replacements started for failed participants so far.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replacements: Option<i32>,
+    /// Position of the orchestrator's circular queue, so a restart continues fairly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_cursor: Option<i64>,
+    /// Nodes whose participants failed recently; skipped until their cooldown passes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256))]
+    pub failure_marks: Vec<FailureMark>,
     /// When the job started running and when it finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Time>,
@@ -518,6 +525,20 @@ pub struct ParticipantState {
     /// Last heartbeat the aggregator saw.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_heartbeat: Option<Time>,
+}
+
+/// Recent participant failures on one node.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FailureMark {
+    /// Site of the node.
+    pub site: String,
+    /// Node name.
+    pub node: String,
+    /// Failures counted.
+    pub count: i32,
+    /// When the last failure was seen.
+    pub last_failure_time: Time,
 }
 
 /// Metrics of one round.

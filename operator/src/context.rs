@@ -16,6 +16,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// One client per member cluster.
     pub clusters: ClusterRegistry,
+    /// Images of the aggregator and participants.
+    pub images: crate::controllers::federated_job::build::Images,
 }
 
 impl std::fmt::Debug for Context {
@@ -34,6 +36,7 @@ impl Context {
         Arc::new(Self {
             recorder: Recorder::new(client.clone(), reporter),
             clusters: ClusterRegistry::default(),
+            images: Default::default(),
             client,
             metrics,
         })

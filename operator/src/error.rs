@@ -15,6 +15,9 @@ pub enum Error {
     /// The object's spec cannot be acted on until the user changes it.
     #[error("invalid spec: {0}")]
     InvalidSpec(String),
+    /// The finalizer helper failed (adding/removing the finalizer or the inner reconcile).
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
     /// Status could not be serialised (a bug).
     #[error("serialising status: {0}")]
     Serialize(#[from] serde_json::Error),
@@ -28,6 +31,11 @@ impl Error {
             Self::Cluster(e) => e.category(),
             Self::InvalidSpec(_) => "InvalidSpec",
             Self::Serialize(_) => "InternalError",
+            Self::Finalizer(e) => match e.as_ref() {
+                kube::runtime::finalizer::Error::ApplyFailed(inner)
+                | kube::runtime::finalizer::Error::CleanupFailed(inner) => inner.category(),
+                _ => "FinalizerError",
+            },
         }
     }
 

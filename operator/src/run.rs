@@ -88,7 +88,8 @@ async fn lost(leading: &mut tokio::sync::watch::Receiver<bool>) {
 async fn controllers_forever(ctx: Arc<Context>) {
     tokio::join!(
         controllers::member_cluster::run(ctx.clone()),
-        controllers::participant_pool::run(ctx),
+        controllers::participant_pool::run(ctx.clone()),
+        controllers::federated_job::run(ctx),
     );
 }
 

@@ -2,11 +2,11 @@
 //! region, instance type) plus, for each site that offers several, the
 //! flavour it trains on. Two objectives, both minimised:
 //!
-//! - **monthly cost** = instance hours × on-demand price
-//!   + rounds × Σ sites (model download priced at the aggregator region's
-//!   egress to the site + model upload priced at the site region's egress
-//!   to the aggregator, when sites' egress is charged)
-//!   + Σ sites flavour hours × flavour price;
+//! - **monthly cost** = instance hours × on-demand price, plus rounds × Σ
+//!   sites (model download priced at the aggregator region's egress to the
+//!   site, plus model upload priced at the site region's egress to the
+//!   aggregator when sites' egress is charged), plus Σ sites flavour hours
+//!   × flavour price;
 //! - **round time** = the slowest site's (local compute ÷ flavour speed +
 //!   download + upload) + aggregation time, where one transfer takes
 //!   `rttsPerTransfer` RTTs plus the model over `min(measured throughput,

@@ -263,13 +263,26 @@ fn objective_set(outcome: &PlacementOutcome) -> Vec<(f64, f64)> {
 fn decomposition_equals_brute_force_on_random_models() {
     let catalog = Catalog::builtin().expect("valid");
     let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let mut rich = 0;
     for trial in 0..12 {
-        let mut inp = random_input(&mut rng, 1 + trial % 4, 3);
-        if trial % 3 == 1 {
-            inp.requirements.max_round_time_seconds = Some(rng.random_range(20.0..40.0));
-        }
-        if trial % 3 == 2 {
-            inp.requirements.max_monthly_cost = Some(rng.random_range(50.0..200.0));
+        let mut inp = random_input(&mut rng, 2 + trial % 4, 4);
+        // Limits taken from the unconstrained front, so they cut it somewhere.
+        let free = solve_placement(
+            &PlacementModel::build(catalog, &inp).expect("builds"),
+            &PlacementSolver::Auto,
+        )
+        .expect("solves");
+        let mid = free.front[free.front.len() / 2].clone();
+        match trial % 4 {
+            1 => inp.requirements.max_round_time_seconds = Some(mid.round_time_seconds),
+            2 => inp.requirements.max_monthly_cost = Some(mid.monthly_cost),
+            3 if trial == 11 => {
+                // Each limit alone feasible, together not: a joint infeasibility.
+                inp.requirements.max_monthly_cost = Some(free.front[0].monthly_cost);
+                inp.requirements.max_round_time_seconds =
+                    Some(free.front[free.front.len() - 1].round_time_seconds);
+            }
+            _ => {}
         }
         let model = PlacementModel::build(catalog, &inp).expect("builds");
         let exact = solve_placement(&model, &PlacementSolver::Auto).expect("solves");
@@ -287,7 +300,13 @@ fn decomposition_equals_brute_force_on_random_models() {
         );
         assert_eq!(exact.infeasibility, brute.infeasibility, "trial {trial}");
         assert_eq!(exact.selected, brute.selected, "trial {trial}");
+        rich += usize::from(exact.front.len() > 3);
     }
+    // The comparison must not pass on trivial fronts only.
+    assert!(
+        rich >= 6,
+        "only {rich} trials had fronts of more than 3 points"
+    );
 }
 
 #[test]
@@ -307,13 +326,47 @@ fn nsga2_front_is_never_better_than_exact_and_is_deterministic() {
     let b = solve_placement(&model, &PlacementSolver::Nsga2(settings)).expect("solves");
     assert_eq!(objective_set(&a), objective_set(&b));
     assert_eq!(a.front, b.front);
+    let exact_points = objective_set(&exact);
     for p in objective_set(&a) {
+        let covered = exact_points
+            .iter()
+            .any(|q| *q == p || dominates(&[q.0, q.1], &[p.0, p.1]));
         assert!(
-            !objective_set(&exact)
-                .iter()
-                .all(|q| !(dominates(&[q.0, q.1], &[p.0, p.1]) || *q == p)),
+            covered,
             "NSGA-II point {p:?} is neither on nor behind the exact front"
         );
+    }
+}
+
+#[test]
+fn repair_never_worsens_a_decision() {
+    use crate::problem::Problem;
+    let catalog = Catalog::builtin().expect("valid");
+    let mut rng = ChaCha8Rng::seed_from_u64(8);
+    let model = PlacementModel::build(catalog, &random_input(&mut rng, 6, 4)).expect("builds");
+    let sizes: Vec<usize> = model
+        .variables()
+        .iter()
+        .map(|v| match v {
+            crate::problem::Variable::Categorical { choices } => *choices,
+            crate::problem::Variable::Real { .. } => 1,
+        })
+        .collect();
+    let (mut f0, mut f1, mut g) = ([0.0; 2], [0.0; 2], [0.0; 2]);
+    for _ in 0..500 {
+        let mut x: Vec<f64> = sizes
+            .iter()
+            .map(|&n| rng.random_range(0..n) as f64)
+            .collect();
+        model.evaluate(&x, &mut f0, &mut g);
+        let before = x.clone();
+        model.repair(&mut x);
+        model.evaluate(&x, &mut f1, &mut g);
+        assert_eq!(x[0], before[0], "the aggregator gene is kept");
+        assert!(f1[0] <= f0[0] && f1[1] <= f0[1], "{f0:?} -> {f1:?}");
+        let mut again = x.clone();
+        model.repair(&mut again);
+        assert_eq!(again, x, "repair is idempotent");
     }
 }
 

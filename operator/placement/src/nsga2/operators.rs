@@ -38,7 +38,7 @@ pub(crate) fn power(x: f64, y: f64) -> f64 {
         return if y < 0.0 { 1.0 / p } else { p };
     }
     let n = (1.0 / y).round();
-    if n >= 2.0 && n <= 64.0 && 1.0 / n == y && x >= 0.0 {
+    if (2.0..=64.0).contains(&n) && 1.0 / n == y && x >= 0.0 {
         let n = n as u32;
         if n.is_power_of_two() {
             let mut r = x;

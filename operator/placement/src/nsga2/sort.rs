@@ -20,11 +20,24 @@ pub fn non_dominated_sort(objectives: &[&[f64]], violations: &[f64]) -> Vec<Vec<
     let feasible_rows: Vec<&[f64]> = feasible.iter().map(|&i| objectives[i]).collect();
 
     let mut fronts: Vec<Vec<usize>> = Vec::new();
+    // Two objectives: a front's members, in lexicographic order, have
+    // non-increasing second objectives, so if any member dominates a later
+    // point the last one does (one that dominated it while the last did not
+    // would dominate the last too). One comparison per front instead of one
+    // per member.
+    let two_objectives = feasible_rows
+        .iter()
+        .all(|r| r.len() == 2 && !r.iter().any(|v| v.is_nan()));
     // ENS-SS: in lexicographic order a point can only be dominated by points
     // before it, so it joins the first front holding none that dominates it.
     for local in lex_order(&feasible_rows) {
         let row = feasible_rows[local];
         let target = fronts.iter().position(|front| {
+            if two_objectives {
+                return front
+                    .last()
+                    .is_none_or(|&last| !dominates(feasible_rows[last], row));
+            }
             // The newest members are the closest in order, so the likeliest
             // dominators: check them first.
             !front

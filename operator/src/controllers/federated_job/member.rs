@@ -1,0 +1,542 @@
+//! The side effects of a FederatedJob: the hub's token Secret and AggregatorPlacement, and
+//! server-side applies into member clusters. Decisions live in the pure modules.
+
+use super::build;
+use super::names::{self, AGGREGATOR_NAMESPACE, GRPC_PORT, HTTP_PORT};
+use super::participants::{self, Observed, Phase, Plan};
+use super::status::{AggregatorObs, PlacementObs, Progress};
+use super::validate::ValidJob;
+use crate::capacity::NodeView;
+use crate::clusters::{ClusterError, MEMBER_TIMEOUT};
+use crate::controllers::participant_pool::nodes::site_nodes;
+use crate::orchestrator::{Candidate, QueueState};
+use crate::{Context, Error, FIELD_MANAGER};
+use fedsky_crds::aggregator_placement::PlacementOption;
+use fedsky_crds::conditions;
+use fedsky_crds::federated_job::{ModelVersion, ParticipantState, RoundMetrics};
+use fedsky_crds::member_cluster::ClusterTier;
+use fedsky_crds::{AggregatorPlacement, FederatedJob, MemberCluster};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Secret, Service};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy};
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::fmt::Debug;
+
+/// Name of the hub Secret holding a job's participant token.
+pub fn token_secret(job: &str) -> String {
+    format!("{job}-fedsky-token")
+}
+
+/// The job's token, created once (random) in a hub Secret owned by the job.
+pub async fn ensure_token(ctx: &Context, job: &FederatedJob) -> Result<String, Error> {
+    let ns = job.namespace().unwrap_or_default();
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let name = token_secret(&job.name_any());
+    if let Some(s) = api.get_opt(&name).await?
+        && let Some(t) = s.data.as_ref().and_then(|d| d.get("token"))
+    {
+        return Ok(String::from_utf8_lossy(&t.0).into_owned());
+    }
+    let token: String = {
+        use rand::Rng;
+        let bytes: [u8; 24] = rand::rng().random();
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    };
+    let mut secret: Secret = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": name, "namespace": ns, "labels": { names::LABEL_JOB: job.name_any() } },
+        "stringData": { "token": token },
+    }))?;
+    secret.metadata.owner_references = job.controller_owner_ref(&()).map(|r| vec![r]);
+    match api.create(&PostParams::default(), &secret).await {
+        Ok(_) => Ok(token),
+        // Another reconcile won the race: use its token.
+        Err(kube::Error::Api(e)) if e.code == 409 => Box::pin(ensure_token(ctx, job)).await,
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Adopts the referenced AggregatorPlacement or applies one from the inline requirements,
+/// and reads its result.
+pub async fn ensure_placement(ctx: &Context, job: &FederatedJob) -> Result<PlacementObs, Error> {
+    let ns = job.namespace().unwrap_or_default();
+    let api: Api<AggregatorPlacement> = Api::namespaced(ctx.client.clone(), &ns);
+    let name = match &job.spec.placement.placement_ref {
+        Some(r) => r.name.clone(),
+        None => {
+            let mut ap = serde_json::json!({
+                "apiVersion": "fl.fedsky.dev/v1alpha1",
+                "kind": "AggregatorPlacement",
+                "metadata": { "name": job.name_any(), "namespace": ns },
+                "spec": {
+                    "participants": { "poolRef": { "name": job.spec.participants.pool_ref.name } },
+                    "requirements": job.spec.placement.requirements.clone().unwrap_or_default(),
+                },
+            });
+            if let Some(owner) = job.controller_owner_ref(&()) {
+                ap["metadata"]["ownerReferences"] = serde_json::json!([owner]);
+            }
+            api.patch(
+                &job.name_any(),
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&ap),
+            )
+            .await?;
+            job.name_any()
+        }
+    };
+    let Some(ap) = api.get_opt(&name).await? else {
+        return Ok(PlacementObs::Pending(format!(
+            "spec.placement.placementRef: AggregatorPlacement {ns}/{name} not found"
+        )));
+    };
+    let st = ap.status.unwrap_or_default();
+    if st.observed_generation != ap.metadata.generation {
+        return Ok(PlacementObs::Pending(format!(
+            "waiting for AggregatorPlacement {name} to be solved"
+        )));
+    }
+    if let Some(c) = conditions::find(&st.conditions, "Feasible")
+        && c.status == "False"
+    {
+        return Ok(PlacementObs::Infeasible(format!(
+            "AggregatorPlacement {name}: {}",
+            c.message
+        )));
+    }
+    Ok(match st.selected {
+        Some(option) => PlacementObs::Placed { name, option },
+        None => PlacementObs::Pending(format!(
+            "waiting for AggregatorPlacement {name} to be solved"
+        )),
+    })
+}
+
+async fn ssa<K>(api: &Api<K>, obj: &K) -> Result<K, kube::Error>
+where
+    K: Resource + Clone + Debug + Serialize + DeserializeOwned,
+{
+    let name = obj.meta().name.clone().unwrap_or_default();
+    api.patch(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(obj),
+    )
+    .await
+}
+
+async fn ensure_namespace(client: &kube::Client, ns: &str) -> Result<(), kube::Error> {
+    let obj: Namespace = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": { "name": ns, "labels": { "app.kubernetes.io/managed-by": "fedsky" } },
+    }))
+    .map_err(kube::Error::SerdeError)?;
+    ssa(&Api::<Namespace>::all(client.clone()), &obj)
+        .await
+        .map(|_| ())
+}
+
+/// A public, Ready MemberCluster in the placed cloud and region.
+async fn aggregator_cluster(
+    ctx: &Context,
+    option: &PlacementOption,
+) -> Result<Option<MemberCluster>, kube::Error> {
+    let all = Api::<MemberCluster>::all(ctx.client.clone())
+        .list(&ListParams::default())
+        .await?;
+    let mut matching: Vec<MemberCluster> = all
+        .items
+        .into_iter()
+        .filter(|mc| {
+            mc.spec.tier == ClusterTier::Public
+                && serde_json::to_value(mc.spec.provider)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    == Some(option.cloud.clone())
+                && mc.spec.region == option.region
+                && mc
+                    .status
+                    .as_ref()
+                    .is_some_and(|s| conditions::is_true(&s.conditions, conditions::READY))
+        })
+        .collect();
+    matching.sort_by_key(ResourceExt::name_any);
+    Ok(matching.into_iter().next())
+}
+
+/// Applies the aggregator's objects in the placed cluster and reports whether it serves.
+pub async fn realise_aggregator(
+    ctx: &Context,
+    job: &ValidJob,
+    option: &PlacementOption,
+) -> AggregatorObs {
+    let cluster = match aggregator_cluster(ctx, option).await {
+        Ok(Some(mc)) => mc.name_any(),
+        Ok(None) => {
+            return AggregatorObs::Waiting(
+                "NoMemberClusterInRegion",
+                format!(
+                    "no Ready public MemberCluster in {}/{}; register one there (VM provisioning comes with cloud credentials)",
+                    option.cloud, option.region
+                ),
+            );
+        }
+        Err(e) => return AggregatorObs::Waiting("HubApiError", e.to_string()),
+    };
+    match apply_aggregator(ctx, job, &cluster).await {
+        Ok(Some((endpoint, model_url))) => AggregatorObs::Ready {
+            cluster,
+            endpoint,
+            model_url,
+        },
+        Ok(None) => AggregatorObs::Starting { cluster },
+        Err(e) => AggregatorObs::Waiting("MemberClusterError", format!("{cluster}: {e}")),
+    }
+}
+
+async fn apply_aggregator(
+    ctx: &Context,
+    job: &ValidJob,
+    cluster: &str,
+) -> Result<Option<(String, String)>, Error> {
+    let client = ctx.clusters.get(cluster)?;
+    let objs = build::aggregator(job, &ctx.images);
+    let run = async {
+        ensure_namespace(&client, AGGREGATOR_NAMESPACE).await?;
+        ssa(
+            &Api::<Secret>::namespaced(client.clone(), AGGREGATOR_NAMESPACE),
+            &objs.secret,
+        )
+        .await?;
+        ssa(
+            &Api::<PersistentVolumeClaim>::namespaced(client.clone(), AGGREGATOR_NAMESPACE),
+            &objs.pvc,
+        )
+        .await?;
+        let svc = ssa(
+            &Api::<Service>::namespaced(client.clone(), AGGREGATOR_NAMESPACE),
+            &objs.service,
+        )
+        .await?;
+        let dep = ssa(
+            &Api::<Deployment>::namespaced(client.clone(), AGGREGATOR_NAMESPACE),
+            &objs.deployment,
+        )
+        .await?;
+        Ok::<_, kube::Error>((svc, dep))
+    };
+    let (svc, dep) = tokio::time::timeout(MEMBER_TIMEOUT * 4, run)
+        .await
+        .map_err(|_| ClusterError::Unreachable {
+            cluster: cluster.into(),
+            reason: "applying aggregator timed out".into(),
+        })??;
+    let available = dep.status.and_then(|s| s.available_replicas).unwrap_or(0) >= 1;
+    if !available {
+        return Ok(None);
+    }
+    // A LoadBalancer address where the cloud assigned one; otherwise the in-cluster name.
+    let host = svc
+        .status
+        .and_then(|s| s.load_balancer)
+        .and_then(|lb| lb.ingress)
+        .and_then(|i| i.into_iter().next())
+        .and_then(|i| i.ip.or(i.hostname))
+        .unwrap_or_else(|| format!("{}.{AGGREGATOR_NAMESPACE}.svc", names::aggregator(&job.key)));
+    Ok(Some((
+        format!("{host}:{GRPC_PORT}"),
+        format!("http://{host}:{HTTP_PORT}"),
+    )))
+}
+
+/// What happened to participants this reconcile.
+#[derive(Debug)]
+pub struct ParticipantsOutcome {
+    /// The plan that was applied.
+    pub plan: Plan,
+    /// Participants running after it.
+    pub running: usize,
+    /// Status entries.
+    pub states: Vec<ParticipantState>,
+}
+
+/// Observes participant Jobs in the sites' clusters, plans starts and replacements, and
+/// applies them.
+pub async fn run_participants(
+    ctx: &Context,
+    job: &ValidJob,
+    endpoint: &str,
+    queue: &mut QueueState,
+    replacements: u32,
+    now: k8s_openapi::jiff::Timestamp,
+) -> ParticipantsOutcome {
+    let mut candidates = Vec::new();
+    let mut observed = Vec::new();
+    let mut unreachable_sites = Vec::new();
+    for site in &job.sites {
+        let views = match site_nodes(ctx, site).await {
+            Ok(v) => v,
+            Err(e) => {
+                unreachable_sites.push(format!("{}: {e}", site.name));
+                continue;
+            }
+        };
+        candidates.extend(views.iter().map(|v: &NodeView| Candidate {
+            site: site.name.clone(),
+            node: v.name.clone(),
+            healthy: v.ready && v.schedulable && v.matches_selector,
+            free: v.free,
+        }));
+        if let Ok(client) = ctx.clusters.get(&site.member_cluster) {
+            let jobs: Api<Job> = Api::namespaced(client, &site.namespace);
+            if let Ok(Ok(list)) = tokio::time::timeout(
+                MEMBER_TIMEOUT,
+                jobs.list(&ListParams::default().labels(&names::selector(&job.key))),
+            )
+            .await
+            {
+                observed.extend(
+                    list.items
+                        .iter()
+                        .filter_map(|j| observe(j, &site.name, &views)),
+                );
+            }
+        }
+    }
+    let plan = participants::plan(
+        &observed,
+        &candidates,
+        &job.need,
+        job.policy,
+        queue,
+        job.max_per_round,
+        replacements,
+        job.max_replacements,
+        now.as_second(),
+    );
+    let mut states: Vec<ParticipantState> = Vec::new();
+    for (o, why) in &plan.replaced {
+        let site = job.site(&o.site);
+        if let Ok(client) = ctx.clusters.get(&site.member_cluster) {
+            let dp = DeleteParams {
+                propagation_policy: Some(PropagationPolicy::Background),
+                ..Default::default()
+            };
+            let _ = Api::<Job>::namespaced(client, &site.namespace)
+                .delete(&o.name, &dp)
+                .await;
+        }
+        states.push(state(
+            &o.name,
+            &o.site,
+            &o.node,
+            "Replaced",
+            Some(why.clone()),
+        ));
+    }
+    let replaced: Vec<&str> = plan.replaced.iter().map(|(o, _)| o.name.as_str()).collect();
+    for o in observed
+        .iter()
+        .filter(|o| !replaced.contains(&o.name.as_str()))
+    {
+        let s = match o.phase {
+            Phase::Pending => "Pending",
+            Phase::Running => "Running",
+            Phase::Succeeded => "Completed",
+            Phase::Failed => "Failed",
+        };
+        states.push(state(&o.name, &o.site, &o.node, s, None));
+    }
+    for c in &plan.create {
+        let site = job.site(&c.site);
+        let name = names::participant(&job.key, &c.site, c.n);
+        let applied = async {
+            let client = ctx.clusters.get(&site.member_cluster)?;
+            ensure_namespace(&client, &site.namespace).await?;
+            ssa(
+                &Api::<Secret>::namespaced(client.clone(), &site.namespace),
+                &build::participant_secret(job, &site.namespace),
+            )
+            .await?;
+            ssa(
+                &Api::<Job>::namespaced(client, &site.namespace),
+                &build::participant_job(job, c, endpoint, &ctx.images),
+            )
+            .await?;
+            Ok::<_, Error>(())
+        }
+        .await;
+        let msg = applied.err().map(|e| format!("cannot start: {e}"));
+        states.push(state(&name, &c.site, &c.node, "Pending", msg));
+    }
+    let running = states
+        .iter()
+        .filter(|s| s.state == "Running" || s.state == "Completed")
+        .count();
+    let mut plan = plan;
+    if plan.shortfall.is_none() && !unreachable_sites.is_empty() && running < job.max_per_round {
+        plan.shortfall = Some(crate::orchestrator::SelectError::NotEnough {
+            wanted: job.max_per_round,
+            found: running,
+            reason: format!("unreachable sites: {}", unreachable_sites.join("; ")),
+        });
+    }
+    states.sort_by(|a, b| a.name.cmp(&b.name));
+    ParticipantsOutcome {
+        plan,
+        running,
+        states,
+    }
+}
+
+fn state(name: &str, site: &str, node: &str, s: &str, message: Option<String>) -> ParticipantState {
+    ParticipantState {
+        name: name.into(),
+        site: site.into(),
+        node: Some(node.into()),
+        state: s.into(),
+        message,
+        last_heartbeat: None,
+    }
+}
+
+fn observe(job: &Job, site: &str, views: &[NodeView]) -> Option<Observed> {
+    let name = job.name_any();
+    let node = job
+        .spec
+        .as_ref()?
+        .template
+        .spec
+        .as_ref()?
+        .node_name
+        .clone()?;
+    let n = name.rsplit('-').next()?.parse().ok()?;
+    let st = job.status.clone().unwrap_or_default();
+    let phase = if st.failed.unwrap_or(0) > 0 {
+        Phase::Failed
+    } else if st.succeeded.unwrap_or(0) > 0 {
+        Phase::Succeeded
+    } else if st.ready.unwrap_or(0) > 0 || st.active.unwrap_or(0) > 0 && st.ready.is_none() {
+        Phase::Running
+    } else {
+        Phase::Pending
+    };
+    let node_ready = views.iter().any(|v| v.name == node && v.ready);
+    Some(Observed {
+        name,
+        site: site.into(),
+        node,
+        n,
+        phase,
+        node_ready,
+    })
+}
+
+/// The aggregator's `/v1/status`, trimmed to what the operator shows.
+#[derive(Debug, serde::Deserialize)]
+struct AggregatorStatus {
+    phase: String,
+    completed_rounds: u64,
+    #[serde(default)]
+    last_metrics: Option<std::collections::BTreeMap<String, f64>>,
+    #[serde(default)]
+    participants: Vec<serde_json::Value>,
+    #[serde(default)]
+    latest_version: Option<VersionInfo>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct VersionInfo {
+    round: u64,
+    sha256: String,
+    #[serde(default)]
+    metrics: std::collections::BTreeMap<String, f64>,
+}
+
+/// Reads progress from the aggregator's model manager; `None` while it cannot be reached.
+pub async fn read_progress(model_url: &str) -> Option<Progress> {
+    let client = reqwest::Client::builder()
+        .timeout(MEMBER_TIMEOUT)
+        .build()
+        .ok()?;
+    let st: AggregatorStatus = client
+        .get(format!("{model_url}/v1/status"))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    let round = i32::try_from(st.completed_rounds).unwrap_or(i32::MAX);
+    let metric = |m: &std::collections::BTreeMap<String, f64>, k: &str| m.get(k).copied();
+    let last = st.last_metrics.unwrap_or_default();
+    Some(Progress {
+        phase: st.phase,
+        completed_rounds: round,
+        last_round: (round > 0).then(|| RoundMetrics {
+            round,
+            participants: i32::try_from(st.participants.len()).unwrap_or(0),
+            loss: metric(&last, "eval_loss"),
+            accuracy: metric(&last, "eval_accuracy"),
+            duration_seconds: metric(&last, "round_seconds"),
+        }),
+        latest_model: st.latest_version.map(|v| ModelVersion {
+            version: i32::try_from(v.round).unwrap_or(i32::MAX),
+            uri: format!("{model_url}/v1/versions/{}/model", v.round),
+            sha256: v.sha256,
+            accuracy: metric(&v.metrics, "eval_accuracy"),
+            loss: metric(&v.metrics, "eval_loss"),
+            metrics: v.metrics,
+        }),
+    })
+}
+
+/// Deletes the job's objects in every member cluster it may have used.
+pub async fn cleanup(ctx: &Context, job: &FederatedJob) -> Result<(), Error> {
+    let ns = job.namespace().unwrap_or_default();
+    let key = names::job_key(&ns, &job.name_any());
+    let lp = ListParams::default().labels(&names::selector(&key));
+    let dp = DeleteParams {
+        propagation_policy: Some(PropagationPolicy::Background),
+        ..Default::default()
+    };
+    if let Some(cluster) = job
+        .status
+        .as_ref()
+        .and_then(|s| s.placement.as_ref())
+        .and_then(|p| p.member_cluster.clone())
+        && let Ok(client) = ctx.clusters.get(&cluster)
+    {
+        let n = AGGREGATOR_NAMESPACE;
+        Api::<Deployment>::namespaced(client.clone(), n)
+            .delete_collection(&dp, &lp)
+            .await?;
+        Api::<Service>::namespaced(client.clone(), n)
+            .delete_collection(&dp, &lp)
+            .await?;
+        Api::<Secret>::namespaced(client.clone(), n)
+            .delete_collection(&dp, &lp)
+            .await?;
+        Api::<PersistentVolumeClaim>::namespaced(client, n)
+            .delete_collection(&dp, &lp)
+            .await?;
+    }
+    let pool = Api::<fedsky_crds::ParticipantPool>::namespaced(ctx.client.clone(), &ns)
+        .get_opt(&job.spec.participants.pool_ref.name)
+        .await?;
+    for site in pool.map(|p| p.spec.sites).unwrap_or_default() {
+        // A member that is gone for good would block deletion forever; skip unregistered ones.
+        let Ok(client) = ctx.clusters.get(&site.member_cluster) else {
+            continue;
+        };
+        Api::<Job>::namespaced(client.clone(), &site.namespace)
+            .delete_collection(&dp, &lp)
+            .await?;
+        Api::<Secret>::namespaced(client, &site.namespace)
+            .delete_collection(&dp, &lp)
+            .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,120 @@
+//! Deterministic names and labels of what a FederatedJob creates, so every reconcile
+//! (and every operator replica) arrives at the same objects.
+
+use std::collections::BTreeMap;
+
+/// Label: which job an object belongs to (`<namespace>.<name>`, hashed if long).
+pub const LABEL_JOB: &str = "fl.fedsky.dev/job";
+/// Label: `aggregator` or `participant`.
+pub const LABEL_ROLE: &str = "fl.fedsky.dev/role";
+/// Label: participant site.
+pub const LABEL_SITE: &str = "fl.fedsky.dev/site";
+/// Annotation: the job's namespace/name in full.
+pub const ANNOTATION_JOB: &str = "fl.fedsky.dev/job-ref";
+/// Namespace in public member clusters that holds aggregators.
+pub const AGGREGATOR_NAMESPACE: &str = "fedsky-aggregators";
+/// gRPC port of the aggregator.
+pub const GRPC_PORT: i32 = 50051;
+/// Model manager HTTP port of the aggregator.
+pub const HTTP_PORT: i32 = 8081;
+
+/// A short stable key for a job: `<ns>-<name>` if it fits, else a prefix plus a hash.
+pub fn job_key(namespace: &str, name: &str) -> String {
+    let full = format!("{namespace}-{name}");
+    if full.len() <= 40 {
+        return full;
+    }
+    format!(
+        "{}-{:08x}",
+        &full[..31].trim_end_matches('-'),
+        fnv1a(full.as_bytes()) as u32
+    )
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Name of the aggregator's Deployment, Service, Secret and PVC.
+pub fn aggregator(key: &str) -> String {
+    format!("fedsky-agg-{key}")
+}
+
+/// Name of the n-th participant Job started at a site (n grows with replacements).
+pub fn participant(key: &str, site: &str, n: u32) -> String {
+    let base = format!("fedsky-p-{key}-{site}");
+    let base = if base.len() > 56 {
+        format!("fedsky-p-{:012x}", fnv1a(base.as_bytes()))
+    } else {
+        base
+    };
+    format!("{base}-{n}")
+}
+
+/// Name of the job's credentials Secret copied into participant clusters.
+pub fn participant_secret(key: &str) -> String {
+    format!("fedsky-p-{key}-credentials")
+}
+
+/// Labels of every object of the job.
+pub fn labels(key: &str, role: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (LABEL_JOB.to_string(), key.to_string()),
+        (LABEL_ROLE.to_string(), role.to_string()),
+        (
+            "app.kubernetes.io/managed-by".to_string(),
+            "fedsky".to_string(),
+        ),
+        (
+            "app.kubernetes.io/name".to_string(),
+            format!("fedsky-{role}"),
+        ),
+    ])
+}
+
+/// `fl.fedsky.dev/job=<key>` selector.
+pub fn selector(key: &str) -> String {
+    format!("{LABEL_JOB}={key}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_stable_and_fit_dns_labels() {
+        assert_eq!(job_key("covid", "xray"), "covid-xray");
+        let long = job_key(
+            "a-very-long-namespace-name",
+            "an-even-longer-federated-job-name",
+        );
+        assert_eq!(
+            long,
+            job_key(
+                "a-very-long-namespace-name",
+                "an-even-longer-federated-job-name"
+            )
+        );
+        assert!(long.len() <= 40, "{long}");
+        assert_ne!(
+            long,
+            job_key(
+                "a-very-long-namespace-name",
+                "an-even-longer-federated-job-name2"
+            )
+        );
+        for n in [
+            aggregator(&long),
+            participant(&long, "hospital-europe-west", 12),
+            participant_secret(&long),
+        ] {
+            assert!(n.len() <= 63, "{n}");
+        }
+        assert_eq!(
+            participant("covid-xray", "eu", 0),
+            "fedsky-p-covid-xray-eu-0"
+        );
+    }
+}

@@ -1,0 +1,219 @@
+//! Validation of a FederatedJob against its pool into the plain struct every later step
+//! builds from. Pure: no client, no clock.
+
+use crate::capacity::Resources;
+use crate::orchestrator::Policy;
+use fedsky_crds::participant_pool::{SelectionPolicy, Site};
+use fedsky_crds::{FederatedJob, ParticipantPool};
+use kube::ResourceExt;
+
+/// Why a job cannot run as specified (until the user changes it).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidJob {
+    /// The pool has no sites.
+    #[error("ParticipantPool {0} has no sites")]
+    EmptyPool(String),
+}
+
+/// A job ready to act on.
+#[derive(Debug, Clone)]
+pub struct ValidJob {
+    /// Stable short key (see `names::job_key`).
+    pub key: String,
+    /// `namespace/name`.
+    pub reference: String,
+    /// Rounds to run.
+    pub rounds: i32,
+    /// Quorum per round.
+    pub min_per_round: usize,
+    /// Participants started.
+    pub max_per_round: usize,
+    /// Free resources a participant node needs (the larger of pool and job minimums).
+    pub need: Resources,
+    /// Dataset path inside the data volume.
+    pub dataset_path: String,
+    /// The job token participants present.
+    pub token: String,
+    /// Configuration handed to the aggregator.
+    pub aggregator_config: serde_json::Value,
+    /// Model store size.
+    pub store_size: String,
+    /// Model store StorageClass.
+    pub storage_class: Option<String>,
+    /// Sites of the pool.
+    pub sites: Vec<Site>,
+    /// Selection policy.
+    pub policy: Policy,
+    /// Replacements allowed over the job.
+    pub max_replacements: u32,
+}
+
+impl ValidJob {
+    /// The site named `name`; callers only pass names taken from `sites`.
+    pub fn site(&self, name: &str) -> &Site {
+        self.sites
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or(&self.sites[0])
+    }
+}
+
+/// Checks the job against its pool.
+pub fn validate(
+    job: &FederatedJob,
+    pool: &ParticipantPool,
+    token: &str,
+) -> Result<ValidJob, InvalidJob> {
+    let ns = job.namespace().unwrap_or_default();
+    let name = job.name_any();
+    let p = &job.spec.participants;
+    if pool.spec.sites.is_empty() {
+        return Err(InvalidJob::EmptyPool(pool.name_any()));
+    }
+    let need_pool = pool
+        .spec
+        .min_spec
+        .as_ref()
+        .map(Resources::from_amounts)
+        .unwrap_or_default();
+    let need_job = p
+        .min_resources
+        .as_ref()
+        .map(Resources::from_amounts)
+        .unwrap_or_default();
+    let sel = &pool.spec.selection;
+    let policy = match sel.policy {
+        SelectionPolicy::ResourceAware => Policy::ResourceAware {
+            max_failures: sel
+                .max_failures_per_node
+                .and_then(|v| u32::try_from(v).ok())
+                .unwrap_or(1),
+            cooldown_secs: i64::from(sel.failure_cooldown_seconds.unwrap_or(600)),
+        },
+        SelectionPolicy::RoundRobin => Policy::RoundRobin,
+        SelectionPolicy::Random => Policy::Random {
+            seed: job
+                .spec
+                .training
+                .seed
+                .and_then(|s| u64::try_from(s).ok())
+                .unwrap_or(0),
+        },
+    };
+    let t = &job.spec.training;
+    let aggregator_config = serde_json::json!({
+        "job": format!("{ns}/{name}"),
+        "rounds": t.rounds,
+        "minPerRound": p.min_per_round,
+        "maxPerRound": p.max_per_round,
+        "roundTimeoutSeconds": p.round_timeout_seconds,
+        "strategy": job.spec.strategy,
+        "training": t,
+        "model": job.spec.model,
+    });
+    Ok(ValidJob {
+        key: super::names::job_key(&ns, &name),
+        reference: format!("{ns}/{name}"),
+        rounds: t.rounds,
+        min_per_round: usize::try_from(p.min_per_round).unwrap_or(1),
+        max_per_round: usize::try_from(p.max_per_round).unwrap_or(1),
+        need: need_pool.max_each(&need_job),
+        dataset_path: job.spec.dataset.path.clone(),
+        token: token.to_string(),
+        aggregator_config,
+        store_size: job
+            .spec
+            .model_store
+            .volume
+            .as_ref()
+            .and_then(|v| v.size.as_ref())
+            .map_or_else(|| "1Gi".to_string(), |q| q.0.clone()),
+        storage_class: job
+            .spec
+            .model_store
+            .volume
+            .as_ref()
+            .and_then(|v| v.storage_class_name.clone()),
+        sites: pool.spec.sites.clone(),
+        policy,
+        max_replacements: p
+            .max_replacements
+            .and_then(|v| u32::try_from(v).ok())
+            .unwrap_or(5),
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn example<T: serde::de::DeserializeOwned>(file: &str, kind: &str) -> T {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../examples/covid-xray")
+            .join(file);
+        let text = std::fs::read_to_string(&path).expect("example");
+        for doc in text.split("\n---\n") {
+            if doc.contains(&format!("kind: {kind}")) {
+                return serde_yaml_from_str(doc);
+            }
+        }
+        panic!("{kind} not in {file}");
+    }
+
+    fn serde_yaml_from_str<T: serde::de::DeserializeOwned>(doc: &str) -> T {
+        serde_yaml::from_str(doc).expect("example parses")
+    }
+
+    pub(crate) fn example_pool() -> ParticipantPool {
+        let mut pool: ParticipantPool = example("participant-pool.yaml", "ParticipantPool");
+        // Short site names keep the test expectations readable.
+        for (s, n) in pool.spec.sites.iter_mut().zip(["eu", "asia", "us"]) {
+            s.name = n.into();
+        }
+        pool
+    }
+
+    pub(crate) fn example_job() -> FederatedJob {
+        example("federated-job.yaml", "FederatedJob")
+    }
+
+    pub(crate) fn valid_job() -> ValidJob {
+        validate(&example_job(), &example_pool(), "tok").expect("valid")
+    }
+
+    #[test]
+    fn example_job_validates_with_pool_minimums() {
+        let v = valid_job();
+        assert_eq!(v.key, "covid-xray-covid-xray");
+        assert_eq!(v.reference, "covid-xray/covid-xray");
+        assert_eq!((v.min_per_round, v.max_per_round), (2, 3));
+        assert_eq!(
+            v.need,
+            Resources {
+                cpu_millis: 2000,
+                memory_bytes: 4 << 30,
+                gpus: 0
+            }
+        );
+        assert_eq!(
+            v.policy,
+            Policy::ResourceAware {
+                max_failures: 2,
+                cooldown_secs: 600
+            }
+        );
+        assert_eq!(v.max_replacements, 5);
+        assert_eq!(v.aggregator_config["rounds"], 20);
+    }
+
+    #[test]
+    fn empty_pool_is_invalid() {
+        let mut pool = example_pool();
+        pool.spec.sites.clear();
+        assert_eq!(
+            validate(&example_job(), &pool, "t").err(),
+            Some(InvalidJob::EmptyPool("hospitals".into()))
+        );
+    }
+}
