@@ -251,6 +251,10 @@ pub struct AggregatorPlacementStatus {
     /// Version of the cloud catalog used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub catalog_version: Option<String>,
+    /// Digest of everything the last solve read (spec, pool sites, member cluster regions,
+    /// catalog version); the controller re-solves only when it changes, so status never flaps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_digest: Option<String>,
     /// When the placement was last solved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_solved_time: Option<Time>,

@@ -89,6 +89,7 @@ async fn controllers_forever(ctx: Arc<Context>) {
     tokio::join!(
         controllers::member_cluster::run(ctx.clone()),
         controllers::participant_pool::run(ctx.clone()),
+        controllers::aggregator_placement::run(ctx.clone()),
         controllers::federated_job::run(ctx),
     );
 }

@@ -5,7 +5,8 @@
 //! placement-bench spaces [--seeds N] [--population N] [--generations N]
 //!                                                     exact front vs NSGA-II, 1e4..1e10
 //! placement-bench experiment                          the seed system's three-hospital check
-//! placement-bench all                                 everything above
+//! placement-bench profile                             fedsky NSGA-II alone on every problem, for perf
+//! placement-bench all                                 pymoo, spaces and experiment
 //! ```
 //!
 //! Every fedsky timing runs on one thread (a one-thread rayon pool), so the
@@ -77,6 +78,7 @@ fn run() -> BenchResult<()> {
         "pymoo" => bench_pymoo(&options),
         "spaces" => bench_spaces(&options),
         "experiment" => experiment(),
+        "profile" => profile(),
         "all" => {
             bench_pymoo(&options)?;
             bench_spaces(&options)?;
@@ -313,6 +315,26 @@ fn bench_pymoo(options: &Options) -> BenchResult<()> {
         );
     }
     println!("\nHV is the ratio to the true front's hypervolume.");
+    Ok(())
+}
+
+/// fedsky's NSGA-II alone, 10 seeds per problem, for `perf record`.
+fn profile() -> BenchResult<()> {
+    for c in cases() {
+        let (_, ms) = measure(|| {
+            for seed in 1..=10 {
+                let settings = Nsga2Settings {
+                    population: POPULATION,
+                    generations: GENERATIONS,
+                    seed,
+                    ..Nsga2Settings::default()
+                };
+                c.problem.run(&settings)?;
+            }
+            Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+        });
+        println!("{}: {:.1} ms per 10 runs", c.name, ms);
+    }
     Ok(())
 }
 

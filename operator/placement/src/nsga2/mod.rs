@@ -251,9 +251,13 @@ impl Ranked {
         repair: &impl Fn(&mut Vec<f64>),
     ) -> Vec<Vec<f64>> {
         let size = self.members.len();
-        let mut seen: Option<BTreeSet<Vec<u64>>> = settings
-            .eliminate_duplicates
-            .then(|| self.members.iter().map(|s| key(&s.variables)).collect());
+        let mut seen: Option<Seen> = settings.eliminate_duplicates.then(|| {
+            let mut seen = Seen::default();
+            for member in &self.members {
+                seen.hashes.insert(hash(&member.variables));
+            }
+            seen
+        });
         // Competitors come from shuffled permutations, as in Deb's and
         // pymoo's tournaments, so every individual competes about equally.
         let mut pool: Vec<usize> = Vec::new();
@@ -287,7 +291,13 @@ impl Ranked {
             );
             for mut child in [c1, c2] {
                 repair(&mut child);
-                let fresh = seen.as_mut().is_none_or(|s| s.insert(key(&child)));
+                let fresh = seen.as_mut().is_none_or(|s| {
+                    s.is_new(
+                        &child,
+                        self.members.iter().map(|m| m.variables.as_slice()),
+                        &children,
+                    )
+                });
                 if fresh && children.len() < n {
                     children.push(child);
                 }
@@ -306,7 +316,7 @@ fn initial_points(
     rng: &mut ChaCha8Rng,
     repair: &impl Fn(&mut Vec<f64>),
 ) -> Vec<Vec<f64>> {
-    let mut seen = BTreeSet::new();
+    let mut seen = Seen::default();
     let mut points = Vec::with_capacity(n);
     let draws = if eliminate_duplicates {
         MATINGS_PER_CHILD * n
@@ -319,7 +329,7 @@ fn initial_points(
         }
         let mut x: Vec<f64> = variables.iter().map(|v| sample(v, rng)).collect();
         repair(&mut x);
-        if !eliminate_duplicates || seen.insert(key(&x)) {
+        if !eliminate_duplicates || seen.is_new(&x, std::iter::empty(), &points) {
             points.push(x);
         }
     }
@@ -344,7 +354,48 @@ fn permutation(n: usize, rng: &mut ChaCha8Rng) -> Vec<usize> {
     p
 }
 
-/// Exact identity of a point; `-0.0` and `0.0` are the same point.
-fn key(x: &[f64]) -> Vec<u64> {
-    x.iter().map(|v| (v + 0.0).to_bits()).collect()
+/// Points already present, for duplicate elimination: a set of 64-bit
+/// hashes, with an exact comparison only when a hash is seen again. Exact
+/// keys per point cost an allocation each, which dominated NSGA-II's run
+/// time; hashes alone could drop a point on a collision. This keeps the
+/// exact semantics of "identical genes" at the cost of a scan on repeats.
+#[derive(Debug, Default)]
+struct Seen {
+    hashes: BTreeSet<u64>,
+}
+
+impl Seen {
+    /// Whether `x` is identical to none of `earlier` and `others`, recording
+    /// it either way.
+    fn is_new<'a>(
+        &mut self,
+        x: &[f64],
+        earlier: impl Iterator<Item = &'a [f64]>,
+        others: &[Vec<f64>],
+    ) -> bool {
+        if self.hashes.insert(hash(x)) {
+            return true;
+        }
+        let same = |y: &[f64]| same_point(x, y);
+        !(others.iter().any(|y| same(y)) || earlier.into_iter().any(same))
+    }
+}
+
+/// Whether two points have identical genes; `-0.0` and `0.0` are the same.
+fn same_point(a: &[f64], b: &[f64]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| (x + 0.0).to_bits() == (y + 0.0).to_bits())
+}
+
+/// A word-at-a-time multiplicative hash (FxHash's) of the genes' bits
+/// (`-0.0` as `0.0`): fixed, so the same on every machine, and one multiply
+/// per gene.
+fn hash(x: &[f64]) -> u64 {
+    let mut h: u64 = 0;
+    for v in x {
+        h = (h.rotate_left(5) ^ (v + 0.0).to_bits()).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+    h
 }

@@ -33,25 +33,28 @@ pub(crate) struct Variation {
 /// repeated squaring, roots `1/2^k` by `k` square roots (both IEEE-exact
 /// steps), other roots `1/n` by `exp(ln x / n)`, anything else by `libm::pow`.
 pub(crate) fn power(x: f64, y: f64) -> f64 {
-    if y.fract() == 0.0 && y.abs() <= 64.0 {
+    // Casts rather than `fract`/`round`: those are library calls on the
+    // baseline x86-64 target, and this runs for every crossed gene.
+    if y.abs() <= 64.0 && (y as i64) as f64 == y {
         let p = integer_power(x, y.abs() as u32);
         return if y < 0.0 { 1.0 / p } else { p };
     }
-    let n = (1.0 / y).round();
-    if (2.0..=64.0).contains(&n) && 1.0 / n == y && x >= 0.0 {
-        let n = n as u32;
-        if n.is_power_of_two() {
-            let mut r = x;
-            for _ in 0..n.trailing_zeros() {
-                r = r.sqrt();
+    if y > 0.0 && y < 1.0 && x >= 0.0 {
+        let n = (1.0 / y + 0.5) as u32;
+        if (2..=64).contains(&n) && 1.0 / f64::from(n) == y {
+            if n.is_power_of_two() {
+                let mut r = x;
+                for _ in 0..n.trailing_zeros() {
+                    r = r.sqrt();
+                }
+                return r;
             }
-            return r;
+            return if x == 0.0 {
+                0.0
+            } else {
+                libm::exp(libm::log(x) / f64::from(n))
+            };
         }
-        return if x == 0.0 {
-            0.0
-        } else {
-            libm::exp(libm::log(x) / f64::from(n))
-        };
     }
     libm::pow(x, y)
 }

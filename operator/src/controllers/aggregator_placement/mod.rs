@@ -1,0 +1,221 @@
+//! AggregatorPlacement controller: solves off the async runtime with the same pure code
+//! as `fedsky placement solve`, and writes the selected candidate, a bounded Pareto front,
+//! the solver, evaluations, solve time and catalog version into status. It re-solves only
+//! when its inputs change (spec, the pool's sites, member-cluster regions, catalog), so
+//! status does not flap.
+
+use crate::{Context, Error, FIELD_MANAGER};
+use fedsky_cli::placement::{self as convert, SpecContext};
+use fedsky_crds::common::CloudProvider;
+use fedsky_crds::conditions::{self, ConditionStatus, NewCondition, READY, RECONCILING, STALLED};
+use fedsky_crds::{AggregatorPlacement, AggregatorPlacementStatus, MemberCluster, ParticipantPool};
+use fedsky_placement::Catalog;
+use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Name used in metrics and logs.
+pub const CONTROLLER: &str = "aggregatorplacement";
+
+/// Runs the controller until the stream ends; a changed pool re-triggers the placements
+/// that reference it.
+pub async fn run(ctx: Arc<Context>) {
+    let api: Api<AggregatorPlacement> = Api::all(ctx.client.clone());
+    let controller = Controller::new(api, watcher::Config::default());
+    let store = controller.store();
+    controller
+        .watches(
+            Api::<ParticipantPool>::all(ctx.client.clone()),
+            watcher::Config::default(),
+            move |pool| {
+                let ns = pool.namespace();
+                let name = pool.name_any();
+                store
+                    .state()
+                    .into_iter()
+                    .filter(|ap| {
+                        ap.namespace() == ns
+                            && ap
+                                .spec
+                                .participants
+                                .pool_ref
+                                .as_ref()
+                                .is_some_and(|r| r.name == name)
+                    })
+                    .map(|ap| ObjectRef::from_obj(ap.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|_| futures::future::ready(()))
+        .await;
+}
+
+#[tracing::instrument(skip_all, fields(placement = %ap.name_any()))]
+async fn reconcile(ap: Arc<AggregatorPlacement>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let start = Instant::now();
+    let ns = ap.namespace().unwrap_or_default();
+    let catalog =
+        Catalog::builtin().map_err(|e| Error::InvalidSpec(format!("builtin catalog: {e}")))?;
+    let pool = match &ap.spec.participants.pool_ref {
+        Some(r) => {
+            Api::<ParticipantPool>::namespaced(ctx.client.clone(), &ns)
+                .get_opt(&r.name)
+                .await?
+        }
+        None => None,
+    };
+    let clusters: BTreeMap<String, (CloudProvider, String)> =
+        Api::<MemberCluster>::all(ctx.client.clone())
+            .list(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .map(|mc| (mc.name_any(), (mc.spec.provider, mc.spec.region.clone())))
+            .collect();
+    let digest = input_digest(&ap, pool.as_ref(), &clusters, catalog.version());
+    let prev = ap.status.clone().unwrap_or_default();
+    if prev.input_digest.as_deref() == Some(digest.as_str())
+        && prev.observed_generation == ap.metadata.generation
+    {
+        ctx.metrics
+            .reconciled(CONTROLLER, "success", Some(start.elapsed()));
+        return Ok(Action::requeue(Duration::from_secs(300)));
+    }
+
+    let spec = ap.spec.clone();
+    let pool_name = pool.as_ref().map(ResourceExt::name_any);
+    let pool_spec = pool.map(|p| p.spec);
+    // The solve is CPU-bound (NSGA-II on large spaces): keep it off the async workers.
+    let outcome = tokio::task::spawn_blocking(move || {
+        let sctx = SpecContext {
+            pool: pool_name.as_deref().zip(pool_spec.as_ref()),
+            member_clusters: clusters,
+            strategy: None,
+        };
+        convert::solve_spec(catalog, &spec, &sctx)
+    })
+    .await
+    .map_err(|e| Error::InvalidSpec(format!("solver task failed: {e}")))?;
+
+    let now = Timestamp::now();
+    let generation = ap.metadata.generation;
+    let mut next = match &outcome {
+        Ok(o) => convert::to_status(o, convert::STATUS_FRONT_LIMIT),
+        Err(_) => AggregatorPlacementStatus {
+            catalog_version: Some(catalog.version().to_string()),
+            ..Default::default()
+        },
+    };
+    next.conditions = prev.conditions.clone();
+    next.observed_generation = generation;
+    next.input_digest = Some(digest);
+    next.last_solved_time = Some(Time(now));
+    let (feasible, reason, message, stalled) = match &outcome {
+        Ok(o) => {
+            let (ok, reason, message) = convert::feasible_condition(o);
+            (ok, reason, message, !ok)
+        }
+        Err(e) => {
+            next.infeasible_reason = Some(e.to_string());
+            (false, e.reason(), e.to_string(), true)
+        }
+    };
+    let mut set = |type_, status: bool, reason, message: String| {
+        let status = ConditionStatus::from(status);
+        conditions::set_condition(
+            &mut next.conditions,
+            NewCondition {
+                type_,
+                status,
+                reason,
+                message,
+            },
+            generation,
+            now,
+        );
+    };
+    set(convert::FEASIBLE, feasible, reason, message.clone());
+    set(
+        READY,
+        feasible,
+        if feasible { "Solved" } else { reason },
+        message.clone(),
+    );
+    set(RECONCILING, false, "Solved", String::new());
+    set(
+        STALLED,
+        stalled,
+        if stalled { reason } else { "NotStalled" },
+        if stalled { message } else { String::new() },
+    );
+
+    let patch = serde_json::json!({
+        "apiVersion": "fl.fedsky.dev/v1alpha1",
+        "kind": "AggregatorPlacement",
+        "status": next,
+    });
+    Api::<AggregatorPlacement>::namespaced(ctx.client.clone(), &ns)
+        .patch_status(
+            &ap.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+    ctx.metrics
+        .reconciled(CONTROLLER, "success", Some(start.elapsed()));
+    Ok(Action::requeue(Duration::from_secs(300)))
+}
+
+// kube's Controller fixes this signature (Arcs by value).
+#[allow(clippy::needless_pass_by_value)]
+fn error_policy(ap: Arc<AggregatorPlacement>, error: &Error, ctx: Arc<Context>) -> Action {
+    tracing::warn!(placement = %ap.name_any(), %error, "reconcile failed");
+    ctx.metrics.error(CONTROLLER, error.category());
+    error
+        .retry_after()
+        .map_or_else(Action::await_change, Action::requeue)
+}
+
+/// A stable digest of the solve's inputs (FNV over their canonical JSON).
+pub fn input_digest(
+    ap: &AggregatorPlacement,
+    pool: Option<&ParticipantPool>,
+    clusters: &BTreeMap<String, (CloudProvider, String)>,
+    catalog_version: &str,
+) -> String {
+    let text = serde_json::json!({
+        "spec": ap.spec,
+        "pool": pool.map(|p| &p.spec),
+        "clusters": clusters,
+        "catalog": catalog_version,
+    })
+    .to_string();
+    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+    text.hash(&mut h);
+    format!("{:016x}", h.finish())
+}
+
+/// FNV-1a: stable across processes and Rust versions, unlike `DefaultHasher`.
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
