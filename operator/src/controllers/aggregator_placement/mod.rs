@@ -81,7 +81,7 @@ async fn reconcile(ap: Arc<AggregatorPlacement>, ctx: Arc<Context>) -> Result<Ac
             .await?
             .items
             .into_iter()
-            .map(|mc| (mc.name_any(), (mc.spec.provider, mc.spec.region.clone())))
+            .map(|mc| (mc.name_any(), (mc.spec.provider, mc.spec.region)))
             .collect();
     let digest = input_digest(&ap, pool.as_ref(), &clusters, catalog.version());
     let prev = ap.status.clone().unwrap_or_default();
