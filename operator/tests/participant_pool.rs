@@ -14,7 +14,9 @@ async fn pool_reports_eligible_nodes_per_site() {
     let f = fleet(&[
         (
             "hospital-eu",
+            "openstack",
             "RegionFrankfurt",
+            "private",
             &[
                 ("eu-big", worker, "8", "16Gi"),
                 ("eu-small", worker, "1", "1Gi"),
@@ -22,7 +24,9 @@ async fn pool_reports_eligible_nodes_per_site() {
         ),
         (
             "hospital-us",
+            "openstack",
             "RegionVirginia",
+            "private",
             &[
                 ("us-big", worker, "4", "8Gi"),
                 ("us-other", &[], "8", "16Gi"),

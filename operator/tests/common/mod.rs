@@ -20,23 +20,20 @@ pub struct Fleet {
 /// A node to register: name, labels, cpu, memory.
 pub type NodeSpec<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str, &'a str);
 
+/// A member cluster: name, provider, region, tier, nodes.
+pub type MemberSpec<'a> = (&'a str, &'a str, &'a str, &'a str, &'a [NodeSpec<'a>]);
+
 /// Starts a hub (API server only, CRDs installed) and one full member control plane per
 /// entry, registers the nodes, creates kubeconfig Secrets and MemberClusters, and runs
 /// the operator against the hub.
-pub async fn fleet(members: &[(&str, &str, &[NodeSpec<'_>])]) -> Fleet {
+pub async fn fleet(members: &[MemberSpec<'_>]) -> Fleet {
     let names: Vec<String> = members.iter().map(|m| m.0.to_string()).collect();
     let (hub, planes) = tokio::task::spawn_blocking(move || {
         let hub = ControlPlane::start(&Options::api_only("hub")).expect("hub starts");
         hub.install_fedsky_crds().expect("CRDs install");
         let planes: Vec<ControlPlane> = names
             .iter()
-            .map(|n| {
-                ControlPlane::start(&Options {
-                    scheduler: false,
-                    ..Options::full(n)
-                })
-                .expect("member starts")
-            })
+            .map(|n| ControlPlane::start(&Options::full(n)).expect("member starts"))
             .collect();
         (hub, planes)
     })
@@ -52,7 +49,7 @@ pub async fn fleet(members: &[(&str, &str, &[NodeSpec<'_>])]) -> Fleet {
         .expect("namespace");
 
     let mut out = Vec::new();
-    for ((name, region, nodes), plane) in members.iter().zip(planes) {
+    for ((name, provider, region, tier, nodes), plane) in members.iter().zip(planes) {
         let client = plane.client().await.expect("member client");
         for (node, labels, cpu, mem) in nodes.iter() {
             let labels: BTreeMap<String, String> = labels
@@ -84,7 +81,7 @@ pub async fn fleet(members: &[(&str, &str, &[NodeSpec<'_>])]) -> Fleet {
                 "kind": "MemberCluster",
                 "metadata": { "name": name },
                 "spec": {
-                    "provider": "openstack", "region": region, "tier": "private", "probeIntervalSeconds": 5,
+                    "provider": provider, "region": region, "tier": tier, "probeIntervalSeconds": 5,
                     "kubeconfigSecretRef": { "namespace": "fedsky-system", "name": format!("{name}-kubeconfig") }
                 }
             }),

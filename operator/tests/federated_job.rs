@@ -1,0 +1,274 @@
+//! FederatedJob end to end on real control planes: a hub, a public AWS member for the
+//! aggregator and two private hospital members. Placement is solved, the aggregator
+//! appears in the placed cluster, participant Jobs land only on eligible nodes spread
+//! across sites, a failed participant is replaced on another node, and deleting the job
+//! removes everything it created in every cluster.
+
+mod common;
+
+use common::{apply_json, eventually, fleet};
+use fedsky_crds::conditions;
+use fedsky_crds::{AggregatorPlacement, FederatedJob};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+
+const WORKER: &[(&str, &str)] = &[("fedsky.dev/fl-worker", "true")];
+
+fn cond_true(job: &FederatedJob, t: &str) -> bool {
+    job.status
+        .as_ref()
+        .is_some_and(|s| conditions::is_true(&s.conditions, t))
+}
+
+async fn participant_jobs(client: &kube::Client) -> Vec<Job> {
+    Api::<Job>::namespaced(client.clone(), "fedsky-participants")
+        .list(&ListParams::default().labels("fl.fedsky.dev/role=participant"))
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+}
+
+fn node_of(job: &Job) -> String {
+    job.spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .and_then(|p| p.node_name.clone())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_is_placed_started_healed_and_cleaned_up() {
+    let f = fleet(&[
+        (
+            "aws-eu-central-1",
+            "aws",
+            "eu-central-1",
+            "public",
+            &[("agg-1", &[], "8", "16Gi")],
+        ),
+        (
+            "hospital-eu",
+            "openstack",
+            "RegionFrankfurt",
+            "private",
+            &[
+                ("eu-big", WORKER, "8", "16Gi"),
+                ("eu-small", WORKER, "1", "1Gi"),
+            ],
+        ),
+        (
+            "hospital-us",
+            "openstack",
+            "RegionVirginia",
+            "private",
+            &[("us-1", WORKER, "4", "8Gi"), ("us-2", WORKER, "4", "8Gi")],
+        ),
+    ])
+    .await;
+    let hub = f.hub_client.clone();
+    let ns = "default";
+    // kwok clusters have no volume provisioner: give the aggregator's model store a PV to
+    // bind, as a cloud cluster's default StorageClass would.
+    apply_json(
+        &f.members[0].2,
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "PersistentVolume",
+            "metadata": { "name": "model-store" },
+            "spec": { "capacity": { "storage": "5Gi" }, "accessModes": ["ReadWriteOnce"],
+                      "hostPath": { "path": "/var/lib/fedsky" } }
+        }),
+    )
+    .await;
+    apply_json(&hub, serde_json::json!({
+        "apiVersion": "fl.fedsky.dev/v1alpha1", "kind": "ParticipantPool",
+        "metadata": { "name": "hospitals", "namespace": ns },
+        "spec": {
+            "sites": [
+                { "name": "eu", "memberCluster": "hospital-eu", "cloud": "aws", "region": "eu-central-1",
+                  "nodeSelector": { "fedsky.dev/fl-worker": "true" }, "dataVolume": { "hostPath": "/data/xray" } },
+                { "name": "us", "memberCluster": "hospital-us", "cloud": "aws", "region": "us-east-1",
+                  "nodeSelector": { "fedsky.dev/fl-worker": "true" }, "dataVolume": { "hostPath": "/data/xray" } }
+            ],
+            "minSpec": { "cpu": "2", "memory": "4Gi" },
+            "selection": { "policy": "ResourceAware", "maxFailuresPerNode": 1, "failureCooldownSeconds": 600 }
+        }
+    })).await;
+    apply_json(&hub, serde_json::json!({
+        "apiVersion": "fl.fedsky.dev/v1alpha1", "kind": "AggregatorPlacement",
+        "metadata": { "name": "xray", "namespace": ns },
+        "spec": {
+            "participants": { "poolRef": { "name": "hospitals" } },
+            "candidates": { "clouds": ["aws"], "regions": ["eu-central-1"] },
+            "requirements": { "costWeight": 0.5 },
+            "workload": { "modelSizeMB": 10, "roundsPerMonth": 1000, "localComputeSeconds": 30 },
+            "solver": { "type": "Exact" }
+        }
+    })).await;
+    apply_json(&hub, serde_json::json!({
+        "apiVersion": "fl.fedsky.dev/v1alpha1", "kind": "FederatedJob",
+        "metadata": { "name": "xray", "namespace": ns },
+        "spec": {
+            "model": { "builtin": { "architecture": "SmallCNN", "numClasses": 3 } },
+            "dataset": { "format": "ImageFolder", "path": "covid" },
+            "training": { "rounds": 5, "seed": 1 },
+            "participants": { "poolRef": { "name": "hospitals" }, "minPerRound": 2, "maxPerRound": 2,
+                              "maxReplacements": 3 },
+            "placement": { "placementRef": { "name": "xray" } }
+        }
+    })).await;
+
+    let jobs: Api<FederatedJob> = Api::namespaced(hub.clone(), ns);
+    let placements: Api<AggregatorPlacement> = Api::namespaced(hub.clone(), ns);
+    let ap = eventually("placement solved", 60, || {
+        let placements = placements.clone();
+        async move {
+            let ap = placements.get("xray").await.map_err(|e| e.to_string())?;
+            if ap
+                .status
+                .as_ref()
+                .and_then(|s| s.selected.as_ref())
+                .is_some()
+            {
+                Ok(ap)
+            } else {
+                Err(format!("{:?}", ap.status))
+            }
+        }
+    })
+    .await;
+    let selected = ap.status.and_then(|s| s.selected).expect("selected");
+    assert_eq!(
+        (selected.cloud.as_str(), selected.region.as_str()),
+        ("aws", "eu-central-1")
+    );
+
+    let job = eventually("Placed and AggregatorReady", 120, || {
+        let jobs = jobs.clone();
+        async move {
+            let j = jobs.get("xray").await.map_err(|e| e.to_string())?;
+            if cond_true(&j, "Placed") && cond_true(&j, "AggregatorReady") {
+                Ok(j)
+            } else {
+                Err(format!("{:#?}", j.status))
+            }
+        }
+    })
+    .await;
+    assert_eq!(
+        job.status
+            .as_ref()
+            .and_then(|s| s.placement.as_ref())
+            .and_then(|p| p.member_cluster.as_deref()),
+        Some("aws-eu-central-1")
+    );
+    let aws = &f.members[0].2;
+    let deps = Api::<Deployment>::namespaced(aws.clone(), "fedsky-aggregators")
+        .list(&Default::default())
+        .await
+        .expect("deployments");
+    assert_eq!(deps.items.len(), 1, "exactly one aggregator");
+
+    // Participants: two, on eligible nodes, one per site.
+    let (eu, us) = (&f.members[1].2, &f.members[2].2);
+    let running = eventually("ParticipantsReady", 120, || {
+        let jobs = jobs.clone();
+        async move {
+            let j = jobs.get("xray").await.map_err(|e| e.to_string())?;
+            if cond_true(&j, "ParticipantsReady") {
+                Ok(j)
+            } else {
+                Err(format!("{:#?}", j.status))
+            }
+        }
+    })
+    .await;
+    assert_eq!(
+        running.status.as_ref().and_then(|s| s.phase),
+        Some(fedsky_crds::federated_job::JobPhase::Running)
+    );
+    let eu_jobs = participant_jobs(eu).await;
+    let us_jobs = participant_jobs(us).await;
+    assert_eq!(
+        (eu_jobs.len(), us_jobs.len()),
+        (1, 1),
+        "spread round-robin across sites"
+    );
+    assert_eq!(
+        node_of(&eu_jobs[0]),
+        "eu-big",
+        "eu-small is below the minimum spec"
+    );
+    let failed_node = node_of(&us_jobs[0]);
+
+    // A participant pod fails: the orchestrator starts a replacement on the other US node.
+    let pods: Api<Pod> = Api::namespaced(us.clone(), "fedsky-participants");
+    let pod = pods
+        .list(&ListParams::default().labels("fl.fedsky.dev/role=participant"))
+        .await
+        .expect("pods")
+        .items;
+    let pod_name = pod
+        .first()
+        .map(|p| p.metadata.name.clone().unwrap_or_default())
+        .expect("participant pod");
+    let fail = serde_json::json!({ "status": { "phase": "Failed", "reason": "Evicted",
+        "message": "The node was low on resource: memory." } });
+    pods.patch_status(&pod_name, &PatchParams::default(), &Patch::Merge(&fail))
+        .await
+        .expect("fail pod");
+    let healed = eventually("replacement recorded", 120, || {
+        let jobs = jobs.clone();
+        async move {
+            let j = jobs.get("xray").await.map_err(|e| e.to_string())?;
+            let st = j.status.clone().ok_or("no status")?;
+            if st.replacements == Some(1) && cond_true(&j, "ParticipantsReady") {
+                Ok(j)
+            } else {
+                Err(format!("{st:#?}"))
+            }
+        }
+    })
+    .await;
+    let st = healed.status.expect("status");
+    assert!(
+        st.participants
+            .iter()
+            .any(|p| p.state == "Replaced" && p.node.as_deref() == Some(failed_node.as_str()))
+    );
+    assert_eq!(st.failure_marks.len(), 1);
+    let us_jobs = participant_jobs(us).await;
+    let live: Vec<String> = us_jobs.iter().map(node_of).collect();
+    assert_eq!(live.len(), 1, "the failed Job is removed: {live:?}");
+    assert_ne!(live[0], failed_node, "replacement runs on another node");
+
+    // Deleting the job removes what it created in every cluster.
+    jobs.delete("xray", &DeleteParams::default())
+        .await
+        .expect("delete");
+    eventually("job gone", 60, || {
+        let jobs = jobs.clone();
+        async move {
+            if jobs
+                .get_opt("xray")
+                .await
+                .map_err(|e| e.to_string())?
+                .is_none()
+            {
+                Ok(())
+            } else {
+                Err("still there".into())
+            }
+        }
+    })
+    .await;
+    assert!(participant_jobs(eu).await.is_empty());
+    assert!(participant_jobs(us).await.is_empty());
+    let deps = Api::<Deployment>::namespaced(aws.clone(), "fedsky-aggregators")
+        .list(&Default::default())
+        .await
+        .expect("deployments");
+    assert!(deps.items.is_empty(), "aggregator removed");
+    f.operator.abort();
+}
