@@ -359,21 +359,21 @@ pub fn decode_update<'a>(
     global: &'a Model,
     limits: &UpdateLimits,
 ) -> Result<ModelView<'a>, UpdateRejection> {
+    validate_update(bytes, global, limits).map(|header| view_validated(bytes, global, &header))
+}
+
+/// The checks of [`decode_update`], returning the header so the update can be
+/// viewed again later with [`view_validated`] without a second scan (the
+/// service holds validated updates until their turn to be aggregated).
+pub fn validate_update(
+    bytes: &[u8],
+    global: &Model,
+    limits: &UpdateLimits,
+) -> Result<UpdateHeader, UpdateRejection> {
     check_size(bytes.len(), limits)?;
     let header = parse_update_header(bytes, global.spec(), limits)?;
     check_total(bytes.len(), header.total_len())?;
-    let data = bytes.get(header.data_start()..).unwrap_or(&[]);
-    let tensors = global
-        .spec()
-        .tensors()
-        .iter()
-        .zip(&header.spans)
-        .map(|(spec, &(begin, end))| TensorView::Bytes {
-            dtype: spec.dtype,
-            bytes: data.get(begin..end).unwrap_or(&[]),
-        })
-        .collect();
-    let view = ModelView::from_parts(global.spec(), tensors);
+    let view = view_validated(bytes, global, &header);
 
     let base = limits.max_update_norm.map(|_| global.view());
     let mut sum_sq = 0f64;
@@ -400,7 +400,29 @@ pub fn decode_update<'a>(
             return Err(UpdateRejection::NormExceeded { norm, limit });
         }
     }
-    Ok(view)
+    Ok(header)
+}
+
+/// A zero-copy view of `bytes`, which must have passed [`validate_update`]
+/// against `global` with the returned `header` (otherwise tensors may come
+/// out empty; nothing panics).
+pub fn view_validated<'a>(
+    bytes: &'a [u8],
+    global: &'a Model,
+    header: &UpdateHeader,
+) -> ModelView<'a> {
+    let data = bytes.get(header.data_start()..).unwrap_or(&[]);
+    let tensors = global
+        .spec()
+        .tensors()
+        .iter()
+        .zip(&header.spans)
+        .map(|(spec, &(begin, end))| TensorView::Bytes {
+            dtype: spec.dtype,
+            bytes: data.get(begin..end).unwrap_or(&[]),
+        })
+        .collect();
+    ModelView::from_parts(global.spec(), tensors)
 }
 
 /// Decodes a stored (global) model: same structural and finiteness checks as

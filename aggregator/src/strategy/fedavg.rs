@@ -57,6 +57,15 @@ impl Strategy for FedAvg {
         Ok(())
     }
 
+    fn accept_batch(&mut self, updates: &[(&ModelView<'_>, u64)]) -> Result<(), StrategyError> {
+        let (ctx, sum) = self.round.as_mut().ok_or(StrategyError::NoRound)?;
+        for (u, n) in updates {
+            ctx.check(u, *n)?;
+        }
+        sum.add_views(updates);
+        Ok(())
+    }
+
     fn accepted(&self) -> usize {
         self.round.as_ref().map_or(0, |(_, s)| s.count())
     }

@@ -170,6 +170,15 @@ impl Strategy for FedOpt {
         Ok(())
     }
 
+    fn accept_batch(&mut self, updates: &[(&ModelView<'_>, u64)]) -> Result<(), StrategyError> {
+        let r = self.round.as_mut().ok_or(StrategyError::NoRound)?;
+        for (u, n) in updates {
+            r.ctx.check(u, *n)?;
+        }
+        r.sum.add_views(updates);
+        Ok(())
+    }
+
     fn accepted(&self) -> usize {
         self.round.as_ref().map_or(0, |r| r.sum.count())
     }

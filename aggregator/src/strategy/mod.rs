@@ -121,6 +121,17 @@ pub trait Strategy: std::fmt::Debug + Send {
     /// On error the update is not counted and earlier ones are kept.
     fn accept(&mut self, update: &ModelView<'_>, num_examples: u64) -> Result<(), StrategyError>;
 
+    /// Folds several validated updates in slice order; the result equals
+    /// calling [`Strategy::accept`] on each in turn. On error nothing of the
+    /// batch is counted. Streaming strategies override it to fold the batch
+    /// in one pass over their accumulator.
+    fn accept_batch(&mut self, updates: &[(&ModelView<'_>, u64)]) -> Result<(), StrategyError> {
+        for (u, n) in updates {
+            self.accept(u, *n)?;
+        }
+        Ok(())
+    }
+
     /// Updates accepted so far this round.
     fn accepted(&self) -> usize;
 
@@ -215,6 +226,9 @@ impl Strategy for AnyStrategy {
     }
     fn accept(&mut self, update: &ModelView<'_>, num_examples: u64) -> Result<(), StrategyError> {
         self.inner_mut().accept(update, num_examples)
+    }
+    fn accept_batch(&mut self, updates: &[(&ModelView<'_>, u64)]) -> Result<(), StrategyError> {
+        self.inner_mut().accept_batch(updates)
     }
     fn accepted(&self) -> usize {
         self.inner().accepted()

@@ -582,3 +582,27 @@ fn every_config_builds_and_aggregates() {
         assert_eq!(back.config, cfg);
     }
 }
+
+#[test]
+fn batched_fold_is_bitwise_equal_to_one_at_a_time() {
+    let updates = random_models(5, 2 * sum::PAR_CHUNK + 5, 9);
+    let global = &updates[0].0;
+    let configs = [
+        StrategyConfig::FedAvg,
+        StrategyConfig::FedAdam(FedOptConfig::adam_default()),
+    ];
+    for config in configs {
+        let mut one = config.build().expect("strategy");
+        let sequential = run(&mut one, 1, global, &updates);
+        let mut batch = config.build().expect("strategy");
+        batch.begin_round(1, global).expect("begin");
+        let views: Vec<ModelView<'_>> = updates.iter().map(|(m, _)| m.view()).collect();
+        let pairs: Vec<(&ModelView<'_>, u64)> =
+            views.iter().zip(updates.iter().map(|(_, n)| *n)).collect();
+        let (head, tail) = pairs.split_at(2);
+        batch.accept_batch(head).expect("batch");
+        batch.accept_batch(tail).expect("batch");
+        assert_eq!(batch.accepted(), 5);
+        assert_eq!(batch.finish().expect("finish"), sequential, "{config:?}");
+    }
+}

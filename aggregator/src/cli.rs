@@ -1,0 +1,243 @@
+//! Command line of the `fedsky-aggregator` binary: flags, assembly of the
+//! store, coordinator and servers, and shutdown on SIGTERM / Ctrl-C.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use clap::Parser;
+use tokio::net::TcpListener;
+
+use crate::coordinator::{Coordinator, CoreError};
+use crate::job::{JobConfig, JobConfigError};
+use crate::metrics::Metrics;
+use crate::server::{ServerError, TlsPem, Transport, serve};
+use crate::store::{Checkpoints, DirStore, GlobalModel, ObjectStore, S3Settings, S3Store};
+
+/// fedsky FL aggregator: gRPC data plane, checkpoints and model manager.
+#[derive(Debug, Parser)]
+#[command(name = "fedsky-aggregator", version)]
+pub struct Args {
+    /// Job config (JSON or YAML): rounds, strategy, training, limits, seed.
+    #[arg(long, env = "FEDSKY_JOB")]
+    pub job: PathBuf,
+    /// gRPC listen address (participants).
+    #[arg(long, env = "FEDSKY_GRPC_LISTEN", default_value = "0.0.0.0:50051")]
+    pub grpc_listen: SocketAddr,
+    /// HTTP listen address (model manager, status, /metrics, /healthz).
+    #[arg(long, env = "FEDSKY_HTTP_LISTEN", default_value = "0.0.0.0:8080")]
+    pub http_listen: SocketAddr,
+    /// Server certificate (PEM).
+    #[arg(long, env = "FEDSKY_TLS_CERT", requires_all = ["tls_key", "client_ca"])]
+    pub tls_cert: Option<PathBuf>,
+    /// Server private key (PEM).
+    #[arg(long, env = "FEDSKY_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// CA that signs participant certificates (PEM).
+    #[arg(long, env = "FEDSKY_CLIENT_CA")]
+    pub client_ca: Option<PathBuf>,
+    /// Serve gRPC without TLS, taking identities from metadata (development only).
+    #[arg(long, conflicts_with = "tls_cert")]
+    pub insecure_plaintext: bool,
+    /// File holding the job token (else FEDSKY_JOB_TOKEN, else the job config's `token`).
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// Initial global model (safetensors); needed unless the store has a checkpoint.
+    #[arg(long, env = "FEDSKY_INITIAL_MODEL")]
+    pub initial_model: Option<PathBuf>,
+    /// Model store directory (a PersistentVolume in the cluster).
+    #[arg(long, env = "FEDSKY_STORE_DIR", conflicts_with = "s3_bucket")]
+    pub store_dir: Option<PathBuf>,
+    /// S3-compatible endpoint URL; credentials from AWS_ACCESS_KEY_ID,
+    /// AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN.
+    #[arg(long, env = "FEDSKY_S3_ENDPOINT", requires = "s3_bucket")]
+    pub s3_endpoint: Option<String>,
+    /// S3 bucket.
+    #[arg(long, env = "FEDSKY_S3_BUCKET")]
+    pub s3_bucket: Option<String>,
+    /// Key prefix inside the bucket.
+    #[arg(long, env = "FEDSKY_S3_PREFIX", default_value = "")]
+    pub s3_prefix: String,
+    /// Signing region.
+    #[arg(long, env = "FEDSKY_S3_REGION", default_value = "us-east-1")]
+    pub s3_region: String,
+    /// Use virtual-hosted-style addressing instead of path style.
+    #[arg(long)]
+    pub s3_virtual_hosted: bool,
+    /// Log as JSON lines.
+    #[arg(long, env = "FEDSKY_LOG_JSON")]
+    pub log_json: bool,
+}
+
+/// Errors of the binary.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The job config is unusable.
+    #[error(transparent)]
+    Job(#[from] JobConfigError),
+    /// Reading a file failed.
+    #[error("reading {what} {path} failed")]
+    Read {
+        /// Which file.
+        what: &'static str,
+        /// Path.
+        path: String,
+        /// OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A required setting is missing or contradictory.
+    #[error("{0}")]
+    Usage(String),
+    /// The initial model is not valid safetensors.
+    #[error("initial model is invalid")]
+    InitialModel(#[source] crate::update::UpdateRejection),
+    /// The coordinator could not start.
+    #[error("aggregator cannot start")]
+    Core(#[from] CoreError),
+    /// The servers could not start.
+    #[error(transparent)]
+    Server(#[from] ServerError),
+    /// A listener could not bind.
+    #[error("binding {addr} failed")]
+    Bind {
+        /// Address.
+        addr: SocketAddr,
+        /// OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn read(what: &'static str, path: &PathBuf) -> Result<Vec<u8>, CliError> {
+    std::fs::read(path).map_err(|source| CliError::Read {
+        what,
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// Starts the log subscriber (`RUST_LOG` filters, default `info`).
+pub fn init_tracing(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // A second init (tests) keeps the first subscriber.
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+fn store(args: &Args) -> Result<Arc<dyn ObjectStore>, CliError> {
+    match (&args.store_dir, &args.s3_bucket) {
+        (Some(dir), None) => Ok(Arc::new(DirStore::new(dir.clone()))),
+        (None, Some(bucket)) => {
+            let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+            let missing =
+                || CliError::Usage("S3 needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY".into());
+            let endpoint = args
+                .s3_endpoint
+                .clone()
+                .unwrap_or_else(|| format!("https://s3.{}.amazonaws.com", args.s3_region));
+            Ok(Arc::new(S3Store::new(&S3Settings {
+                endpoint,
+                region: args.s3_region.clone(),
+                bucket: bucket.clone(),
+                prefix: args.s3_prefix.clone(),
+                access_key_id: env("AWS_ACCESS_KEY_ID").ok_or_else(missing)?,
+                secret_access_key: env("AWS_SECRET_ACCESS_KEY").ok_or_else(missing)?,
+                session_token: env("AWS_SESSION_TOKEN"),
+                path_style: !args.s3_virtual_hosted,
+            })))
+        }
+        _ => Err(CliError::Usage(
+            "give exactly one model store: --store-dir or --s3-bucket".into(),
+        )),
+    }
+}
+
+fn token(args: &Args, job: &JobConfig) -> Result<String, CliError> {
+    let token = match &args.token_file {
+        Some(p) => String::from_utf8_lossy(&read("token file", p)?)
+            .trim()
+            .to_string(),
+        None => std::env::var("FEDSKY_JOB_TOKEN")
+            .ok()
+            .or_else(|| job.token.clone())
+            .unwrap_or_default(),
+    };
+    if token.len() < 16 {
+        return Err(CliError::Usage(
+            "the job token must have at least 16 characters (--token-file, FEDSKY_JOB_TOKEN or `token` in the job config)".into(),
+        ));
+    }
+    Ok(token)
+}
+
+/// Runs the aggregator until SIGTERM or Ctrl-C.
+pub async fn run(args: Args) -> Result<(), CliError> {
+    let job = JobConfig::from_file(&args.job)?;
+    let token = token(&args, &job)?;
+    let transport = match (&args.tls_cert, &args.tls_key, &args.client_ca) {
+        (Some(c), Some(k), Some(ca)) => Transport::MutualTls(TlsPem::from_files(c, k, ca)?),
+        _ if args.insecure_plaintext => {
+            tracing::warn!("serving gRPC WITHOUT TLS (--insecure-plaintext): development only");
+            Transport::InsecurePlaintext
+        }
+        _ => {
+            return Err(CliError::Usage(
+                "give --tls-cert, --tls-key and --client-ca, or --insecure-plaintext for local development".into(),
+            ));
+        }
+    };
+    let initial = match &args.initial_model {
+        Some(p) => Some(
+            GlobalModel::from_bytes(0, Bytes::from(read("initial model", p)?))
+                .map_err(CliError::InitialModel)?,
+        ),
+        None => None,
+    };
+    let initial = initial.map(|g| Arc::unwrap_or_clone(g.model));
+    let checkpoints = Checkpoints::new(store(&args)?);
+    let metrics = Arc::new(Metrics::new());
+    let core = Coordinator::start(job, token, checkpoints, initial, metrics).await?;
+    let bind = |addr: SocketAddr| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| CliError::Bind { addr, source })
+    };
+    let grpc = bind(args.grpc_listen).await?;
+    let http = bind(args.http_listen).await?;
+    let mut server = serve(core, grpc, http, transport).await?;
+    tokio::select! {
+        () = shutdown_signal() => tracing::info!("shutting down"),
+        () = server.wait() => tracing::error!("a server task ended; shutting down"),
+    }
+    server.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,238 @@
+//! The model manager HTTP API, the status endpoint the operator reads,
+//! Prometheus metrics and health checks.
+//!
+//! | route | what |
+//! | --- | --- |
+//! | `GET /v1/status` | phase, round, participants, last metrics |
+//! | `GET /v1/versions` | every version: round, metrics, sha256, size, time |
+//! | `GET /v1/versions/{v}` | one version's info; `v` is a number, `latest` or `best` |
+//! | `GET /v1/versions/{v}/model` | its safetensors bytes |
+//! | `GET /metrics` | Prometheus text format |
+//! | `GET /healthz`, `GET /readyz` | liveness and readiness |
+//!
+//! `best` takes `?metric=NAME` (default `eval_accuracy`) and `&order=max|min`
+//! (default `min` for names containing `loss`, else `max`).
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+
+use crate::coordinator::{Coordinator, CoreError};
+use crate::store::VersionInfo;
+
+/// Errors of the HTTP API, each a status code and a JSON body.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// Unknown version or no version has the metric.
+    #[error("{0}")]
+    NotFound(String),
+    /// A malformed selector or query.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Reading the model failed.
+    #[error("reading the model failed: {0}")]
+    Core(#[source] CoreError),
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        let code = match &self {
+            HttpError::NotFound(_) | HttpError::Core(CoreError::VersionNotFound { .. }) => {
+                StatusCode::NOT_FOUND
+            }
+            HttpError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            HttpError::Core(_) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        let body = serde_json::json!({ "error": self.to_string() });
+        (code, axum::Json(body)).into_response()
+    }
+}
+
+/// Query of `best`.
+#[derive(Debug, Default, Deserialize)]
+pub struct BestQuery {
+    /// Metric name (`eval_accuracy`, `train_loss`, ...).
+    pub metric: Option<String>,
+    /// `max` or `min`.
+    pub order: Option<String>,
+}
+
+/// The router; serve it with `axum::serve`.
+pub fn router(core: Coordinator) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics))
+        .route("/v1/status", get(status))
+        .route("/v1/versions", get(versions))
+        .route("/v1/versions/{selector}", get(version))
+        .route("/v1/versions/{selector}/model", get(model))
+        .with_state(core)
+}
+
+async fn metrics(State(core): State<Coordinator>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        core.metrics().encode(),
+    )
+        .into_response()
+}
+
+async fn status(State(core): State<Coordinator>) -> Response {
+    axum::Json(core.status()).into_response()
+}
+
+async fn versions(State(core): State<Coordinator>) -> Response {
+    axum::Json(core.versions()).into_response()
+}
+
+/// Picks the best version by `metric` (pure; exposed for tests).
+pub fn best_version(versions: &[VersionInfo], metric: &str, maximise: bool) -> Option<VersionInfo> {
+    versions
+        .iter()
+        .filter_map(|v| {
+            v.metrics
+                .get(metric)
+                .filter(|x| x.is_finite())
+                .map(|x| (*x, v))
+        })
+        .reduce(|best, cur| {
+            let better = if maximise {
+                cur.0 > best.0
+            } else {
+                cur.0 < best.0
+            };
+            // Ties keep the earlier version, so the answer is stable.
+            if better { cur } else { best }
+        })
+        .map(|(_, v)| v.clone())
+}
+
+fn resolve(core: &Coordinator, selector: &str, q: &BestQuery) -> Result<VersionInfo, HttpError> {
+    let versions = core.versions();
+    match selector {
+        "latest" => versions
+            .last()
+            .cloned()
+            .ok_or_else(|| HttpError::NotFound("no model version yet".into())),
+        "best" => {
+            let metric = q.metric.as_deref().unwrap_or("eval_accuracy");
+            let maximise = match q.order.as_deref() {
+                Some("max") => true,
+                Some("min") => false,
+                Some(other) => {
+                    return Err(HttpError::BadRequest(format!(
+                        "order must be max or min, got {other:?}"
+                    )));
+                }
+                None => !metric.contains("loss"),
+            };
+            best_version(&versions, metric, maximise)
+                .ok_or_else(|| HttpError::NotFound(format!("no version has the metric {metric:?}")))
+        }
+        n => {
+            let v: u64 = n.parse().map_err(|_| {
+                HttpError::BadRequest(format!(
+                    "version must be a number, latest or best; got {n:?}"
+                ))
+            })?;
+            versions
+                .into_iter()
+                .find(|i| i.version == v)
+                .ok_or_else(|| HttpError::NotFound(format!("model version {v} does not exist")))
+        }
+    }
+}
+
+async fn version(
+    State(core): State<Coordinator>,
+    Path(selector): Path<String>,
+    Query(q): Query<BestQuery>,
+) -> Result<Response, HttpError> {
+    Ok(axum::Json(resolve(&core, &selector, &q)?).into_response())
+}
+
+async fn model(
+    State(core): State<Coordinator>,
+    Path(selector): Path<String>,
+    Query(q): Query<BestQuery>,
+) -> Result<Response, HttpError> {
+    let info = resolve(&core, &selector, &q)?;
+    let blob = core
+        .model(Some(info.version))
+        .await
+        .map_err(HttpError::Core)?;
+    let disposition = format!(
+        "attachment; filename=\"{}-v{}.safetensors\"",
+        core.job().name,
+        blob.version
+    );
+    let mut resp = blob.bytes.into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    for (name, value) in [
+        (header::CONTENT_DISPOSITION, disposition),
+        (header::ETAG, format!("\"{}\"", blob.sha256)),
+        (
+            header::HeaderName::from_static("x-fedsky-sha256"),
+            blob.sha256,
+        ),
+        (
+            header::HeaderName::from_static("x-fedsky-version"),
+            blob.version.to_string(),
+        ),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(name, v);
+        }
+    }
+    Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn v(version: u64, acc: Option<f64>) -> VersionInfo {
+        VersionInfo {
+            version,
+            sha256: String::new(),
+            size: 0,
+            created_at_unix_ms: 0,
+            metrics: acc
+                .map(|a| BTreeMap::from([("eval_accuracy".to_string(), a)]))
+                .unwrap_or_default(),
+            contributors: vec![],
+        }
+    }
+
+    #[test]
+    fn best_by_metric() {
+        let vs = [
+            v(0, None),
+            v(1, Some(0.5)),
+            v(2, Some(0.9)),
+            v(3, Some(0.9)),
+        ];
+        assert_eq!(
+            best_version(&vs, "eval_accuracy", true).map(|i| i.version),
+            Some(2)
+        );
+        assert_eq!(
+            best_version(&vs, "eval_accuracy", false).map(|i| i.version),
+            Some(1)
+        );
+        assert!(best_version(&vs, "eval_loss", false).is_none());
+    }
+}

@@ -1,0 +1,150 @@
+//! The S3 model store against a real S3-compatible server (moto) on
+//! loopback: object operations, a job checkpointed to S3, and a resume from it.
+//!
+//! moto comes from the workspace's `.venv` (created here with
+//! `python3 -m venv` + `pip install "moto[server]"` when missing), or from
+//! `FEDSKY_MOTO_SERVER`.
+
+#![allow(clippy::unwrap_used, clippy::needless_pass_by_value)]
+
+mod common;
+
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::*;
+use fedsky_aggregator::store::{Checkpoints, ObjectStore, S3Settings, S3Store};
+
+struct Moto {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn moto_binary() -> PathBuf {
+    if let Ok(p) = std::env::var("FEDSKY_MOTO_SERVER") {
+        return PathBuf::from(p);
+    }
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv");
+    let bin = venv.join("bin/moto_server");
+    if !bin.exists() {
+        let ok = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .is_ok_and(|s| s.success())
+            && Command::new(venv.join("bin/pip"))
+                .args(["install", "-q", "moto[server]"])
+                .status()
+                .is_ok_and(|s| s.success());
+        assert!(ok, "could not install moto into {}", venv.display());
+    }
+    bin
+}
+
+fn start_moto() -> Moto {
+    // A free port from the OS; moto binds it right after.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(moto_binary())
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("moto_server starts");
+    let moto = Moto { child, port };
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "moto did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    moto
+}
+
+fn settings(port: u16) -> S3Settings {
+    S3Settings {
+        endpoint: format!("http://127.0.0.1:{port}"),
+        region: "us-east-1".into(),
+        bucket: "fedsky-models".into(),
+        prefix: "jobs/test-job".into(),
+        access_key_id: "testing".into(),
+        secret_access_key: "testing".into(),
+        session_token: None,
+        path_style: true,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_store_checkpoints_a_job_and_resumes_from_it() {
+    let moto = start_moto();
+    let s3 = S3Store::new(&settings(moto.port));
+    s3.ensure_bucket().await.unwrap();
+    s3.ensure_bucket().await.unwrap();
+
+    // Object operations.
+    assert_eq!(s3.get("nothing.json").await.unwrap(), None);
+    s3.put("a/one.bin", Bytes::from_static(b"1")).await.unwrap();
+    s3.put("a/two.bin", Bytes::from_static(b"2")).await.unwrap();
+    assert_eq!(
+        s3.list("a/").await.unwrap(),
+        vec!["a/one.bin".to_string(), "a/two.bin".to_string()]
+    );
+    s3.delete("a/one.bin").await.unwrap();
+    assert_eq!(
+        s3.get("a/two.bin").await.unwrap().as_deref(),
+        Some(&b"2"[..])
+    );
+    assert_eq!(s3.list("a/").await.unwrap().len(), 1);
+
+    // A two-round job checkpointed to S3.
+    let store: Arc<dyn ObjectStore> = Arc::new(s3.clone());
+    let job = job(&rounds(2, 2, 2, 20.0, 5.0));
+    let h = start(job.clone(), Arc::clone(&store)).await;
+    let ids = ["s3-a", "s3-b"];
+    let tasks: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            tokio::spawn(run_participant(
+                h.client_config(id),
+                id.to_string(),
+                Behaviour::Honest,
+                Duration::from_secs(30),
+            ))
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let served = latest_model(&h).await;
+    assert_eq!(served, expected_final(&job, &ids));
+    h.server.shutdown().await;
+
+    // A new aggregator on the same bucket resumes at the end of the job.
+    let resumed = Checkpoints::new(Arc::clone(&store))
+        .load()
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(resumed.record.rounds.completed_rounds, 2);
+    assert_eq!(resumed.global.bytes.as_ref(), served.as_slice());
+    let again = start(job, store).await;
+    assert_eq!(again.core().status().phase, "completed");
+    assert_eq!(again.core().versions().len(), 3);
+    again.server.shutdown().await;
+}
