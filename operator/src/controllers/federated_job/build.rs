@@ -207,10 +207,13 @@ pub fn aggregator(job: &ValidJob, images: &Images) -> AggregatorObjects {
                         "name": "aggregator",
                         "image": images.aggregator,
                         "args": [
-                            "--job-config", "/var/run/fedsky/job.json",
-                            "--grpc-addr", format!("0.0.0.0:{GRPC_PORT}"),
-                            "--http-addr", format!("0.0.0.0:{HTTP_PORT}"),
+                            "--job", "/var/run/fedsky/job.json",
+                            "--grpc-listen", format!("0.0.0.0:{GRPC_PORT}"),
+                            "--http-listen", format!("0.0.0.0:{HTTP_PORT}"),
+                            "--token-file", "/var/run/fedsky/token",
                             "--store-dir", "/models",
+                            // Per-job mTLS certificates are not issued yet; see docs/operations.md.
+                            "--insecure-plaintext",
                         ],
                         "ports": [
                             { "name": "grpc", "containerPort": GRPC_PORT },

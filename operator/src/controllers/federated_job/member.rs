@@ -436,6 +436,7 @@ fn observe(job: &Job, site: &str, views: &[NodeView]) -> Option<Observed> {
 
 /// The aggregator's `/v1/status`, trimmed to what the operator shows.
 #[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct AggregatorStatus {
     phase: String,
     completed_rounds: u64,
@@ -449,7 +450,7 @@ struct AggregatorStatus {
 
 #[derive(Debug, serde::Deserialize)]
 struct VersionInfo {
-    round: u64,
+    version: u64,
     sha256: String,
     #[serde(default)]
     metrics: std::collections::BTreeMap<String, f64>,
@@ -483,8 +484,8 @@ pub async fn read_progress(model_url: &str) -> Option<Progress> {
             duration_seconds: metric(&last, "round_seconds"),
         }),
         latest_model: st.latest_version.map(|v| ModelVersion {
-            version: i32::try_from(v.round).unwrap_or(i32::MAX),
-            uri: format!("{model_url}/v1/versions/{}/model", v.round),
+            version: i32::try_from(v.version).unwrap_or(i32::MAX),
+            uri: format!("{model_url}/v1/versions/{}/model", v.version),
             sha256: v.sha256,
             accuracy: metric(&v.metrics, "eval_accuracy"),
             loss: metric(&v.metrics, "eval_loss"),

@@ -67,7 +67,7 @@ pub enum AggregatorObs {
 /// Training progress as the aggregator reports it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Progress {
-    /// `Completed`, `Failed`, or a running phase.
+    /// The aggregator's phase: `completed`, `failed`, or a running phase (any case).
     pub phase: String,
     /// Rounds completed.
     pub completed_rounds: i32,
@@ -269,8 +269,16 @@ pub fn compute(
     let done = s.current_round.unwrap_or(0);
     s.round_progress = Some(format!("{done}/{}", o.rounds));
 
-    let succeeded = o.progress.as_ref().is_some_and(|p| p.phase == "Completed") || done >= o.rounds;
-    let failed_reason = if o.progress.as_ref().is_some_and(|p| p.phase == "Failed") {
+    let succeeded = o
+        .progress
+        .as_ref()
+        .is_some_and(|p| p.phase.eq_ignore_ascii_case("completed"))
+        || done >= o.rounds;
+    let failed_reason = if o
+        .progress
+        .as_ref()
+        .is_some_and(|p| p.phase.eq_ignore_ascii_case("failed"))
+    {
         Some((
             "AggregatorFailed",
             "the aggregator reports the job failed".to_string(),
