@@ -66,3 +66,11 @@ bench-placement:
 	.venv/bin/python -c 'import pymoo' 2>/dev/null || .venv/bin/pip install -q pymoo
 	$(CARGO) run --release -q -p fedsky-placement --bin placement-bench -- all
 	$(CARGO) run --release -q --manifest-path operator/placement/bench/moors/Cargo.toml
+
+## participant-bench: tch vs PyTorch eager training throughput on this machine's CPU (a table)
+CARGO_TARGET_DIR_OR_DEFAULT = $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
+BENCH_ARGS ?= --device cpu --batch-size 32 --steps 30
+.PHONY: participant-bench
+participant-bench:
+	$(PARTICIPANT_ENV) $(CARGO) build --release -p fedsky-participant --bins
+	$(PARTICIPANT_ENV) $(CARGO_TARGET_DIR_OR_DEFAULT)/release/fedsky-participant bench $(BENCH_ARGS)

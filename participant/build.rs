@@ -1,0 +1,29 @@
+//! Links `libtorch_cuda` into the participant binary even though no symbol
+//! of it is referenced: without `--no-as-needed` the linker drops it, and
+//! libtorch then never registers its CUDA backend, so `tch` silently stays
+//! on the CPU on GPU machines. Only binaries get the flag (tests and the
+//! library need no GPU). A CPU-only libtorch has no `libtorch_cuda`; the
+//! binary then runs on the CPU only.
+
+use std::path::Path;
+
+fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
+    // Set by torch-sys (`links = "tch"`), the directory of the libtorch libraries.
+    let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") else {
+        println!(
+            "cargo:warning=torch-sys did not report its libtorch directory; not linking libtorch_cuda"
+        );
+        return;
+    };
+    if Path::new(&lib).join("libtorch_cuda.so").exists() {
+        println!("cargo:rustc-link-arg-bins=-Wl,--no-as-needed");
+        println!("cargo:rustc-link-arg-bins=-ltorch_cuda");
+        println!("cargo:rustc-link-arg-bins=-Wl,--as-needed");
+    } else {
+        println!(
+            "cargo:warning=libtorch in {lib} has no libtorch_cuda: the participant binary will only use the CPU"
+        );
+    }
+}
