@@ -53,3 +53,31 @@ pub fn crds_yaml() -> Result<String, serde_yaml::Error> {
     }
     Ok(out)
 }
+
+/// The `main` of the generators: print `content`, or with `--check FILE` fail when FILE
+/// differs from it (so CI catches a stale committed file).
+pub fn print_or_check(tool: &str, content: &str) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.as_slice() {
+        [] => {
+            print!("{content}");
+            ExitCode::SUCCESS
+        }
+        [flag, path] if flag == "--check" => match std::fs::read_to_string(path) {
+            Ok(existing) if existing == content => ExitCode::SUCCESS,
+            Ok(_) => {
+                eprintln!("{tool}: {path} is stale; run `make generate` and commit the result");
+                ExitCode::FAILURE
+            }
+            Err(e) => {
+                eprintln!("{tool}: cannot read {path}: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        _ => {
+            eprintln!("usage: {tool} [--check FILE]");
+            ExitCode::from(2)
+        }
+    }
+}
