@@ -7,6 +7,7 @@ use fedsky_crds::federated_job::StrategyType;
 use fedsky_placement::{Catalog, CatalogError, CatalogOverlay, PlacementModel, solve_placement};
 use thiserror::Error;
 
+use crate::catalog::RefreshArgs;
 use crate::manifest::{ManifestError, Manifests};
 use crate::placement::{
     ConvertError, STATUS_FRONT_LIMIT, SolveError, SpecContext, to_input, to_solver, to_status,
@@ -28,6 +29,17 @@ pub enum Command {
     /// Aggregator placement.
     #[command(subcommand)]
     Placement(PlacementCommand),
+    /// The cloud catalog placement prices and times candidates with.
+    #[command(subcommand)]
+    Catalog(CatalogCommand),
+}
+
+/// `fedsky catalog ...`.
+#[derive(Debug, Subcommand)]
+pub enum CatalogCommand {
+    /// Read regions, instance types and current spot prices from the EC2
+    /// API and write them as a catalog overlay (JSON) for `--overlay`.
+    Refresh(RefreshArgs),
 }
 
 /// `fedsky placement ...`.
@@ -120,6 +132,8 @@ pub struct CommandOutput {
     pub output: String,
     /// False when the solve found nothing that meets the requirements.
     pub feasible: bool,
+    /// Text for stderr (a summary, when stdout carries data).
+    pub notes: String,
 }
 
 /// Why a command failed.
@@ -171,6 +185,29 @@ pub enum CliError {
     /// The spec cannot be solved.
     #[error(transparent)]
     Solve(#[from] SolveError),
+    /// A file could not be written.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The async runtime for the EC2 calls could not start.
+    #[error("cannot start the async runtime: {source}")]
+    Runtime {
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The catalog refresh from the EC2 API failed.
+    #[error("catalog refresh failed: {source}")]
+    Refresh {
+        /// What failed, naming the endpoint and the call.
+        #[source]
+        source: fedsky_placement::catalog::refresh::RefreshError,
+    },
     /// The result could not be serialised.
     #[error("cannot write the result as {format}: {message}")]
     Serialize {
@@ -197,6 +234,7 @@ impl From<fedsky_placement::ModelError> for CliError {
 pub fn run(cli: &Cli) -> Result<CommandOutput, CliError> {
     match &cli.command {
         Command::Placement(PlacementCommand::Solve(args)) => solve(args),
+        Command::Catalog(CatalogCommand::Refresh(args)) => crate::catalog::refresh(args),
     }
 }
 
@@ -336,5 +374,6 @@ pub fn solve(args: &SolveArgs) -> Result<CommandOutput, CliError> {
     Ok(CommandOutput {
         output,
         feasible: outcome.selected.is_some(),
+        notes: String::new(),
     })
 }

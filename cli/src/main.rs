@@ -10,6 +10,7 @@ fn main() -> ExitCode {
     match run(&cli) {
         Ok(outcome) => {
             print!("{}", outcome.output);
+            eprint!("{}", outcome.notes);
             // 2 tells scripts "solved, but nothing meets the requirements".
             ExitCode::from(if outcome.feasible { 0 } else { 2 })
         }

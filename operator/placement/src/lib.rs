@@ -11,7 +11,9 @@
 //! - [`indicators`]: hypervolume (exact, 1–3 objectives), IGD, IGD+.
 //! - [`problems`]: ZDT1/2/3/6, DTLZ2, BNH, TNK, OSY with their true fronts.
 //! - [`catalog`]: the cloud catalog (regions, prices, egress, the
-//!   inter-region network matrix), the shipped one and user overlays.
+//!   inter-region network matrix), the shipped one and user overlays;
+//!   [`catalog::refresh`] makes an overlay from what the EC2 API reports
+//!   (the SDK calls are `catalog::aws`, behind the cargo feature `aws`).
 //! - [`model`]: the aggregator placement model over a catalog, its exact
 //!   front by decomposition, and [`solve_placement`] with the pick by cost
 //!   weight and the binding constraint when nothing is feasible.

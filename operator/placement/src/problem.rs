@@ -1,6 +1,5 @@
 //! What an optimisation problem is: variables, objectives to minimise, constraints.
 
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::PlacementError;
@@ -161,21 +160,7 @@ pub(crate) fn evaluate(problem: &(impl Problem + ?Sized), variables: Vec<f64>) -
     }
 }
 
-/// Evaluates many points, in parallel; the result is in input order and each
-/// point's values come from one sequential call, so it is the same for any
-/// number of threads.
-pub(crate) fn evaluate_all(
-    problem: &(impl Problem + ?Sized),
-    points: Vec<Vec<f64>>,
-) -> Vec<Solution> {
-    points
-        .into_par_iter()
-        .with_min_len(8)
-        .map(|x| evaluate(problem, x))
-        .collect()
-}
-
-fn total_violation(objectives: &[f64], constraints: &[f64]) -> f64 {
+pub(crate) fn total_violation(objectives: &[f64], constraints: &[f64]) -> f64 {
     if objectives.iter().any(|f| f.is_nan()) {
         return f64::INFINITY;
     }

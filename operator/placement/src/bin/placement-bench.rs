@@ -5,7 +5,8 @@
 //! placement-bench spaces [--seeds N] [--population N] [--generations N]
 //!                                                     exact front vs NSGA-II, 1e4..1e10
 //! placement-bench experiment                          the seed system's three-hospital check
-//! placement-bench profile                             fedsky NSGA-II alone on every problem, for perf
+//! placement-bench profile [--problem NAME] [--seeds N] fedsky NSGA-II alone (every problem, 10
+//!                                                     seeds by default), for perf or callgrind
 //! placement-bench all                                 pymoo, spaces and experiment
 //! ```
 //!
@@ -46,6 +47,10 @@ struct Options {
     /// NSGA-II population and generations of the placement-space bench.
     population: usize,
     generations: usize,
+    /// Whether `--seeds` was given (`profile` defaults to 10, the rest to 3).
+    seeds_given: bool,
+    /// `profile` only: run this problem alone.
+    problem: Option<String>,
 }
 
 fn run() -> BenchResult<()> {
@@ -56,17 +61,25 @@ fn run() -> BenchResult<()> {
         seeds: 3,
         population: 100,
         generations: 250,
+        problem: None,
+        seeds_given: false,
     };
     let mut rest = args.iter().skip(1);
     while let Some(arg) = rest.next() {
         match arg.as_str() {
             "--python" => options.python = rest.next().ok_or("--python needs a path")?.into(),
-            "--seeds" => options.seeds = rest.next().ok_or("--seeds needs a number")?.parse()?,
+            "--seeds" => {
+                options.seeds = rest.next().ok_or("--seeds needs a number")?.parse()?;
+                options.seeds_given = true;
+            }
             "--population" => {
                 options.population = rest.next().ok_or("--population needs a number")?.parse()?;
             }
             "--generations" => {
                 options.generations = rest.next().ok_or("--generations needs a number")?.parse()?;
+            }
+            "--problem" => {
+                options.problem = Some(rest.next().ok_or("--problem needs a name")?.clone());
             }
             other => return Err(format!("unknown argument `{other}`").into()),
         }
@@ -78,7 +91,7 @@ fn run() -> BenchResult<()> {
         "pymoo" => bench_pymoo(&options),
         "spaces" => bench_spaces(&options),
         "experiment" => experiment(),
-        "profile" => profile(),
+        "profile" => profile(&options),
         "all" => {
             bench_pymoo(&options)?;
             bench_spaces(&options)?;
@@ -318,11 +331,20 @@ fn bench_pymoo(options: &Options) -> BenchResult<()> {
     Ok(())
 }
 
-/// fedsky's NSGA-II alone, 10 seeds per problem, for `perf record`.
-fn profile() -> BenchResult<()> {
+/// fedsky's NSGA-II alone, 10 seeds per problem (or `--seeds`), for `perf
+/// record` or `valgrind --tool=callgrind` (with `--problem` and `--seeds 1`).
+fn profile(options: &Options) -> BenchResult<()> {
+    let seeds = if options.seeds_given {
+        options.seeds
+    } else {
+        10
+    };
     for c in cases() {
+        if options.problem.as_deref().is_some_and(|p| p != c.name) {
+            continue;
+        }
         let (_, ms) = measure(|| {
-            for seed in 1..=10 {
+            for seed in 1..=seeds {
                 let settings = Nsga2Settings {
                     population: POPULATION,
                     generations: GENERATIONS,
@@ -333,7 +355,7 @@ fn profile() -> BenchResult<()> {
             }
             Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
         });
-        println!("{}: {:.1} ms per 10 runs", c.name, ms);
+        println!("{}: {:.1} ms per {seeds} runs", c.name, ms);
     }
     Ok(())
 }

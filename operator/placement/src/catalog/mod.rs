@@ -10,8 +10,11 @@
 //! ([`CatalogOverlay`], for example from a ConfigMap) adds or replaces
 //! entries, such as private OpenStack sites with their measured latency.
 
+#[cfg(feature = "aws")]
+pub mod aws;
 mod error;
 mod overlay;
+pub mod refresh;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, OnceLock};
@@ -151,7 +154,14 @@ pub struct InstanceTypeData {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu_model: Option<String>,
     /// On-demand price in USD per hour, by region name of the same cloud.
+    /// Only these make a region a place the aggregator can run.
     pub hourly_usd: BTreeMap<String, f64>,
+    /// Latest Linux spot price in USD per hour, by region name of the same
+    /// cloud (the cheapest zone), where a refresh from the EC2 API found one
+    /// ([`refresh`]). Informational: the model prices the aggregator
+    /// on-demand, because a spot reclaim mid-round loses the round.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub spot_hourly_usd: BTreeMap<String, f64>,
 }
 
 /// Measured network between two regions (either order).
@@ -487,20 +497,23 @@ mod validate {
                     });
                 }
             }
-            for (region, &price) in &t.hourly_usd {
-                let region_key = region_key(&t.cloud, region);
-                if !index.contains_key(&region_key) {
-                    return Err(CatalogError::UnknownRegion {
-                        region: region_key,
-                        referenced_by: format!("the hourly prices of instance type {key}"),
-                    });
-                }
-                if !finite_non_negative(price) {
-                    return Err(CatalogError::InvalidValue {
-                        what: format!("hourly price of {key} in {region}"),
-                        value: price,
-                        expected: "a finite price >= 0",
-                    });
+            let prices = [("hourly", &t.hourly_usd), ("spot", &t.spot_hourly_usd)];
+            for (kind, map) in prices {
+                for (region, &price) in map {
+                    let region_key = region_key(&t.cloud, region);
+                    if !index.contains_key(&region_key) {
+                        return Err(CatalogError::UnknownRegion {
+                            region: region_key,
+                            referenced_by: format!("the {kind} prices of instance type {key}"),
+                        });
+                    }
+                    if !finite_non_negative(price) {
+                        return Err(CatalogError::InvalidValue {
+                            what: format!("{kind} price of {key} in {region}"),
+                            value: price,
+                            expected: "a finite price >= 0",
+                        });
+                    }
                 }
             }
         }

@@ -14,9 +14,9 @@ use super::{
 /// Entries that add to or replace those of a base catalog.
 ///
 /// - a region replaces the base region with the same `cloud:name`, or is added;
-/// - an instance type with the same cloud and name keeps the base prices of
-///   regions the overlay does not price, and takes everything else from the
-///   overlay; otherwise it is added;
+/// - an instance type with the same cloud and name keeps the base prices
+///   (on-demand and spot) of regions the overlay does not price, and takes
+///   everything else from the overlay; otherwise it is added;
 /// - a network entry replaces the base entry of the same (unordered) pair,
 ///   or is added.
 ///
@@ -96,8 +96,11 @@ pub(super) fn apply(
             Some(existing) => {
                 let mut hourly = std::mem::take(&mut existing.hourly_usd);
                 hourly.extend(t.hourly_usd.iter().map(|(k, v)| (k.clone(), *v)));
+                let mut spot = std::mem::take(&mut existing.spot_hourly_usd);
+                spot.extend(t.spot_hourly_usd.iter().map(|(k, v)| (k.clone(), *v)));
                 *existing = t.clone();
                 existing.hourly_usd = hourly;
+                existing.spot_hourly_usd = spot;
             }
             None => data.instance_types.push(t.clone()),
         }

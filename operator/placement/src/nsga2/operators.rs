@@ -27,36 +27,223 @@ pub(crate) struct Variation {
     pub mutation_prob: f64,
 }
 
-/// `x^y` as the operators need it, the same bits on every platform and
-/// several times faster than a general `pow`, which dominated NSGA-II's run
-/// time: integer exponents (`eta + 1` for the usual integer `eta`) by
-/// repeated squaring, roots `1/2^k` by `k` square roots (both IEEE-exact
-/// steps), other roots `1/n` by `exp(ln x / n)`, anything else by `libm::pow`.
+/// `x^y` by [`Power`], for tests against `libm::pow`.
+#[cfg(test)]
 pub(crate) fn power(x: f64, y: f64) -> f64 {
-    // Casts rather than `fract`/`round`: those are library calls on the
-    // baseline x86-64 target, and this runs for every crossed gene.
-    if y.abs() <= 64.0 && (y as i64) as f64 == y {
-        let p = integer_power(x, y.abs() as u32);
-        return if y < 0.0 { 1.0 / p } else { p };
-    }
-    if y > 0.0 && y < 1.0 && x >= 0.0 {
-        let n = (1.0 / y + 0.5) as u32;
-        if (2..=64).contains(&n) && 1.0 / f64::from(n) == y {
-            if n.is_power_of_two() {
-                let mut r = x;
-                for _ in 0..n.trailing_zeros() {
-                    r = r.sqrt();
+    Power::new(y).apply(x)
+}
+
+/// `x^y` for one fixed `y` as the operators need it: the same bits on every
+/// platform and several times faster than a general `pow`, which dominated
+/// NSGA-II's run time. Integer exponents (`eta + 1` for the usual integer
+/// `eta`) by repeated squaring, roots `1/2^k` by `k` square roots (both
+/// IEEE-exact steps), other roots `1/n` by `exp(ln x / n)`, anything else by
+/// `libm::pow`. The choice is made once per run, not once per gene: the
+/// operators use four exponents (`±(eta + 1)`, `1/(eta + 1)` for both
+/// distribution indices), and choosing cost as much as the arithmetic.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Power {
+    /// `x^(2^k)` or its reciprocal: `k` squarings, which is what repeated
+    /// squaring computes for such an exponent (its final `1.0 * x^(2^k)`
+    /// is exact), without the loop over the exponent's bits.
+    Squarings {
+        /// `k`.
+        times: u32,
+        /// `y < 0`: the reciprocal.
+        negative: bool,
+    },
+    /// `x^e` or `x^-e` for an integer `e <= 64`, by repeated squaring.
+    Integer {
+        /// `|y|`.
+        exponent: u32,
+        /// `y < 0`: the reciprocal.
+        negative: bool,
+    },
+    /// `x^(1/2^k)` by `k` square roots (for `x >= 0`).
+    Sqrts {
+        /// `k`.
+        times: u32,
+        /// `y`, for negative or NaN `x`.
+        y: f64,
+    },
+    /// `x^(1/n)` by `exp(ln x / n)` (for `x >= 0`).
+    Root {
+        /// `n`.
+        n: u32,
+        /// `y`, for negative or NaN `x`.
+        y: f64,
+    },
+    /// `libm::pow(x, y)`.
+    General(f64),
+}
+
+impl Power {
+    /// The plan for exponent `y`.
+    pub(crate) fn new(y: f64) -> Self {
+        // Casts rather than `fract`/`round`: those are library calls on the
+        // baseline x86-64 target.
+        if y.abs() <= 64.0 && (y as i64) as f64 == y {
+            let exponent = y.abs() as u32;
+            let negative = y < 0.0;
+            return if exponent.is_power_of_two() {
+                Self::Squarings {
+                    times: exponent.trailing_zeros(),
+                    negative,
                 }
-                return r;
-            }
-            return if x == 0.0 {
-                0.0
             } else {
-                libm::exp(libm::log(x) / f64::from(n))
+                Self::Integer { exponent, negative }
             };
         }
+        if y > 0.0 && y < 1.0 {
+            let n = (1.0 / y + 0.5) as u32;
+            if (2..=64).contains(&n) && 1.0 / f64::from(n) == y {
+                return if n.is_power_of_two() {
+                    Self::Sqrts {
+                        times: n.trailing_zeros(),
+                        y,
+                    }
+                } else {
+                    Self::Root { n, y }
+                };
+            }
+        }
+        Self::General(y)
     }
-    libm::pow(x, y)
+
+    /// `x` raised to the plan's exponent.
+    // Always inlined: called four times per crossed gene, and out of line
+    // the call and the dispatch cost more than the arithmetic.
+    #[inline(always)]
+    pub(crate) fn apply(self, x: f64) -> f64 {
+        match self {
+            Self::Squarings { times, negative } => {
+                let mut p = x;
+                for _ in 0..times {
+                    p *= p;
+                }
+                if negative { 1.0 / p } else { p }
+            }
+            Self::Integer { exponent, negative } => {
+                let p = integer_power(x, exponent);
+                if negative { 1.0 / p } else { p }
+            }
+            // Negative or NaN `x`: `pow`'s answer, as before planning.
+            Self::Sqrts { times, y } => {
+                if x >= 0.0 {
+                    let mut r = x;
+                    for _ in 0..times {
+                        r = r.sqrt();
+                    }
+                    r
+                } else {
+                    libm::pow(x, y)
+                }
+            }
+            Self::Root { n, y } => {
+                if x > 0.0 {
+                    libm::exp(libm::log(x) / f64::from(n))
+                } else if x == 0.0 {
+                    0.0
+                } else {
+                    libm::pow(x, y)
+                }
+            }
+            Self::General(y) => libm::pow(x, y),
+        }
+    }
+
+    /// [`Self::apply`] on two values, written lane by lane so that the
+    /// common plans (squarings, square roots) become two-lane vector
+    /// instructions; each lane's result is `apply`'s.
+    #[inline(always)]
+    pub(crate) fn apply2(self, x: [f64; 2]) -> [f64; 2] {
+        match self {
+            Self::Squarings { times, negative } => {
+                let mut p = x;
+                for _ in 0..times {
+                    p = [p[0] * p[0], p[1] * p[1]];
+                }
+                if negative {
+                    [1.0 / p[0], 1.0 / p[1]]
+                } else {
+                    p
+                }
+            }
+            Self::Sqrts { times, .. } if x[0] >= 0.0 && x[1] >= 0.0 => {
+                let mut r = x;
+                for _ in 0..times {
+                    r = [r[0].sqrt(), r[1].sqrt()];
+                }
+                r
+            }
+            _ => [self.apply(x[0]), self.apply(x[1])],
+        }
+    }
+}
+
+/// `rng.random::<f64>() < p` for a fixed `p` in `[0, 1]`, decided on the
+/// integer the float would be made from.
+///
+/// `random::<f64>()` is `(next_u64() >> 11) · 2^-53`: exactly `t · 2^-53`
+/// for the 53-bit integer `t`. So `t · 2^-53 < p` holds exactly when
+/// `t < p · 2^53` (a scaling by a power of two, exact), that is when
+/// `t < ceil(p · 2^53)`. The same draw, the same answer, without the
+/// int-to-float conversion and the multiply on the loops' hottest line
+/// (one coin per gene per child for mutation, per gene per pair for
+/// crossover).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Coin(u64);
+
+impl Coin {
+    /// The coin that shows "yes" with probability `p` (in `[0, 1]`).
+    pub(crate) fn new(p: f64) -> Self {
+        // In [0, 2^53]: the cast is exact.
+        Self((p * 9_007_199_254_740_992.0).ceil() as u64)
+    }
+
+    /// One draw: `rng.random::<f64>() < p`.
+    #[inline(always)]
+    pub(crate) fn flip(self, rng: &mut impl Rng) -> bool {
+        (rng.next_u64() >> 11) < self.0
+    }
+}
+
+/// [`Variation`] with its exponents planned ([`Power`]) and its
+/// probabilities as [`Coin`]s: what the generation loop calls.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Operators {
+    /// Whether a pair is recombined.
+    crossover: Coin,
+    /// Whether a gene of a recombined pair is crossed.
+    crossover_gene: Coin,
+    /// Whether a gene is mutated.
+    mutation: Coin,
+    /// A fair coin.
+    half: Coin,
+    /// `-(eta_c + 1)`, SBX's spread bound.
+    sbx_bound: Power,
+    /// `1/(eta_c + 1)`, SBX's spread.
+    sbx_root: Power,
+    /// `eta_m + 1`, mutation's bound.
+    pm_power: Power,
+    /// `1/(eta_m + 1)`, mutation's spread.
+    pm_root: Power,
+}
+
+impl Operators {
+    /// Plans the exponents of `variation`.
+    pub(crate) fn new(variation: Variation) -> Self {
+        Self {
+            crossover: Coin::new(variation.crossover_prob),
+            crossover_gene: Coin::new(variation.crossover_variable_prob),
+            mutation: Coin::new(variation.mutation_prob),
+            half: Coin::new(0.5),
+            sbx_bound: Power::new(-(variation.eta_c + 1.0)),
+            sbx_root: Power::new(1.0 / (variation.eta_c + 1.0)),
+            pm_power: Power::new(variation.eta_m + 1.0),
+            pm_root: Power::new(1.0 / (variation.eta_m + 1.0)),
+        }
+    }
 }
 
 fn integer_power(mut base: f64, mut exponent: u32) -> f64 {
@@ -93,7 +280,9 @@ pub(crate) fn tournament(
 }
 
 /// Makes two children from two parents: crossover (with probability
-/// `crossover_prob`), then mutation of each child.
+/// `crossover_prob`), then mutation of each child. Allocates; the
+/// generation loop uses [`mate_into`].
+#[cfg(test)]
 pub(crate) fn mate(
     parent_a: &[f64],
     parent_b: &[f64],
@@ -101,14 +290,38 @@ pub(crate) fn mate(
     op: &Variation,
     rng: &mut impl Rng,
 ) -> (Vec<f64>, Vec<f64>) {
-    let mut a = parent_a.to_vec();
-    let mut b = parent_b.to_vec();
-    if rng.random::<f64>() < op.crossover_prob {
-        crossover(&mut a, &mut b, variables, op, rng);
-    }
-    mutate(&mut a, variables, op, rng);
-    mutate(&mut b, variables, op, rng);
+    let mut a = vec![0.0; parent_a.len()];
+    let mut b = vec![0.0; parent_b.len()];
+    mate_into(
+        parent_a,
+        parent_b,
+        &mut a,
+        &mut b,
+        variables,
+        &Operators::new(*op),
+        rng,
+    );
     (a, b)
+}
+
+/// [`mate`] into the caller's buffers (`a` and `b` as long as the parents),
+/// so a generation allocates nothing per child.
+pub(crate) fn mate_into(
+    parent_a: &[f64],
+    parent_b: &[f64],
+    a: &mut [f64],
+    b: &mut [f64],
+    variables: &[Variable],
+    ops: &Operators,
+    rng: &mut impl Rng,
+) {
+    a.copy_from_slice(parent_a);
+    b.copy_from_slice(parent_b);
+    if ops.crossover.flip(rng) {
+        crossover(a, b, variables, ops, rng);
+    }
+    mutate(a, variables, ops, rng);
+    mutate(b, variables, ops, rng);
 }
 
 /// SBX on real genes, uniform crossover on categorical ones, in place.
@@ -116,23 +329,23 @@ fn crossover(
     a: &mut [f64],
     b: &mut [f64],
     variables: &[Variable],
-    op: &Variation,
+    ops: &Operators,
     rng: &mut impl Rng,
 ) {
-    for (i, variable) in variables.iter().enumerate() {
-        if rng.random::<f64>() >= op.crossover_variable_prob {
+    for ((variable, ai), bi) in variables.iter().zip(a.iter_mut()).zip(b.iter_mut()) {
+        if !ops.crossover_gene.flip(rng) {
             continue;
         }
         match *variable {
             Variable::Real { lower, upper } => {
-                if (a[i] - b[i]).abs() <= SBX_EPS || lower >= upper {
+                if (*ai - *bi).abs() <= SBX_EPS || lower >= upper {
                     continue;
                 }
-                let (c1, c2) = sbx_pair(a[i], b[i], lower, upper, op.eta_c, rng);
-                a[i] = c1;
-                b[i] = c2;
+                let (c1, c2) = sbx_pair(*ai, *bi, lower, upper, ops, rng);
+                *ai = c1;
+                *bi = c2;
             }
-            Variable::Categorical { .. } => std::mem::swap(&mut a[i], &mut b[i]),
+            Variable::Categorical { .. } => std::mem::swap(ai, bi),
         }
     }
 }
@@ -140,52 +353,80 @@ fn crossover(
 /// Simulated binary crossover of one gene (Deb & Agrawal 1995, bounded form
 /// as in pymoo's `cross_sbx`): children spread around the parents with a
 /// polynomial density of index `eta`, their order swapped half the time.
-fn sbx_pair(x1: f64, x2: f64, lower: f64, upper: f64, eta: f64, rng: &mut impl Rng) -> (f64, f64) {
+fn sbx_pair(
+    x1: f64,
+    x2: f64,
+    lower: f64,
+    upper: f64,
+    ops: &Operators,
+    rng: &mut impl Rng,
+) -> (f64, f64) {
     let (y1, y2) = if x1 < x2 { (x1, x2) } else { (x2, x1) };
     let delta = y2 - y1;
     let u = rng.random::<f64>();
-    let exponent = 1.0 / (eta + 1.0);
-    let betaq = |beta: f64| {
-        let alpha = 2.0 - power(beta, -(eta + 1.0));
-        if u <= 1.0 / alpha {
-            power(u * alpha, exponent)
-        } else {
-            power(1.0 / (2.0 - u * alpha), exponent)
-        }
-    };
-    let c1 = 0.5 * ((y1 + y2) - betaq(1.0 + 2.0 * (y1 - lower) / delta) * delta);
-    let c2 = 0.5 * ((y1 + y2) + betaq(1.0 + 2.0 * (upper - y2) / delta) * delta);
-    let (c1, c2) = if rng.random::<f64>() < 0.5 {
-        (c2, c1)
-    } else {
-        (c1, c2)
-    };
+    let [b1, b2] = betaq(
+        [
+            1.0 + 2.0 * (y1 - lower) / delta,
+            1.0 + 2.0 * (upper - y2) / delta,
+        ],
+        u,
+        ops,
+    );
+    let c1 = 0.5 * ((y1 + y2) - b1 * delta);
+    let c2 = 0.5 * ((y1 + y2) + b2 * delta);
+    // A select rather than a branch on a coin flip (see `betaq`).
+    let swap = ops.half.flip(rng);
+    let (c1, c2) = (if swap { c2 } else { c1 }, if swap { c1 } else { c2 });
     (c1.clamp(lower, upper), c2.clamp(lower, upper))
+}
+
+/// SBX's spread factors for both sides of the parents' interval (`beta`
+/// from the distances to the bounds, `u` the gene's uniform draw).
+///
+/// The two sides go through the same steps side by side, lane by lane, so
+/// the compiler can use two-lane vector instructions: the root by square
+/// roots is a chain of long-latency steps, and two chains at once take
+/// about the time of one. Both candidates of the inverse CDF are computed
+/// and one is kept, a select rather than a branch on what is a coin flip
+/// per gene. Every lane computes exactly the scalar formula, so the bits
+/// are the same.
+#[inline(always)]
+fn betaq(beta: [f64; 2], u: f64, ops: &Operators) -> [f64; 2] {
+    let bound = ops.sbx_bound.apply2(beta);
+    let alpha = [2.0 - bound[0], 2.0 - bound[1]];
+    let inside = [u * alpha[0], u * alpha[1]];
+    let outside = [1.0 / (2.0 - u * alpha[0]), 1.0 / (2.0 - u * alpha[1])];
+    let limit = [1.0 / alpha[0], 1.0 / alpha[1]];
+    let base = [
+        if u <= limit[0] { inside[0] } else { outside[0] },
+        if u <= limit[1] { inside[1] } else { outside[1] },
+    ];
+    ops.sbx_root.apply2(base)
 }
 
 /// Polynomial mutation of real genes and random reset of categorical ones,
 /// each gene with probability `mutation_prob`.
-fn mutate(x: &mut [f64], variables: &[Variable], op: &Variation, rng: &mut impl Rng) {
-    for (i, variable) in variables.iter().enumerate() {
-        if rng.random::<f64>() >= op.mutation_prob {
+fn mutate(x: &mut [f64], variables: &[Variable], ops: &Operators, rng: &mut impl Rng) {
+    for (variable, xi) in variables.iter().zip(x.iter_mut()) {
+        if !ops.mutation.flip(rng) {
             continue;
         }
         match *variable {
             Variable::Real { lower, upper } => {
                 if lower < upper {
-                    x[i] = polynomial_mutation(x[i], lower, upper, op.eta_m, rng);
+                    *xi = polynomial_mutation(*xi, lower, upper, ops, rng);
                 }
             }
             Variable::Categorical { choices } => {
                 // Reset to a *different* option: redrawing the same one would
                 // waste the mutation.
                 if choices > 1 {
-                    let current = choice(x[i]);
+                    let current = choice(*xi);
                     let mut pick = rng.random_range(0..choices - 1);
                     if pick >= current {
                         pick += 1;
                     }
-                    x[i] = pick as f64;
+                    *xi = pick as f64;
                 }
             }
         }
@@ -193,18 +434,17 @@ fn mutate(x: &mut [f64], variables: &[Variable], op: &Variation, rng: &mut impl 
 }
 
 /// Deb's polynomial mutation of one bounded gene, as in pymoo's `mut_pm`.
-fn polynomial_mutation(x: f64, lower: f64, upper: f64, eta: f64, rng: &mut impl Rng) -> f64 {
+fn polynomial_mutation(x: f64, lower: f64, upper: f64, ops: &Operators, rng: &mut impl Rng) -> f64 {
     let span = upper - lower;
     let delta1 = (x - lower) / span;
     let delta2 = (upper - x) / span;
-    let exponent = 1.0 / (eta + 1.0);
     let u = rng.random::<f64>();
     let deltaq = if u <= 0.5 {
-        let val = 2.0 * u + (1.0 - 2.0 * u) * power(1.0 - delta1, eta + 1.0);
-        power(val, exponent) - 1.0
+        let val = 2.0 * u + (1.0 - 2.0 * u) * ops.pm_power.apply(1.0 - delta1);
+        ops.pm_root.apply(val) - 1.0
     } else {
-        let val = 2.0 * (1.0 - u) + 2.0 * (u - 0.5) * power(1.0 - delta2, eta + 1.0);
-        1.0 - power(val, exponent)
+        let val = 2.0 * (1.0 - u) + 2.0 * (u - 0.5) * ops.pm_power.apply(1.0 - delta2);
+        1.0 - ops.pm_root.apply(val)
     };
     (x + deltaq * span).clamp(lower, upper)
 }
@@ -262,8 +502,71 @@ mod tests {
         // Far from the bounds SBX preserves the parents' mean exactly.
         let mut rng = ChaCha8Rng::seed_from_u64(5);
         for _ in 0..1000 {
-            let (c1, c2) = sbx_pair(0.4, 0.6, -1e6, 1e6, 15.0, &mut rng);
+            let (c1, c2) = sbx_pair(0.4, 0.6, -1e6, 1e6, &Operators::new(op()), &mut rng);
             assert!((c1 + c2 - 1.0).abs() < 1e-6, "{c1} {c2}");
+        }
+    }
+
+    #[test]
+    fn coins_answer_as_the_float_comparison() {
+        let mut rng = ChaCha8Rng::seed_from_u64(8);
+        let scale = 1.0 / 9_007_199_254_740_992.0;
+        let mut ps: Vec<f64> = vec![0.0, 1.0, 0.5, 0.9, 1.0 / 30.0, 1.0 / 7.0, f64::MIN_POSITIVE];
+        ps.extend((0..200).map(|_| rng.random::<f64>()));
+        for p in ps {
+            let coin = Coin::new(p);
+            // Around the threshold, where a rounding slip would show.
+            let edge = coin.0;
+            let near = [edge.saturating_sub(1), edge, edge + 1, 0, (1 << 53) - 1];
+            let random = (0..200).map(|_| rng.random::<u64>() >> 11);
+            for t in near.into_iter().chain(random).filter(|&t| t < 1 << 53) {
+                let float = (t as f64) * scale < p;
+                assert_eq!(t < coin.0, float, "p {p} t {t}");
+            }
+        }
+        // And on the generator: the same answers from the same stream.
+        let (mut a, mut b) = (ChaCha8Rng::seed_from_u64(3), ChaCha8Rng::seed_from_u64(3));
+        let coin = Coin::new(1.0 / 30.0);
+        for _ in 0..10_000 {
+            assert_eq!(coin.flip(&mut a), a_float(&mut b, 1.0 / 30.0));
+        }
+        fn a_float(rng: &mut ChaCha8Rng, p: f64) -> bool {
+            rng.random::<f64>() < p
+        }
+    }
+
+    #[test]
+    fn squarings_are_bit_identical_to_repeated_squaring() {
+        let mut rng = ChaCha8Rng::seed_from_u64(6);
+        let specials = [
+            0.0,
+            -0.0,
+            1.0,
+            -1.5,
+            f64::MIN_POSITIVE / 3.0,
+            1e300,
+            f64::INFINITY,
+        ];
+        let xs: Vec<f64> = (0..5000)
+            .map(|_| rng.random_range(-3.0..3.0))
+            .chain(specials)
+            .collect();
+        for e in [1u32, 2, 4, 8, 16, 32, 64] {
+            for negative in [false, true] {
+                let y = if negative {
+                    -f64::from(e)
+                } else {
+                    f64::from(e)
+                };
+                let plan = Power::new(y);
+                assert!(matches!(plan, Power::Squarings { .. }), "{y}");
+                for &x in &xs {
+                    let p = integer_power(x, e);
+                    let want = if negative { 1.0 / p } else { p };
+                    assert_eq!(plan.apply(x).to_bits(), want.to_bits(), "{x}^{y}");
+                }
+                assert!(plan.apply(f64::NAN).is_nan());
+            }
         }
     }
 
@@ -272,7 +575,18 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(4);
         for _ in 0..10_000 {
             let x: f64 = rng.random_range(0.0..4.0);
-            for y in [16.0, -16.0, 21.0, 1.0 / 16.0, 1.0 / 21.0, 0.37, 2.5, 0.0] {
+            for y in [
+                16.0,
+                -16.0,
+                21.0,
+                1.0 / 16.0,
+                1.0 / 21.0,
+                0.37,
+                2.5,
+                0.0,
+                1.0,
+                -1.0,
+            ] {
                 let (got, want) = (power(x, y), libm::pow(x, y));
                 let tolerance = 1e-13 * want.abs().max(f64::MIN_POSITIVE);
                 assert!(

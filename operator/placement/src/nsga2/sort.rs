@@ -5,7 +5,9 @@
 //! points, then one front per distinct violation for the infeasible ones
 //! (under constrained domination they form a chain ordered by violation).
 //! [`reference_sort`] is Deb's plain `O(M·N²)` algorithm, kept to test that
-//! both give the same fronts.
+//! both give the same fronts. NSGA-II's generation loop runs an equivalent
+//! on its flat buffers (with a Fenwick-tree dominance query for three
+//! objectives), tested to give the same fronts as these.
 
 use std::cmp::Ordering;
 
