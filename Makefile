@@ -7,7 +7,7 @@ CRD_YAML := charts/fedsky/crds/fedsky.yaml
 .PHONY: test fmt fmt-check lint generate generate-check tests control-plane
 
 ## test: everything CI runs — format, lint, generated-file check, unit and real-control-plane tests
-test: fmt-check lint generate-check tests
+test: fmt-check lint generate-check tests participant-lint participant-test process-runtime-test terraform-check
 
 fmt:
 	$(CARGO) fmt --all
@@ -28,9 +28,20 @@ generate-check:
 	$(CARGO) run -q -p fedsky-crds --bin crdgen -- --check $(CRD_YAML)
 	$(CARGO) run -q -p fedsky-crds --bin apidoc -- --check docs/api-reference.md
 
+## quickstart: set up and run examples/covid-xray/ on this machine (see README)
+.PHONY: quickstart
+quickstart:
+	./e2e/quickstart.sh
+
 ## control-plane: build (or reuse from the cache) kube-apiserver, etcd, kwok, kubectl, helm
 control-plane:
 	./e2e/scripts/build-control-plane.sh
+
+## terraform-check: tofu fmt -check over terraform/, then tofu validate and tofu test for the
+## folders whose providers are built (OpenTofu and providers from the Go module proxy, cached)
+.PHONY: terraform-check
+terraform-check:
+	./terraform/check.sh
 
 ## tests: unit tests and the tests against real control planes (kube-apiserver + etcd +
 ## kwok on loopback), for every default member (the libtorch participant has its own recipe)
@@ -67,8 +78,18 @@ bench-placement:
 	$(CARGO) run --release -q -p fedsky-placement --bin placement-bench -- all
 	$(CARGO) run --release -q --manifest-path operator/placement/bench/moors/Cargo.toml
 
-## participant-bench: tch vs PyTorch eager training throughput on this machine's CPU (a table)
+## process-runtime-test: the operator's process runtime end to end — a job placed on real
+## control planes, its aggregator and libtorch participants run as local processes
 CARGO_TARGET_DIR_OR_DEFAULT = $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
+.PHONY: process-runtime-test
+process-runtime-test: control-plane participant-build
+	$(CARGO) build -p fedsky-aggregator --bin fedsky-aggregator
+	$(PARTICIPANT_ENV) FEDSKY_BIN_DIR="$$(./e2e/scripts/build-control-plane.sh)" \
+		FEDSKY_AGGREGATOR_BIN="$(CARGO_TARGET_DIR_OR_DEFAULT)/debug/fedsky-aggregator" \
+		FEDSKY_PARTICIPANT_BIN="$(CARGO_TARGET_DIR_OR_DEFAULT)/debug/fedsky-participant" \
+		$(CARGO) test -p fedsky-operator --test process_runtime -- --ignored
+
+## participant-bench: tch vs PyTorch eager training throughput on this machine's CPU (a table)
 BENCH_ARGS ?= --device cpu --batch-size 32 --steps 30
 .PHONY: participant-bench
 participant-bench:

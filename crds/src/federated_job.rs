@@ -46,6 +46,7 @@ use std::collections::BTreeMap;
     )
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.dataset.classes) || !has(self.model.builtin) || size(self.dataset.classes) == self.model.builtin.numClasses").message("spec.dataset.classes must list exactly spec.model.builtin.numClasses names"))]
 pub struct FederatedJobSpec {
     /// The model to train: a built-in architecture or a TorchScript module. Immutable.
     #[x_kube(validation = Rule::new("self == oldSelf").message("spec.model is immutable; create a new FederatedJob to train another model"))]
@@ -153,6 +154,13 @@ pub struct DatasetSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
     pub label_column: Option<String>,
+    /// Class names in label order (image folder names, or CSV label values). Set them so
+    /// that every site numbers classes alike even when a site lacks one; by default each
+    /// participant takes its own `train/` folder names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1000), inner(length(min = 1, max = 253)))]
+    #[x_kube(validation = Rule::new("self.all(c, !c.contains(','))").message("spec.dataset.classes: class names must not contain commas"))]
+    pub classes: Vec<String>,
 }
 
 /// Dataset formats.

@@ -14,6 +14,7 @@ mod kubectl;
 mod namespace;
 mod pki;
 mod process;
+pub mod testbed;
 
 pub use binaries::Binaries;
 pub use control_plane::{ControlPlane, Options};

@@ -18,6 +18,8 @@ pub struct Context {
     pub clusters: ClusterRegistry,
     /// Images of the aggregator and participants.
     pub images: crate::controllers::federated_job::build::Images,
+    /// Where workloads run: pods in member clusters or local processes.
+    pub runtime: Arc<crate::runtime::Runtime>,
 }
 
 impl std::fmt::Debug for Context {
@@ -28,7 +30,11 @@ impl std::fmt::Debug for Context {
 
 impl Context {
     /// Builds the context for a hub client.
-    pub fn new(client: kube::Client, metrics: Arc<Metrics>) -> Arc<Self> {
+    pub fn new(
+        client: kube::Client,
+        metrics: Arc<Metrics>,
+        runtime: Arc<crate::runtime::Runtime>,
+    ) -> Arc<Self> {
         let reporter = Reporter {
             controller: crate::FIELD_MANAGER.into(),
             instance: std::env::var("POD_NAME").ok(),
@@ -37,6 +43,7 @@ impl Context {
             recorder: Recorder::new(client.clone(), reporter),
             clusters: ClusterRegistry::default(),
             images: Default::default(),
+            runtime,
             client,
             metrics,
         })

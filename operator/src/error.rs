@@ -18,6 +18,9 @@ pub enum Error {
     /// The finalizer helper failed (adding/removing the finalizer or the inner reconcile).
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    /// The process runtime failed to start, observe or stop a local process.
+    #[error("process runtime: {0}")]
+    Runtime(String),
     /// Status could not be serialised (a bug).
     #[error("serialising status: {0}")]
     Serialize(#[from] serde_json::Error),
@@ -30,6 +33,7 @@ impl Error {
             Self::Kube(_) => "HubApiError",
             Self::Cluster(e) => e.category(),
             Self::InvalidSpec(_) => "InvalidSpec",
+            Self::Runtime(_) => "ProcessRuntimeError",
             Self::Serialize(_) => "InternalError",
             Self::Finalizer(e) => match e.as_ref() {
                 kube::runtime::finalizer::Error::ApplyFailed(inner)

@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod orchestrator;
 pub mod quantity;
 pub mod run;
+pub mod runtime;
 pub mod telemetry;
 
 pub use context::Context;

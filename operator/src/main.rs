@@ -1,6 +1,7 @@
 //! `fedsky-operator`: parse flags, start telemetry, run.
 
 use clap::Parser;
+use fedsky_operator::runtime::{ProcessRuntime, ProcessSettings, Runtime};
 
 /// The fedsky operator.
 #[derive(Parser, Debug)]
@@ -21,6 +22,41 @@ struct Args {
     /// Log JSON lines instead of text.
     #[arg(long)]
     log_json: bool,
+    /// Where aggregators and participants run: `kubernetes` (pods in member clusters) or
+    /// `process` (local processes on this machine, for single-machine use and tests).
+    #[arg(long, env = "FEDSKY_RUNTIME", value_enum, default_value_t = RuntimeKind::Kubernetes)]
+    runtime: RuntimeKind,
+    /// Process runtime: directory for job state, logs and model stores.
+    #[arg(long, default_value = "fedsky-processes")]
+    process_state_dir: std::path::PathBuf,
+    /// Process runtime: the aggregator binary (default: next to this binary, else PATH).
+    #[arg(long)]
+    aggregator_bin: Option<std::path::PathBuf>,
+    /// Process runtime: the participant binary (default: next to this binary, else PATH).
+    #[arg(long)]
+    participant_bin: Option<std::path::PathBuf>,
+    /// Process runtime: data volumes given as PersistentVolumeClaims are read from
+    /// `<dir>/<claim name>`.
+    #[arg(long)]
+    process_data_root: Option<std::path::PathBuf>,
+    /// Process runtime: CPU threads per participant.
+    #[arg(long, default_value_t = 1)]
+    participant_threads: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum RuntimeKind {
+    Kubernetes,
+    Process,
+}
+
+/// `name` next to the running binary if it is there, else `name` (looked up in PATH).
+fn sibling(name: &str) -> std::path::PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join(name)))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| name.into())
 }
 
 #[tokio::main]
@@ -33,9 +69,32 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|| format!("fedsky-operator-{}", std::process::id()));
     let election = (!args.no_leader_election)
         .then(|| fedsky_operator::run::default_election(args.lease_namespace, identity));
+    let runtime = match args.runtime {
+        RuntimeKind::Kubernetes => Runtime::Kubernetes,
+        RuntimeKind::Process => {
+            let state_dir = std::path::absolute(&args.process_state_dir)?;
+            std::fs::create_dir_all(&state_dir)?;
+            tracing::info!(state_dir = %state_dir.display(), "running workloads as local processes");
+            Runtime::Process(ProcessRuntime::new(ProcessSettings {
+                state_dir,
+                aggregator_bin: args
+                    .aggregator_bin
+                    .unwrap_or_else(|| sibling("fedsky-aggregator")),
+                participant_bin: args
+                    .participant_bin
+                    .unwrap_or_else(|| sibling("fedsky-participant")),
+                data_root: args
+                    .process_data_root
+                    .map(std::path::absolute)
+                    .transpose()?,
+                participant_threads: args.participant_threads,
+            }))
+        }
+    };
     let settings = fedsky_operator::run::Settings {
         metrics_addr: args.metrics_addr,
         election,
+        runtime: std::sync::Arc::new(runtime),
     };
     fedsky_operator::run::run(client, settings).await?;
     Ok(())

@@ -14,6 +14,19 @@ pub struct Settings {
     pub metrics_addr: SocketAddr,
     /// Leader election; `None` acts at once (single replica, tests).
     pub election: Option<Election>,
+    /// Where aggregators and participants run.
+    pub runtime: Arc<crate::runtime::Runtime>,
+}
+
+impl Default for Settings {
+    /// Loopback metrics on a free port, no election, pods in member clusters (tests).
+    fn default() -> Self {
+        Self {
+            metrics_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            election: None,
+            runtime: Arc::default(),
+        }
+    }
 }
 
 /// Why the operator stopped.
@@ -50,7 +63,7 @@ pub async fn run(client: kube::Client, settings: Settings) -> Result<(), RunErro
         }
     });
 
-    let ctx = Context::new(client.clone(), metrics.clone());
+    let ctx = Context::new(client.clone(), metrics.clone(), settings.runtime);
     let Some(election) = settings.election else {
         let _ = ready_tx.send(true);
         metrics.leader.set(1);

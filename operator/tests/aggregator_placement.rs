@@ -53,8 +53,7 @@ async fn controller_matches_cli_and_explains_infeasibility() {
     .expect("start");
     let client = hub.client().await.expect("client");
     let settings = Settings {
-        metrics_addr: "127.0.0.1:0".parse().expect("addr"),
-        election: None,
+        ..Default::default()
     };
     let operator = tokio::spawn(run(client.clone(), settings));
 

@@ -21,6 +21,7 @@ fn settings(identity: &str) -> Settings {
             lease_duration: Duration::from_secs(4),
             renew_every: Duration::from_secs(1),
         }),
+        ..Default::default()
     }
 }
 

@@ -75,8 +75,7 @@ async fn member_cluster_reports_reachability_and_recovers() {
     }
 
     let settings = Settings {
-        metrics_addr: "127.0.0.1:0".parse().expect("addr"),
-        election: None,
+        ..Default::default()
     };
     let operator = tokio::spawn(run(hub_client.clone(), settings));
 

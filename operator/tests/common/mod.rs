@@ -27,6 +27,11 @@ pub type MemberSpec<'a> = (&'a str, &'a str, &'a str, &'a str, &'a [NodeSpec<'a>
 /// entry, registers the nodes, creates kubeconfig Secrets and MemberClusters, and runs
 /// the operator against the hub.
 pub async fn fleet(members: &[MemberSpec<'_>]) -> Fleet {
+    fleet_with(members, Settings::default()).await
+}
+
+/// [`fleet`] with the operator's settings (for example the process runtime).
+pub async fn fleet_with(members: &[MemberSpec<'_>], settings: Settings) -> Fleet {
     let names: Vec<String> = members.iter().map(|m| m.0.to_string()).collect();
     let (hub, planes) = tokio::task::spawn_blocking(move || {
         let hub = ControlPlane::start(&Options::api_only("hub")).expect("hub starts");
@@ -89,10 +94,6 @@ pub async fn fleet(members: &[MemberSpec<'_>]) -> Fleet {
         .await;
         out.push((name.to_string(), plane, client));
     }
-    let settings = Settings {
-        metrics_addr: "127.0.0.1:0".parse().expect("addr"),
-        election: None,
-    };
     let operator = tokio::spawn(run(hub_client.clone(), settings));
     Fleet {
         hub,

@@ -1,6 +1,7 @@
 //! Desired objects of a FederatedJob, built from a validated job: the participant Jobs
 //! for the sites' clusters and the aggregator's objects for the placed cluster. Pure.
 
+use super::command::ParticipantIo;
 use super::names::{self, AGGREGATOR_NAMESPACE, GRPC_PORT, HTTP_PORT};
 use super::validate::ValidJob;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -110,16 +111,16 @@ pub fn participant_job(
                     "containers": [{
                         "name": "participant",
                         "image": images.participant,
-                        "args": [
-                            "--endpoint", endpoint,
-                            "--participant-id", name,
-                            "--data", format!("/data/{}", job.dataset_path),
-                            "--device", "auto",
-                        ],
+                        "args": job.workload.participant(&ParticipantIo {
+                            name: &name,
+                            aggregator_url: &format!("http://{endpoint}"),
+                            data_root: "/data",
+                            token_file: "/var/run/fedsky/token",
+                            state_dir: "/tmp/fedsky-state",
+                        }),
                         "env": [
-                            { "name": "FEDSKY_JOB_TOKEN", "valueFrom": { "secretKeyRef": {
-                                "name": names::participant_secret(&job.key), "key": "token" } } },
                             { "name": "FEDSKY_SITE", "value": plan.site },
+                            { "name": "FEDSKY_DEVICE", "value": "auto" },
                         ],
                         "resources": resources,
                         "securityContext": restricted_security(),
@@ -173,6 +174,8 @@ pub struct AggregatorObjects {
 pub fn aggregator(job: &ValidJob, images: &Images) -> AggregatorObjects {
     let name = names::aggregator(&job.key);
     let labels = names::labels(&job.key, "aggregator");
+    let mut init_model = job.workload.init_model();
+    init_model.extend(["--out".into(), "/models/initial.safetensors".into()]);
     let meta = json!({
         "name": name,
         "namespace": AGGREGATOR_NAMESPACE,
@@ -203,6 +206,15 @@ pub fn aggregator(job: &ValidJob, images: &Images) -> AggregatorObjects {
                 "spec": {
                     "automountServiceAccountToken": false,
                     "securityContext": { "runAsNonRoot": true, "seccompProfile": { "type": "RuntimeDefault" } },
+                    // The initial global model, from the job's seed: the same bytes on
+                    // every restart, and ignored once a checkpoint exists.
+                    "initContainers": [{
+                        "name": "init-model",
+                        "image": images.participant,
+                        "args": init_model,
+                        "securityContext": restricted_security(),
+                        "volumeMounts": [{ "name": "models", "mountPath": "/models" }],
+                    }],
                     "containers": [{
                         "name": "aggregator",
                         "image": images.aggregator,
@@ -212,6 +224,7 @@ pub fn aggregator(job: &ValidJob, images: &Images) -> AggregatorObjects {
                             "--http-listen", format!("0.0.0.0:{HTTP_PORT}"),
                             "--token-file", "/var/run/fedsky/token",
                             "--store-dir", "/models",
+                            "--initial-model", "/models/initial.safetensors",
                             // Per-job mTLS certificates are not issued yet; see docs/operations.md.
                             "--insecure-plaintext",
                         ],
@@ -282,7 +295,7 @@ mod tests {
         let args = c.args.clone().unwrap_or_default();
         assert!(
             args.windows(2)
-                .any(|w| w[0] == "--endpoint" && w[1] == "agg.example:50051")
+                .any(|w| w[0] == "--aggregator" && w[1] == "http://agg.example:50051")
         );
         assert!(
             args.windows(2)

@@ -2,6 +2,7 @@
 //! server-side applies into member clusters. Decisions live in the pure modules.
 
 use super::build;
+use super::command::ParticipantIo;
 use super::names::{self, AGGREGATOR_NAMESPACE, GRPC_PORT, HTTP_PORT};
 use super::participants::{self, Observed, Phase, Plan};
 use super::status::{AggregatorObs, PlacementObs, Progress};
@@ -10,6 +11,10 @@ use crate::capacity::NodeView;
 use crate::clusters::{ClusterError, MEMBER_TIMEOUT};
 use crate::controllers::participant_pool::nodes::site_nodes;
 use crate::orchestrator::{Candidate, QueueState};
+use crate::runtime::ProcessRuntime;
+use crate::runtime::process::{
+    AggregatorState, ParticipantMeta, ParticipantProc, ProcState, ProcessError,
+};
 use crate::{Context, Error, FIELD_MANAGER};
 use fedsky_crds::aggregator_placement::PlacementOption;
 use fedsky_crds::conditions;
@@ -185,6 +190,9 @@ pub async fn realise_aggregator(
         }
         Err(e) => return AggregatorObs::Waiting("HubApiError", e.to_string()),
     };
+    if let Some(rt) = ctx.runtime.process() {
+        return process_aggregator(rt, job, cluster).await;
+    }
     match apply_aggregator(ctx, job, &cluster).await {
         Ok(Some((endpoint, model_url))) => AggregatorObs::Ready {
             cluster,
@@ -193,6 +201,27 @@ pub async fn realise_aggregator(
         },
         Ok(None) => AggregatorObs::Starting { cluster },
         Err(e) => AggregatorObs::Waiting("MemberClusterError", format!("{cluster}: {e}")),
+    }
+}
+
+/// The process runtime's aggregator, standing in for the one in `cluster`.
+async fn process_aggregator(rt: &ProcessRuntime, job: &ValidJob, cluster: String) -> AggregatorObs {
+    let config = job.aggregator_config.to_string();
+    match rt
+        .ensure_aggregator(&job.key, &config, &job.token, &job.workload.init_model())
+        .await
+    {
+        Ok(AggregatorState::Ready { grpc, http }) => AggregatorObs::Ready {
+            cluster,
+            endpoint: grpc,
+            model_url: http,
+        },
+        Ok(AggregatorState::Starting) => AggregatorObs::Starting { cluster },
+        Ok(AggregatorState::Restarting(line)) => AggregatorObs::Waiting(
+            "AggregatorRestarting",
+            format!("the aggregator process exited; restarting. Last output: {line}"),
+        ),
+        Err(e) => AggregatorObs::Waiting("ProcessRuntimeError", e.to_string()),
     }
 }
 
@@ -289,7 +318,14 @@ pub async fn run_participants(
             healthy: v.ready && v.schedulable && v.matches_selector,
             free: v.free,
         }));
-        if let Ok(client) = ctx.clusters.get(&site.member_cluster) {
+        if let Some(rt) = ctx.runtime.process() {
+            observed.extend(
+                rt.participants(&job.key)
+                    .iter()
+                    .filter(|p| p.meta.site == site.name)
+                    .map(|p| observe_process(p, &views)),
+            );
+        } else if let Ok(client) = ctx.clusters.get(&site.member_cluster) {
             let jobs: Api<Job> = Api::namespaced(client, &site.namespace);
             if let Ok(Ok(list)) = tokio::time::timeout(
                 MEMBER_TIMEOUT,
@@ -319,7 +355,11 @@ pub async fn run_participants(
     let mut states: Vec<ParticipantState> = Vec::new();
     for (o, why) in &plan.replaced {
         let site = job.site(&o.site);
-        if let Ok(client) = ctx.clusters.get(&site.member_cluster) {
+        if let Some(rt) = ctx.runtime.process() {
+            if let Err(e) = rt.remove_participant(&job.key, &o.name).await {
+                tracing::warn!(participant = %o.name, error = %e, "removing a replaced participant process");
+            }
+        } else if let Ok(client) = ctx.clusters.get(&site.member_cluster) {
             let dp = DeleteParams {
                 propagation_policy: Some(PropagationPolicy::Background),
                 ..Default::default()
@@ -352,6 +392,14 @@ pub async fn run_participants(
     for c in &plan.create {
         let site = job.site(&c.site);
         let name = names::participant(&job.key, &c.site, c.n);
+        if let Some(rt) = ctx.runtime.process() {
+            let msg = start_process(rt, job, c, &name, endpoint)
+                .await
+                .err()
+                .map(|e| format!("cannot start: {e}"));
+            states.push(state(&name, &c.site, &c.node, "Pending", msg));
+            continue;
+        }
         let applied = async {
             let client = ctx.clusters.get(&site.member_cluster)?;
             ensure_namespace(&client, &site.namespace).await?;
@@ -402,6 +450,47 @@ fn state(name: &str, site: &str, node: &str, s: &str, message: Option<String>) -
     }
 }
 
+async fn start_process(
+    rt: &ProcessRuntime,
+    job: &ValidJob,
+    c: &build::ParticipantPlan,
+    name: &str,
+    endpoint: &str,
+) -> Result<(), ProcessError> {
+    let data_root = rt.data_dir(job.site(&c.site))?;
+    let paths = rt.participant_paths(&job.key, name, &job.token)?;
+    let args = job.workload.participant(&ParticipantIo {
+        name,
+        aggregator_url: &format!("http://{endpoint}"),
+        data_root: &data_root.display().to_string(),
+        token_file: &paths.token.display().to_string(),
+        state_dir: &paths.state.display().to_string(),
+    });
+    let meta = ParticipantMeta {
+        site: c.site.clone(),
+        node: c.node.clone(),
+        n: c.n,
+    };
+    rt.start_participant(&job.key, name, &meta, &args).await
+}
+
+fn observe_process(p: &ParticipantProc, views: &[NodeView]) -> Observed {
+    let phase = match p.state {
+        ProcState::Absent => Phase::Pending,
+        ProcState::Running => Phase::Running,
+        ProcState::Exited(0) => Phase::Succeeded,
+        ProcState::Exited(_) | ProcState::Lost => Phase::Failed,
+    };
+    Observed {
+        name: p.name.clone(),
+        site: p.meta.site.clone(),
+        node: p.meta.node.clone(),
+        n: p.meta.n,
+        phase,
+        node_ready: views.iter().any(|v| v.name == p.meta.node && v.ready),
+    }
+}
+
 fn observe(job: &Job, site: &str, views: &[NodeView]) -> Option<Observed> {
     let name = job.name_any();
     let node = job
@@ -441,19 +530,44 @@ struct AggregatorStatus {
     phase: String,
     completed_rounds: u64,
     #[serde(default)]
-    last_metrics: Option<std::collections::BTreeMap<String, f64>>,
-    #[serde(default)]
-    participants: Vec<serde_json::Value>,
-    #[serde(default)]
     latest_version: Option<VersionInfo>,
 }
 
 #[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct VersionInfo {
     version: u64,
     sha256: String,
     #[serde(default)]
+    created_at_unix_ms: u64,
+    #[serde(default)]
     metrics: std::collections::BTreeMap<String, f64>,
+    #[serde(default)]
+    contributors: Vec<serde_json::Value>,
+}
+
+/// One history entry per model version: its participants' evaluation of it and the time
+/// since the previous version (the round's duration).
+fn history(versions: &[VersionInfo]) -> Vec<RoundMetrics> {
+    let mut sorted: Vec<&VersionInfo> = versions.iter().collect();
+    sorted.sort_by_key(|v| v.version);
+    let mut prev_ms: Option<u64> = None;
+    sorted
+        .into_iter()
+        .map(|v| {
+            let duration = prev_ms
+                .filter(|p| v.created_at_unix_ms >= *p && v.version > 0)
+                .map(|p| std::time::Duration::from_millis(v.created_at_unix_ms - p).as_secs_f64());
+            prev_ms = Some(v.created_at_unix_ms);
+            RoundMetrics {
+                round: i32::try_from(v.version).unwrap_or(i32::MAX),
+                participants: i32::try_from(v.contributors.len()).unwrap_or(i32::MAX),
+                loss: v.metrics.get("eval_loss").copied(),
+                accuracy: v.metrics.get("eval_accuracy").copied(),
+                duration_seconds: duration,
+            }
+        })
+        .collect()
 }
 
 /// Reads progress from the aggregator's model manager; `None` while it cannot be reached.
@@ -472,17 +586,16 @@ pub async fn read_progress(model_url: &str) -> Option<Progress> {
         .ok()?;
     let round = i32::try_from(st.completed_rounds).unwrap_or(i32::MAX);
     let metric = |m: &std::collections::BTreeMap<String, f64>, k: &str| m.get(k).copied();
-    let last = st.last_metrics.unwrap_or_default();
+    // Every version, so that no round is missed between two reconciles.
+    let versions: Vec<VersionInfo> =
+        match client.get(format!("{model_url}/v1/versions")).send().await {
+            Ok(r) => r.json().await.unwrap_or_default(),
+            Err(_) => Vec::new(),
+        };
     Some(Progress {
         phase: st.phase,
         completed_rounds: round,
-        last_round: (round > 0).then(|| RoundMetrics {
-            round,
-            participants: i32::try_from(st.participants.len()).unwrap_or(0),
-            loss: metric(&last, "eval_loss"),
-            accuracy: metric(&last, "eval_accuracy"),
-            duration_seconds: metric(&last, "round_seconds"),
-        }),
+        rounds: history(&versions),
         latest_model: st.latest_version.map(|v| ModelVersion {
             version: i32::try_from(v.version).unwrap_or(i32::MAX),
             uri: format!("{model_url}/v1/versions/{}/model", v.version),
@@ -498,6 +611,11 @@ pub async fn read_progress(model_url: &str) -> Option<Progress> {
 pub async fn cleanup(ctx: &Context, job: &FederatedJob) -> Result<(), Error> {
     let ns = job.namespace().unwrap_or_default();
     let key = names::job_key(&ns, &job.name_any());
+    if let Some(rt) = ctx.runtime.process() {
+        rt.cleanup(&key)
+            .await
+            .map_err(|e| Error::Runtime(e.to_string()))?;
+    }
     let lp = ListParams::default().labels(&names::selector(&key));
     let dp = DeleteParams {
         propagation_policy: Some(PropagationPolicy::Background),
@@ -540,4 +658,27 @@ pub async fn cleanup(ctx: &Context, job: &FederatedJob) -> Result<(), Error> {
             .await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_has_one_entry_per_version_with_round_durations() {
+        let v: Vec<VersionInfo> = serde_json::from_value(serde_json::json!([
+            {"version": 1, "sha256": "b", "createdAtUnixMs": 4000, "contributors": ["a", "b"],
+             "metrics": {"eval_accuracy": 0.6, "eval_loss": 0.9}},
+            {"version": 0, "sha256": "a", "createdAtUnixMs": 1000, "metrics": {"eval_accuracy": 0.3}},
+            {"version": 2, "sha256": "c", "createdAtUnixMs": 6500}
+        ]))
+        .expect("versions");
+        let h = history(&v);
+        let rounds: Vec<i32> = h.iter().map(|r| r.round).collect();
+        assert_eq!(rounds, [0, 1, 2]);
+        assert_eq!(h[0].accuracy, Some(0.3));
+        assert_eq!(h[0].duration_seconds, None);
+        assert_eq!((h[1].participants, h[1].duration_seconds), (2, Some(3.0)));
+        assert_eq!((h[2].accuracy, h[2].duration_seconds), (None, Some(2.5)));
+    }
 }

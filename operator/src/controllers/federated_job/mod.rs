@@ -4,6 +4,7 @@
 //! references cannot reach.
 
 pub mod build;
+pub mod command;
 mod member;
 pub mod names;
 pub mod participants;

@@ -71,8 +71,9 @@ pub struct Progress {
     pub phase: String,
     /// Rounds completed.
     pub completed_rounds: i32,
-    /// Latest round's metrics.
-    pub last_round: Option<RoundMetrics>,
+    /// Metrics per model version (0 = the initial model), oldest first; evaluation
+    /// metrics of a version arrive with the next round, so entries may fill in later.
+    pub rounds: Vec<RoundMetrics>,
     /// Latest model version.
     pub latest_model: Option<ModelVersion>,
 }
@@ -255,13 +256,15 @@ pub fn compute(
 
     if let Some(p) = &o.progress {
         s.current_round = Some(p.completed_rounds);
-        if let Some(r) = &p.last_round
-            && s.history.last().is_none_or(|h| h.round < r.round)
-        {
-            s.history.push(r.clone());
-            let excess = s.history.len().saturating_sub(HISTORY_LIMIT);
-            s.history.drain(..excess);
+        for r in &p.rounds {
+            if let Some(h) = s.history.iter_mut().find(|h| h.round == r.round) {
+                *h = r.clone();
+            } else if s.history.last().is_none_or(|h| h.round < r.round) {
+                s.history.push(r.clone());
+            }
         }
+        let excess = s.history.len().saturating_sub(HISTORY_LIMIT);
+        s.history.drain(..excess);
         if p.latest_model.is_some() {
             s.latest_model = p.latest_model.clone();
         }
@@ -460,12 +463,12 @@ mod tests {
         o.progress = Some(Progress {
             phase: "Running".into(),
             completed_rounds: 4,
-            last_round: Some(RoundMetrics {
+            rounds: vec![RoundMetrics {
                 round: 4,
                 participants: 3,
                 accuracy: Some(0.8),
                 ..Default::default()
-            }),
+            }],
             latest_model: None,
         });
         let s2 = compute(&s1, &o, Some(1), t(20));
@@ -527,6 +530,34 @@ mod tests {
     }
 
     #[test]
+    fn history_fills_in_metrics_that_arrive_a_round_later() {
+        let mut o = obs();
+        o.rounds = 10;
+        let m = |round, accuracy| RoundMetrics {
+            round,
+            accuracy,
+            ..Default::default()
+        };
+        o.progress = Some(Progress {
+            phase: "Running".into(),
+            completed_rounds: 1,
+            rounds: vec![m(0, Some(0.3)), m(1, None)],
+            latest_model: None,
+        });
+        let s1 = compute(&FederatedJobStatus::default(), &o, Some(1), t(1));
+        assert_eq!(s1.history.len(), 2);
+        o.progress = Some(Progress {
+            phase: "Running".into(),
+            completed_rounds: 2,
+            rounds: vec![m(0, Some(0.3)), m(1, Some(0.6)), m(2, None)],
+            latest_model: None,
+        });
+        let s2 = compute(&s1, &o, Some(1), t(2));
+        let acc: Vec<Option<f64>> = s2.history.iter().map(|h| h.accuracy).collect();
+        assert_eq!(acc, [Some(0.3), Some(0.6), None]);
+    }
+
+    #[test]
     fn history_is_bounded() {
         let mut s = FederatedJobStatus::default();
         let mut o = obs();
@@ -534,10 +565,10 @@ mod tests {
             o.progress = Some(Progress {
                 phase: "Running".into(),
                 completed_rounds: r,
-                last_round: Some(RoundMetrics {
+                rounds: vec![RoundMetrics {
                     round: r,
                     ..Default::default()
-                }),
+                }],
                 latest_model: None,
             });
             o.rounds = 1000;

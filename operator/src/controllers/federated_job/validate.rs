@@ -13,6 +13,9 @@ pub enum InvalidJob {
     /// The pool has no sites.
     #[error("ParticipantPool {0} has no sites")]
     EmptyPool(String),
+    /// The participants cannot train what the job asks for.
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 /// A job ready to act on.
@@ -30,8 +33,6 @@ pub struct ValidJob {
     pub max_per_round: usize,
     /// Free resources a participant node needs (the larger of pool and job minimums).
     pub need: Resources,
-    /// Dataset path inside the data volume.
-    pub dataset_path: String,
     /// The job token participants present.
     pub token: String,
     /// Configuration handed to the aggregator.
@@ -46,6 +47,8 @@ pub struct ValidJob {
     pub policy: Policy,
     /// Replacements allowed over the job.
     pub max_replacements: u32,
+    /// Command lines of the participant binary.
+    pub workload: super::command::Workload,
 }
 
 impl ValidJob {
@@ -101,6 +104,7 @@ pub fn validate(
         },
     };
     let t = &job.spec.training;
+    let workload = super::command::Workload::for_job(job)?;
     let aggregator_config = aggregator_job(job, &format!("{ns}/{name}"));
     Ok(ValidJob {
         key: super::names::job_key(&ns, &name),
@@ -109,7 +113,6 @@ pub fn validate(
         min_per_round: usize::try_from(p.min_per_round).unwrap_or(1),
         max_per_round: usize::try_from(p.max_per_round).unwrap_or(1),
         need: need_pool.max_each(&need_job),
-        dataset_path: job.spec.dataset.path.clone(),
         token: token.to_string(),
         aggregator_config,
         store_size: job
@@ -131,6 +134,7 @@ pub fn validate(
             .max_replacements
             .and_then(|v| u32::try_from(v).ok())
             .unwrap_or(5),
+        workload,
     })
 }
 

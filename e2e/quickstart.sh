@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# fedsky on one machine: installs what is missing (from the package registries), builds,
+# starts a hub and the five member clusters of examples/covid-xray/ (real control planes,
+# simulated nodes), runs the operator with the process runtime, applies the example with
+# three hospitals' non-IID chest-X-ray-like data generated locally, and follows the job
+# until it finishes. Ctrl-C (or the end) stops everything it started.
+#
+#   ./e2e/quickstart.sh
+#
+# Settings (environment): QUICKSTART_DIR (working directory, default .quickstart),
+# QUICKSTART_ROUNDS (override the example's rounds), QUICKSTART_IMAGES (training images
+# per hospital, default 300), QUICKSTART_HOLD (1: keep running after the job until
+# Ctrl-C, so its model manager stays up; default when run in a terminal).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+WORK=${QUICKSTART_DIR:-$ROOT/.quickstart}
+IMAGES=${QUICKSTART_IMAGES:-300}
+if [ -t 0 ]; then HOLD=${QUICKSTART_HOLD:-1}; else HOLD=${QUICKSTART_HOLD:-0}; fi
+export FEDSKY_CACHE="${FEDSKY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/fedsky}"
+step() { printf '\n==> %s\n' "$*"; }
+die() { echo "quickstart: $*" >&2; exit 1; }
+
+for tool in cargo go python3 curl; do
+  command -v "$tool" >/dev/null || die "missing $tool: install it from your distribution's packages"
+done
+mkdir -p "$WORK"
+
+step "Python venv with torch 2.11 (libtorch for the participants)"
+venv=$(./e2e/scripts/venv.sh)
+[ -e .venv ] || ln -s "$venv" .venv
+export PATH="$venv/bin:$PATH" LIBTORCH_USE_PYTORCH=1
+torch_lib=$(python -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
+export LD_LIBRARY_PATH="$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+
+step "control-plane binaries (built once from the Go module proxy)"
+FEDSKY_BIN_DIR=$(./e2e/scripts/build-control-plane.sh)
+export FEDSKY_BIN_DIR
+kubectl() { "$FEDSKY_BIN_DIR/kubectl" "$@"; }
+
+step "building fedsky (incremental after the first run)"
+cargo build -q -p fedsky-operator -p fedsky-aggregator -p fedsky-e2e --bins
+cargo build -q -p fedsky-participant --bins
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug"
+
+pids=()
+cleanup() {
+  trap - EXIT INT TERM
+  step "stopping"
+  if [ -f "$WORK/hub.kubeconfig" ] && [ "${#pids[@]}" -gt 1 ]; then
+    # The finalizer stops the job's processes; give it a moment.
+    KUBECONFIG="$WORK/hub.kubeconfig" kubectl delete -f examples/covid-xray/federated-job.yaml \
+      --ignore-not-found --wait --timeout=30s >/dev/null 2>&1 || true
+  fi
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  # Any process the operator could not stop (its process groups).
+  find "$WORK/state" -name pid -path '*/run/*' 2>/dev/null | while read -r f; do
+    kill -TERM -- "-$(cat "$f")" 2>/dev/null || true
+  done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+step "starting a hub and 5 member clusters (e2e/testbeds/covid-xray.yaml)"
+rm -f "$WORK/hub.kubeconfig"
+"$BIN/fedsky-testbed" --config e2e/testbeds/covid-xray.yaml \
+  --kubeconfig-out "$WORK/hub.kubeconfig" > "$WORK/testbed.log" 2>&1 &
+pids+=("$!")
+for _ in $(seq 1 300); do
+  [ -f "$WORK/hub.kubeconfig" ] && break
+  kill -0 "${pids[0]}" 2>/dev/null || die "the testbed failed; see $WORK/testbed.log"
+  sleep 1
+done
+[ -f "$WORK/hub.kubeconfig" ] || die "the testbed did not start in 5 minutes; see $WORK/testbed.log"
+export KUBECONFIG="$WORK/hub.kubeconfig"
+
+step "generating three hospitals' non-IID data ($IMAGES training images each)"
+i=0
+for claim in chest-xray-eu chest-xray-asia chest-xray-us; do
+  out="$WORK/data/$claim/covid19-radiography"
+  if [ ! -f "$out/.images-$IMAGES" ]; then
+    rm -rf "$out"
+    "$BIN/fedsky-participant" synth --out "$out" --size 64 --train "$IMAGES" --test-per-class 20 \
+      --dominant-class "$i" --share 0.6 --seed "$((100 + i))" > /dev/null
+    touch "$out/.images-$IMAGES"
+  fi
+  i=$((i + 1))
+done
+
+step "operator with the process runtime"
+rm -rf "$WORK/state"
+"$BIN/fedsky-operator" --runtime process --no-leader-election --metrics-addr 127.0.0.1:0 \
+  --process-state-dir "$WORK/state" --process-data-root "$WORK/data" \
+  --aggregator-bin "$BIN/fedsky-aggregator" --participant-bin "$BIN/fedsky-participant" \
+  > "$WORK/operator.log" 2>&1 &
+pids+=("$!")
+
+step "kubectl apply -f examples/covid-xray/"
+kubectl apply -f examples/covid-xray/namespace.yaml
+if [ -n "${QUICKSTART_ROUNDS:-}" ]; then
+  mkdir -p "$WORK/example"
+  cp examples/covid-xray/*.yaml "$WORK/example/"
+  sed -i "s/^    rounds: .*/    rounds: $QUICKSTART_ROUNDS/" "$WORK/example/federated-job.yaml"
+  kubectl apply -f "$WORK/example/"
+else
+  kubectl apply -f examples/covid-xray/
+fi
+
+step "training (status from kubectl get federatedjob covid-xray -n covid-xray)"
+start=$(date +%s)
+fields='{.status.phase}|{.status.roundProgress}|{.status.latestModel.loss}|{.status.latestModel.accuracy}|{.status.placement.summary}|{range .status.participants[*]}{.state}{" "}{end}|{range .status.conditions[?(@.status=="False")]}{.type}: {.message}{"; "}{end}'
+last=""
+while :; do
+  line=$(kubectl get federatedjob covid-xray -n covid-xray -o "jsonpath=$fields" 2>/dev/null || true)
+  IFS='|' read -r phase round loss acc placement parts waiting <<< "$line"
+  running=$(grep -o 'Running\|Completed' <<< "$parts" | wc -l || true)
+  now=$(( $(date +%s) - start ))
+  msg=$(printf '%4ds  %-9s round %-6s participants %s  loss %-8.6s accuracy %-6.4s %s' \
+    "$now" "${phase:-Pending}" "${round:--}" "$running" "${loss:--}" "${acc:--}" "${placement:-}")
+  if [ "$msg" != "$last" ]; then
+    echo "$msg"
+    last=$msg
+  fi
+  case "$phase" in
+    Succeeded) break ;;
+    Failed) kubectl get federatedjob covid-xray -n covid-xray -o yaml | sed -n '/^status:/,$p'
+            die "the job failed (logs in $WORK)" ;;
+  esac
+  if [ "$now" -gt "${QUICKSTART_TIMEOUT:-1800}" ]; then
+    echo "waiting on: ${waiting:-}" >&2
+    die "no result after ${QUICKSTART_TIMEOUT:-1800}s (logs in $WORK)"
+  fi
+  sleep 2
+done
+
+uri=$(kubectl get federatedjob covid-xray -n covid-xray -o 'jsonpath={.status.latestModel.uri}')
+sha=$(kubectl get federatedjob covid-xray -n covid-xray -o 'jsonpath={.status.latestModel.sha256}')
+curl -fsS -o "$WORK/covid-xray.safetensors" "$uri"
+got=$(sha256sum "$WORK/covid-xray.safetensors" | cut -d' ' -f1)
+[ "$got" = "$sha" ] || die "downloaded model sha256 $got differs from status $sha"
+step "done"
+kubectl get federatedjob -n covid-xray
+cat <<EOF
+
+Final global model: $WORK/covid-xray.safetensors (sha256 $sha)
+It is served by the aggregator's model manager while the job exists:
+  curl -o covid-xray.safetensors $uri
+  KUBECONFIG=$KUBECONFIG kubectl get federatedjob covid-xray -n covid-xray -o yaml
+Logs: $WORK/operator.log, $WORK/state/*/aggregator/run/log, $WORK/state/*/participants/*/run/log
+EOF
+if [ "$HOLD" = 1 ]; then
+  echo "Everything keeps running; press Ctrl-C to stop it."
+  while :; do sleep 3600; done
+fi

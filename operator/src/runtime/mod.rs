@@ -1,0 +1,28 @@
+//! Where workloads run: as pods in member clusters (the default) or as local processes
+//! (`--runtime process`, for one machine and tests). Placement, node choice by the
+//! orchestrator, replacements and status are the same in both; only the last step —
+//! starting, observing and stopping the aggregator and participants — differs.
+
+pub mod process;
+
+pub use process::{ProcessError, ProcessRuntime, ProcessSettings};
+
+/// The workload runtime the operator uses.
+#[derive(Debug, Default)]
+pub enum Runtime {
+    /// Deployments and Jobs in member clusters.
+    #[default]
+    Kubernetes,
+    /// Local processes supervised through files under a state directory.
+    Process(ProcessRuntime),
+}
+
+impl Runtime {
+    /// The process runtime, when it is the one in use.
+    pub fn process(&self) -> Option<&ProcessRuntime> {
+        match self {
+            Self::Kubernetes => None,
+            Self::Process(p) => Some(p),
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! The process runtime end to end: a hub and member clusters on real control planes
+//! (kwok nodes), the operator placing the job and picking nodes as always, and the
+//! aggregator and three participants running as local processes — tch training on
+//! non-IID synthetic X-rays, FedAvg on the aggregator — until the job succeeds with
+//! accuracy above its start, the model downloadable and its sha256 matching. Deleting the
+//! job stops every process and removes its files.
+//!
+//! Needs the `fedsky-aggregator` and libtorch `fedsky-participant` binaries, so it is
+//! ignored by a plain `cargo test`; `make process-runtime-test` (part of `make test`)
+//! builds both and runs it.
+
+mod common;
+
+use common::{apply_json, eventually, fleet_with};
+use fedsky_crds::FederatedJob;
+use fedsky_crds::federated_job::JobPhase;
+use fedsky_operator::run::Settings;
+use fedsky_operator::runtime::{ProcessRuntime, ProcessSettings, Runtime};
+use kube::api::{Api, DeleteParams};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+const SITES: [(&str, &str); 3] = [("eu", "xray-eu"), ("asia", "xray-asia"), ("us", "xray-us")];
+
+fn bin(var: &str) -> PathBuf {
+    let p = PathBuf::from(std::env::var(var).unwrap_or_else(|_| {
+        panic!("{var} must name the binary; run this test with `make process-runtime-test`")
+    }));
+    assert!(p.is_file(), "{var}={} is not a file", p.display());
+    p
+}
+
+fn synth(participant: &Path, out: &Path, dominant: usize) {
+    let status = std::process::Command::new(participant)
+        .args([
+            "synth",
+            "--size",
+            "32",
+            "--train",
+            "90",
+            "--test-per-class",
+            "10",
+        ])
+        .args(["--share", "0.6", "--dominant-class", &dominant.to_string()])
+        .args(["--seed", &(100 + dominant).to_string(), "--out"])
+        .arg(out)
+        .status()
+        .expect("fedsky-participant synth runs");
+    assert!(status.success(), "synth failed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the aggregator and libtorch participant binaries: make process-runtime-test"]
+async fn a_job_trains_end_to_end_as_local_processes() {
+    let aggregator = bin("FEDSKY_AGGREGATOR_BIN");
+    let participant = bin("FEDSKY_PARTICIPANT_BIN");
+    let work = tempfile::tempdir().expect("tempdir");
+    for (i, (_, claim)) in SITES.iter().enumerate() {
+        synth(&participant, &work.path().join(claim).join("xray"), i);
+    }
+    let state_dir = work.path().join("state");
+    let settings = Settings {
+        runtime: Arc::new(Runtime::Process(ProcessRuntime::new(ProcessSettings {
+            state_dir: state_dir.clone(),
+            aggregator_bin: aggregator,
+            participant_bin: participant,
+            data_root: Some(work.path().to_path_buf()),
+            participant_threads: 1,
+        }))),
+        ..Default::default()
+    };
+    // One node per site, so the orchestrator's choice is visible in the result.
+    let site_label = |s: &'static str| [("fedsky.dev/site", s)];
+    let (eu, asia, us) = (site_label("eu"), site_label("asia"), site_label("us"));
+    let f = fleet_with(
+        &[
+            (
+                "aws-eu-central-1",
+                "aws",
+                "eu-central-1",
+                "public",
+                &[("agg-1", &[], "8", "16Gi")],
+            ),
+            (
+                "hospitals",
+                "openstack",
+                "RegionOne",
+                "private",
+                &[
+                    ("h-1", &eu[..], "8", "16Gi"),
+                    ("h-2", &asia[..], "8", "16Gi"),
+                    ("h-3", &us[..], "8", "16Gi"),
+                ],
+            ),
+        ],
+        settings,
+    )
+    .await;
+    let hub = f.hub_client.clone();
+    let ns = "default";
+    let sites: Vec<serde_json::Value> = SITES
+        .iter()
+        .zip(["eu-central-1", "ap-northeast-2", "us-east-1"])
+        .map(|((site, claim), region)| {
+            serde_json::json!({
+                "name": site, "memberCluster": "hospitals", "cloud": "aws", "region": region,
+                "nodeSelector": { "fedsky.dev/site": site },
+                "dataVolume": { "persistentVolumeClaim": claim },
+            })
+        })
+        .collect();
+    apply_json(
+        &hub,
+        serde_json::json!({
+            "apiVersion": "fl.fedsky.dev/v1alpha1", "kind": "ParticipantPool",
+            "metadata": { "name": "hospitals", "namespace": ns },
+            "spec": { "sites": sites, "minSpec": { "cpu": "1", "memory": "1Gi" } }
+        }),
+    )
+    .await;
+    apply_json(
+        &hub,
+        serde_json::json!({
+            "apiVersion": "fl.fedsky.dev/v1alpha1", "kind": "AggregatorPlacement",
+            "metadata": { "name": "xray", "namespace": ns },
+            "spec": {
+                "participants": { "poolRef": { "name": "hospitals" } },
+                "candidates": { "clouds": ["aws"], "regions": ["eu-central-1"] },
+                "solver": { "type": "Exact" }
+            }
+        }),
+    )
+    .await;
+    apply_json(
+        &hub,
+        serde_json::json!({
+            "apiVersion": "fl.fedsky.dev/v1alpha1", "kind": "FederatedJob",
+            "metadata": { "name": "xray", "namespace": ns },
+            "spec": {
+                "model": { "builtin": { "architecture": "SmallCNN", "numClasses": 3, "imageSize": 32 } },
+                "dataset": { "format": "ImageFolder", "path": "xray",
+                             "classes": ["Covid", "Normal", "Viral Pneumonia"] },
+                "training": { "rounds": 4, "localEpochs": 2, "batchSize": 16, "learningRate": 0.05, "seed": 5 },
+                "participants": { "poolRef": { "name": "hospitals" }, "minPerRound": 3, "maxPerRound": 3,
+                                  "roundTimeoutSeconds": 120 },
+                "placement": { "placementRef": { "name": "xray" } }
+            }
+        }),
+    )
+    .await;
+
+    let jobs: Api<FederatedJob> = Api::namespaced(hub.clone(), ns);
+    let job = eventually("the job to succeed", 900, || {
+        let jobs = jobs.clone();
+        async move {
+            let j = jobs.get("xray").await.map_err(|e| e.to_string())?;
+            let st = j.status.clone().unwrap_or_default();
+            match st.phase {
+                Some(JobPhase::Succeeded) => Ok(j),
+                Some(JobPhase::Failed) => panic!("job failed: {:?}", st.conditions),
+                _ => Err(format!(
+                    "{:?} {:?} {:?}",
+                    st.phase, st.round_progress, st.conditions
+                )),
+            }
+        }
+    })
+    .await;
+    let st = job.status.expect("status");
+    assert_eq!(st.round_progress.as_deref(), Some("4/4"));
+    let latest = st.latest_model.expect("latest model");
+    // Every version is in the history, the initial model (round 0) first.
+    let rounds: Vec<i32> = st.history.iter().map(|h| h.round).collect();
+    assert_eq!(rounds, [0, 1, 2, 3, 4], "{:?}", st.history);
+    let first = st.history[0]
+        .accuracy
+        .expect("the participants' evaluation of the initial model");
+    let last = latest.accuracy.expect("accuracy of the final model");
+    assert!(
+        last > first && last > 0.6,
+        "accuracy should rise over rounds: initial model {first}, final {last}; history {:?}",
+        st.history
+    );
+    // The final model is downloadable and is what status says.
+    let bytes = reqwest::get(&latest.uri)
+        .await
+        .expect("download")
+        .error_for_status()
+        .expect("200")
+        .bytes()
+        .await
+        .expect("body");
+    let digest = {
+        use sha2::Digest;
+        sha2::Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    assert_eq!(digest, latest.sha256);
+    // Participants ran where the orchestrator put them: one per worker node.
+    let mut nodes: Vec<String> = st
+        .participants
+        .iter()
+        .filter_map(|p| p.node.clone())
+        .collect();
+    nodes.sort();
+    nodes.dedup();
+    assert_eq!(nodes, ["h-1", "h-2", "h-3"]);
+
+    jobs.delete("xray", &DeleteParams::default())
+        .await
+        .expect("delete");
+    eventually("the job and its processes to be gone", 60, || {
+        let jobs = jobs.clone();
+        let dir = state_dir.join("default-xray");
+        async move {
+            match jobs.get_opt("xray").await.map_err(|e| e.to_string())? {
+                None if !dir.exists() => Ok(()),
+                other => Err(format!(
+                    "job {:?}, dir exists {}",
+                    other.is_some(),
+                    dir.exists()
+                )),
+            }
+        }
+    })
+    .await;
+    f.operator.abort();
+}

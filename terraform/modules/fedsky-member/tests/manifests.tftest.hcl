@@ -1,0 +1,133 @@
+# Runs the module against a mocked kubernetes provider (no cluster) and checks what the
+# hub receives: the MemberCluster, the kubeconfig Secret and the kubeconfig inside it.
+
+mock_provider "kubernetes" {
+  mock_resource "kubernetes_secret_v1" {
+    defaults = {
+      data = { token = "mock-service-account-token" }
+    }
+  }
+}
+
+variables {
+  name                   = "hospital-eu"
+  cloud                  = "openstack"
+  region                 = "RegionFrankfurt"
+  tier                   = "private"
+  host                   = "https://203.0.113.10:6443"
+  cluster_ca_certificate = "-----BEGIN CERTIFICATE-----\nMIIBmock\n-----END CERTIFICATE-----\n"
+}
+
+run "private_site" {
+  assert {
+    condition = yamldecode(output.member_cluster_manifest) == {
+      apiVersion = "fl.fedsky.dev/v1alpha1"
+      kind       = "MemberCluster"
+      metadata = {
+        name   = "hospital-eu"
+        labels = { "app.kubernetes.io/part-of" = "fedsky", "app.kubernetes.io/managed-by" = "opentofu" }
+      }
+      spec = {
+        provider            = "openstack"
+        region              = "RegionFrankfurt"
+        tier                = "private"
+        kubeconfigSecretRef = { namespace = "fedsky-system", name = "hospital-eu-kubeconfig", key = "kubeconfig" }
+      }
+    }
+    error_message = "MemberCluster manifest differs: ${output.member_cluster_manifest}"
+  }
+
+  assert {
+    condition     = yamldecode(output.kubeconfig_secret_manifest).metadata == { name = "hospital-eu-kubeconfig", namespace = "fedsky-system", labels = { "app.kubernetes.io/part-of" = "fedsky", "app.kubernetes.io/managed-by" = "opentofu" } }
+    error_message = "the Secret must be the one the MemberCluster references"
+  }
+
+  assert {
+    condition     = yamldecode(output.kubeconfig_secret_manifest).stringData.kubeconfig == output.kubeconfig
+    error_message = "the Secret must carry the kubeconfig under the key the MemberCluster names"
+  }
+
+  assert {
+    condition = yamldecode(output.kubeconfig) == {
+      apiVersion = "v1"
+      kind       = "Config"
+      clusters = [{
+        name    = "hospital-eu"
+        cluster = { server = "https://203.0.113.10:6443", certificate-authority-data = base64encode("-----BEGIN CERTIFICATE-----\nMIIBmock\n-----END CERTIFICATE-----\n") }
+      }]
+      users           = [{ name = "fedsky-operator", user = { token = "mock-service-account-token" } }]
+      contexts        = [{ name = "hospital-eu", context = { cluster = "hospital-eu", user = "fedsky-operator" } }]
+      current-context = "hospital-eu"
+    }
+    error_message = "kubeconfig differs"
+  }
+
+  assert {
+    condition     = [for d in split("---\n", output.manifests) : yamldecode(d).kind] == ["Secret", "MemberCluster"]
+    error_message = "manifests must hold the Secret, then the MemberCluster"
+  }
+
+  assert {
+    condition     = output.service_account == "fedsky-system/fedsky-operator"
+    error_message = "unexpected ServiceAccount"
+  }
+}
+
+run "public_cluster_with_credentials" {
+  variables {
+    name                    = "gcp-asia-northeast3"
+    cloud                   = "gcp"
+    region                  = "asia-northeast3"
+    tier                    = "public"
+    credentials_secret_name = "gcp-credentials"
+    probe_interval_seconds  = 30
+  }
+
+  assert {
+    condition = yamldecode(output.member_cluster_manifest).spec == {
+      provider             = "gcp"
+      region               = "asia-northeast3"
+      tier                 = "public"
+      kubeconfigSecretRef  = { namespace = "fedsky-system", name = "gcp-asia-northeast3-kubeconfig", key = "kubeconfig" }
+      credentialsSecretRef = { namespace = "fedsky-system", name = "gcp-credentials" }
+      probeIntervalSeconds = 30
+    }
+    error_message = "spec differs: ${output.member_cluster_manifest}"
+  }
+}
+
+run "rejects_unknown_tier" {
+  command = plan
+  variables { tier = "hybrid" }
+  expect_failures = [var.tier]
+}
+
+run "rejects_unknown_cloud" {
+  command = plan
+  variables { cloud = "azure" }
+  expect_failures = [var.cloud]
+}
+
+run "rejects_region_outside_the_crd_pattern" {
+  command = plan
+  variables { region = "eu_central_1" }
+  expect_failures = [var.region]
+}
+
+run "rejects_plain_http_api" {
+  command = plan
+  variables { host = "http://203.0.113.10:6443" }
+  expect_failures = [var.host]
+}
+
+run "rejects_base64_ca" {
+  command = plan
+  variables { cluster_ca_certificate = "LS0tLS1CRUdJTi" }
+  expect_failures = [var.cluster_ca_certificate]
+}
+
+run "rejects_probe_interval_out_of_range" {
+  command = plan
+  variables { probe_interval_seconds = 2 }
+  expect_failures = [var.probe_interval_seconds]
+}

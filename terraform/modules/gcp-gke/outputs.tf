@@ -1,0 +1,42 @@
+output "cluster_name" {
+  description = "Name of the GKE cluster (and of the MemberCluster)."
+  value       = google_container_cluster.this.name
+}
+
+output "endpoint" {
+  description = "HTTPS URL of the cluster's API server."
+  value       = "https://${google_container_cluster.this.endpoint}"
+}
+
+output "cluster_ca_certificate" {
+  description = "PEM CA certificate of the API server (for the caller's kubernetes provider)."
+  value       = base64decode(google_container_cluster.this.master_auth[0].cluster_ca_certificate)
+}
+
+output "node_service_account" {
+  description = "Email of the nodes' service account."
+  value       = google_service_account.nodes.email
+}
+
+output "kubeconfig" {
+  description = "Kubeconfig for fedsky's ServiceAccount in the cluster (static token, no gcloud plugin needed)."
+  value       = module.fedsky.kubeconfig
+  sensitive   = true
+}
+
+output "member_cluster_manifest" {
+  description = "MemberCluster manifest (YAML) for the fedsky hub: provider gcp, this region and tier."
+  value       = module.fedsky.member_cluster_manifest
+}
+
+output "kubeconfig_secret_manifest" {
+  description = "Secret manifest (YAML) holding the kubeconfig, for the fedsky hub."
+  value       = module.fedsky.kubeconfig_secret_manifest
+  sensitive   = true
+}
+
+output "manifests" {
+  description = "Secret and MemberCluster as one YAML stream: tofu output -raw manifests | kubectl apply -f -"
+  value       = module.fedsky.manifests
+  sensitive   = true
+}
