@@ -15,7 +15,8 @@ if [ ! -f "$venv/.complete" ]; then
   rm -rf "$venv"
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --upgrade pip >&2
-  "$venv/bin/pip" install --quiet -r requirements-dev.txt >&2
+  # Large wheels (torch, CUDA libraries) may need several resumed downloads.
+  "$venv/bin/pip" install --quiet --resume-retries 50 -r requirements-dev.txt >&2
   touch "$venv/.complete"
 fi
 echo "$venv"
