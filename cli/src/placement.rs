@@ -10,13 +10,14 @@ use std::collections::BTreeMap;
 
 use fedsky_crds::aggregator_placement::{
     AggregatorPlacementSpec, AggregatorPlacementStatus, PlacementOption, SolverSpec, SolverType,
+    StandbyMode as ApiStandbyMode, StandbyOption, StandbyRequirements,
 };
 use fedsky_crds::common::CloudProvider;
 use fedsky_crds::federated_job::StrategyType;
 use fedsky_crds::participant_pool::ParticipantPoolSpec;
 use fedsky_placement::model::{
     AggregationMemory, CandidateFilter, FlavourInput, PlacementPoint, RegionRef, Requirements,
-    SiteInput, TimingModel, Workload,
+    SiteInput, StandbyMode, StandbyRequirement, TimingModel, Workload,
 };
 use fedsky_placement::{
     Catalog, ModelError, Nsga2Settings, PlacementInput, PlacementModel, PlacementOutcome,
@@ -179,6 +180,7 @@ pub fn to_input(
             cost_weight: req.cost_weight.unwrap_or(0.5),
             allowed_clouds: clouds(&residency.allowed_clouds),
             allowed_regions: residency.allowed_regions,
+            standby: req.standby.as_ref().and_then(standby),
         },
         workload: Workload {
             model_size_mb: w.model_size_mb.unwrap_or(defaults.model_size_mb),
@@ -193,6 +195,25 @@ pub fn to_input(
             charge_site_egress: defaults.charge_site_egress,
         },
         timing: TimingModel::default(),
+    })
+}
+
+/// The model's standby requirement; `None` when absent or disabled.
+fn standby(spec: &StandbyRequirements) -> Option<StandbyRequirement> {
+    if spec.enabled == Some(false) {
+        return None;
+    }
+    let defaults = StandbyRequirement::default();
+    Some(StandbyRequirement {
+        mode: match spec.mode.unwrap_or_default() {
+            ApiStandbyMode::Warm => StandbyMode::Warm,
+            ApiStandbyMode::Cold => StandbyMode::Cold,
+        },
+        distinct_region: spec.distinct_region.unwrap_or(defaults.distinct_region),
+        distinct_cloud: spec.distinct_cloud.unwrap_or(defaults.distinct_cloud),
+        failover_hours_per_month: spec
+            .failover_hours_per_month
+            .unwrap_or(defaults.failover_hours_per_month),
     })
 }
 
@@ -365,10 +386,14 @@ pub fn feasible_condition(outcome: &PlacementOutcome) -> (bool, &'static str, St
             true,
             "Solved",
             format!(
-                "{} {} {}: {:.2} USD/month, {:.2} s per round ({} Pareto points)",
+                "{} {} {}{}: {:.2} USD/month, {:.2} s per round ({} Pareto points)",
                 p.cloud,
                 p.region,
                 p.instance_type,
+                p.standby.as_ref().map_or(String::new(), |s| format!(
+                    " with standby {} {} {} ({:.2} s per round on failover)",
+                    s.cloud, s.region, s.instance_type, s.failover_round_time_seconds
+                )),
                 p.monthly_cost,
                 p.round_time_seconds,
                 outcome.front.len()
@@ -392,6 +417,13 @@ fn option(p: &PlacementPoint) -> PlacementOption {
             .filter(|f| f.chosen)
             .map(|f| (f.site.clone(), f.flavour.clone()))
             .collect(),
+        standby: p.standby.as_ref().map(|s| StandbyOption {
+            cloud: s.cloud.clone(),
+            region: s.region.clone(),
+            instance_type: s.instance_type.clone(),
+            monthly_cost: round_to(s.monthly_cost, 4),
+            failover_round_time_seconds: round_to(s.failover_round_time_seconds, 4),
+        }),
     }
 }
 

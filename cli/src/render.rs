@@ -87,6 +87,18 @@ fn flavours(p: &PlacementPoint) -> String {
     }
 }
 
+/// The standby columns of a front row: where, its cost, its failover round.
+fn standby_cells(p: &PlacementPoint) -> [String; 3] {
+    match &p.standby {
+        Some(s) => [
+            format!("{} {} {}", s.cloud, s.region, s.instance_type),
+            format!("{:.2}", s.monthly_cost),
+            format!("{:.2}", s.failover_round_time_seconds),
+        ],
+        None => ["-".into(), "-".into(), "-".into()],
+    }
+}
+
 /// The text report of a solve: the pick, the front, the solver and why,
 /// or why nothing is feasible.
 pub fn text(
@@ -118,12 +130,15 @@ pub fn text(
     ));
     out.push_str(&format!(
         "candidates:  {} priced in the catalog, {} after candidates, {} after data residency, \
-         {} with >= {:.2} GiB memory\n",
+         {} with >= {:.2} GiB memory{}\n",
         counts.catalog,
         counts.after_candidates,
         counts.after_residency,
         counts.after_memory,
-        outcome.memory_needed_gib
+        outcome.memory_needed_gib,
+        counts.standby_pairs.map_or(String::new(), |pairs| format!(
+            "; {pairs} (primary, standby) pairs meet the standby's rules"
+        ))
     ));
     match outcome.selected_point() {
         Some(p) => {
@@ -132,13 +147,35 @@ pub fn text(
                 p.cloud, p.region, p.instance_type
             ));
             out.push_str(&format!(
-                "  monthly cost: {:.2} USD (instance {:.2}, egress {:.2}, participants {:.2})\n",
-                p.monthly_cost, p.cost.instance, p.cost.egress, p.cost.participants
+                "  monthly cost: {:.2} USD (instance {:.2}, egress {:.2}, participants {:.2}{})\n",
+                p.monthly_cost,
+                p.cost.instance,
+                p.cost.egress,
+                p.cost.participants,
+                p.standby.as_ref().map_or(String::new(), |_| format!(
+                    ", standby {:.2}",
+                    p.cost.standby
+                ))
             ));
             out.push_str(&format!(
                 "  round time:   {:.2} s (slowest site {}, aggregation {:.3} s)\n",
                 p.round_time_seconds, p.slowest_site, p.aggregation_seconds
             ));
+            if let Some(s) = &p.standby {
+                out.push_str(&format!(
+                    "  standby:      {} {} {} ({:?}): {:.2} USD/month (instance {:.2}, \
+                     replication {:.2}); failover round {:.2} s (slowest site {})\n",
+                    s.cloud,
+                    s.region,
+                    s.instance_type,
+                    s.mode,
+                    s.monthly_cost,
+                    s.instance,
+                    s.replication,
+                    s.failover_round_time_seconds,
+                    s.failover_slowest_site
+                ));
+            }
             out.push_str(&format!("  flavours:     {}\n", flavours(p)));
         }
         None => {
@@ -152,11 +189,12 @@ pub fn text(
     if !outcome.front.is_empty() {
         let keep =
             crate::placement::bounded_indices(outcome.front.len(), front_limit, outcome.selected);
+        let with_standby = outcome.front.iter().any(|p| p.standby.is_some());
         let rows: Vec<Vec<String>> = keep
             .iter()
             .map(|&i| {
                 let p = &outcome.front[i];
-                vec![
+                let mut row = vec![
                     if Some(i) == outcome.selected {
                         format!("*{}", i + 1)
                     } else {
@@ -172,7 +210,11 @@ pub fn text(
                     format!("{:.2}", p.cost.participants),
                     p.slowest_site.clone(),
                     flavours(p),
-                ]
+                ];
+                if with_standby {
+                    row.extend(standby_cells(p));
+                }
+                row
             })
             .collect();
         out.push_str(&format!(
@@ -184,22 +226,23 @@ pub fn text(
                 String::new()
             }
         ));
-        out.push_str(&table(
-            &[
-                "#",
-                "CLOUD",
-                "REGION",
-                "INSTANCE",
-                "USD/MO",
-                "ROUND_S",
-                "INSTANCE$",
-                "EGRESS$",
-                "SITES$",
-                "SLOWEST",
-                "FLAVOURS",
-            ],
-            &rows,
-        ));
+        let mut header = vec![
+            "#",
+            "CLOUD",
+            "REGION",
+            "INSTANCE",
+            "USD/MO",
+            "ROUND_S",
+            "INSTANCE$",
+            "EGRESS$",
+            "SITES$",
+            "SLOWEST",
+            "FLAVOURS",
+        ];
+        if with_standby {
+            header.extend(["STANDBY", "STANDBY$", "FAILOVER_S"]);
+        }
+        out.push_str(&table(&header, &rows));
     }
     out
 }

@@ -143,6 +143,76 @@ fn overlay_adds_private_sites() {
     assert!(out.contains("(catalog 2026-11+hospitals)"), "{out}");
 }
 
+const STANDBY: &str = "examples/placement/standby.yaml";
+
+#[test]
+fn standby_example_shows_the_standby_and_its_failover_round() {
+    let (code, out, err) = fedsky(&["placement", "solve", "-f", STANDBY]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with("AggregatorPlacement covid-xray/hospitals-standby (catalog 2026-11)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("(primary, standby) pairs meet the standby's rules"),
+        "{out}"
+    );
+    assert!(out.contains("\n  standby:      "), "{out}");
+    assert!(out.contains("(Warm): "), "{out}");
+    assert!(out.contains("; failover round "), "{out}");
+    assert!(out.contains("  STANDBY  "), "{out}");
+    assert!(out.contains("  FAILOVER_S"), "{out}");
+
+    let (code, out, err) = fedsky(&["placement", "solve", "-f", STANDBY, "-o", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("valid JSON");
+    let standby = &v["status"]["selected"]["standby"];
+    assert!(standby["region"].is_string(), "{v}");
+    assert_ne!(standby["region"], v["status"]["selected"]["region"]);
+    let failover = standby["failoverRoundTimeSeconds"]
+        .as_f64()
+        .expect("a number");
+    assert!(failover > 0.0 && failover <= 50.0, "{failover}");
+    assert_eq!(
+        v["outcome"]["front"][0]["standby"]["mode"], "Warm",
+        "the outcome carries the standby's details"
+    );
+    assert!(
+        v["candidateCounts"]["standbyPairs"]
+            .as_u64()
+            .is_some_and(|n| n > 0)
+    );
+
+    let (code, out, _) = fedsky(&["placement", "solve", "-f", STANDBY, "-o", "yaml"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("failoverRoundTimeSeconds: "), "{out}");
+}
+
+#[test]
+fn standby_rules_that_leave_no_pair_exit_2_naming_the_rule() {
+    let dir = tempdir();
+    let path = dir.join("one-cloud.yaml");
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(STANDBY),
+    )
+    .expect("example exists")
+    .replace("clouds: [aws, gcp]", "clouds: [gcp]")
+    .replace("distinctCloud: false", "distinctCloud: true");
+    std::fs::write(&path, text).expect("writes");
+    let p = path.to_string_lossy().into_owned();
+    let (code, out, _) = fedsky(&["placement", "solve", "-f", &p]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains(
+            "INFEASIBLE: requirements.standby.distinctCloud needs the standby in another cloud \
+             than the primary, but all "
+        ) && out.contains(" are in gcp; allow a second cloud or set distinctCloud false"),
+        "{out}"
+    );
+}
+
 /// A fresh directory in the system temp dir, removed when dropped (tests
 /// must not write the source tree).
 struct TempDir(std::path::PathBuf);

@@ -71,6 +71,10 @@ pub struct AggregatorPlacementSpec {
     /// Which solver to use and its settings.
     #[serde(default)]
     pub solver: SolverSpec,
+    /// How to run the aggregator on a VM the operator creates when the placed region has
+    /// no Ready public MemberCluster. Absent: jobs wait for a member cluster there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provisioning: Option<ProvisioningSpec>,
 }
 
 /// Participant locations for placement. Exactly one of `poolRef` or `sites` is set.
@@ -140,6 +144,53 @@ pub struct PlacementRequirements {
     /// Data-residency allow-lists: the aggregator may run only in these clouds/regions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_residency: Option<DataResidency>,
+    /// A standby aggregator for participants to fail over to, chosen and priced with the
+    /// primary and reported as `status.selected.standby`. The operator plans it; a
+    /// FederatedJob does not start it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standby: Option<StandbyRequirements>,
+}
+
+/// A second aggregator (cloud, region, instance type) that participants fail over to. It
+/// passes the same candidate, data-residency and memory filters as the primary; its cost
+/// (instance plus checkpoint replication of one model per round) counts toward the monthly
+/// cost and `maxMonthlyCost`, and `maxRoundTimeSeconds` bounds its failover round too.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!(has(self.distinctCloud) && self.distinctCloud && has(self.distinctRegion) && !self.distinctRegion)").message("requirements.standby.distinctRegion cannot be false when distinctCloud is true: a region of another cloud is always another region"))]
+#[x_kube(validation = Rule::new("!has(self.failoverHoursPerMonth) || (has(self.mode) && self.mode == 'Cold')").message("requirements.standby.failoverHoursPerMonth applies only to mode Cold (a Warm standby runs all month)"))]
+pub struct StandbyRequirements {
+    /// Whether to place a standby; default true, so an empty `standby: {}` asks for one.
+    /// Set false to drop the standby but keep its settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// `Warm` (default): the standby runs all month and holds the latest checkpoint.
+    /// `Cold`: only the checkpoint is kept; the instance starts on failover.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<StandbyMode>,
+    /// The standby must be in another region than the primary (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distinct_region: Option<bool>,
+    /// The standby must be in another cloud than the primary (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distinct_cloud: Option<bool>,
+    /// `Cold` only: hours a month the standby instance is expected to run (failovers and
+    /// drills), for its cost; default 8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 744.0))]
+    pub failover_hours_per_month: Option<f64>,
+}
+
+/// How the standby waits: `Warm` (default) runs all month and holds the latest checkpoint,
+/// so failover is immediate; `Cold` keeps only the checkpoint and starts the instance on
+/// failover, billed for `failoverHoursPerMonth`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum StandbyMode {
+    /// Always on next to the primary; failover is immediate.
+    #[default]
+    Warm,
+    /// Started on failover from the replicated checkpoint; billed for the hours it runs.
+    Cold,
 }
 
 /// Where model parameters may be processed.
@@ -277,4 +328,77 @@ pub struct PlacementOption {
     /// Flavour chosen per site, where sites offer several.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub site_flavours: std::collections::BTreeMap<String, String>,
+    /// The standby aggregator, when `requirements.standby` asks for one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standby: Option<StandbyOption>,
+}
+
+/// The standby aggregator of a placement.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StandbyOption {
+    /// Cloud of the standby.
+    pub cloud: String,
+    /// Region of the standby.
+    pub region: String,
+    /// Instance type of the standby.
+    pub instance_type: String,
+    /// The standby's part of `monthlyCost` in US dollars (instance and checkpoint replication).
+    pub monthly_cost: f64,
+    /// Predicted round time in seconds with the standby as the aggregator.
+    pub failover_round_time_seconds: f64,
+}
+
+/// Aggregator VMs: per cloud, the credentials and image to use; who may reach the gRPC
+/// port; where the aggregator binary comes from. The operator creates one VM per job,
+/// with a firewall (security group) that opens only the gRPC port, and deletes both when
+/// the job is deleted. See docs/clouds.md.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProvisioningSpec {
+    /// Settings per cloud, at most one entry per cloud.
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["cloud".into()]))]
+    #[schemars(length(min = 1, max = 3))]
+    pub clouds: Vec<CloudProvisioning>,
+    /// CIDRs allowed to reach the aggregator's gRPC port: the participants' egress
+    /// addresses. The VM's firewall admits nothing else.
+    #[serde(rename = "allowedSourceCIDRs")]
+    #[schemars(length(min = 1, max = 64), inner(length(min = 1, max = 43)))]
+    #[x_kube(validation = Rule::new("self.all(c, isCIDR(c))").message("provisioning.allowedSourceCIDRs: every entry must be a CIDR such as 203.0.113.0/24"))]
+    pub allowed_source_cidrs: Vec<String>,
+    /// The `fedsky-aggregator` binary the VM downloads; it is installed only if its
+    /// SHA-256 matches.
+    pub aggregator_binary: BinarySource,
+}
+
+/// One cloud's settings for aggregator VMs.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CloudProvisioning {
+    /// The cloud these settings apply to.
+    pub cloud: CloudProvider,
+    /// Secret in the placement's namespace with this cloud's credentials; its keys are
+    /// listed in docs/clouds.md.
+    pub credentials_secret_ref: LocalObjectRef,
+    /// Machine image per region, `*` for any region: an AMI id on AWS (AMIs differ per
+    /// region), an image URL or family on GCP, an image id on OpenStack.
+    #[x_kube(validation = Rule::new("size(self) > 0").message("provisioning.clouds[].images needs at least one entry"))]
+    pub images: std::collections::BTreeMap<String, String>,
+    /// Subnet id (AWS), network name (GCP) or network id (OpenStack); the default
+    /// network when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255))]
+    pub network: Option<String>,
+}
+
+/// Where a binary comes from and how to check it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BinarySource {
+    /// `https://` (or `http://`) URL of the binary for the VM's architecture.
+    #[schemars(length(min = 8, max = 2048), pattern(r#"^https?://[^\s'"\\]+$"#))]
+    pub url: String,
+    /// Its SHA-256 in lowercase hex.
+    #[schemars(pattern(r"^[a-f0-9]{64}$"))]
+    pub sha256: String,
 }

@@ -498,7 +498,9 @@ pub struct ChosenPlacement {
     /// The chosen option with its objective values.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub option: Option<PlacementOption>,
-    /// MemberCluster hosting the aggregator, if any.
+    /// MemberCluster hosting the aggregator, if any; for an aggregator on a VM the
+    /// operator provisioned, `vm/<cloud>/<region>/<instance id>` (never a MemberCluster
+    /// name, which cannot contain `/`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub member_cluster: Option<String>,
 }

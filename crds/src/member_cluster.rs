@@ -49,8 +49,10 @@ pub struct MemberClusterSpec {
     /// `namespace` is required because MemberCluster is cluster-scoped.
     #[x_kube(validation = Rule::new("has(self.__namespace__)").message("spec.kubeconfigSecretRef.namespace is required for a cluster-scoped MemberCluster"))]
     pub kubeconfig_secret_ref: SecretKeyRef,
-    /// Secret with cloud credentials for this provider, used to validate access and to
-    /// provision aggregator VMs. Optional for private clusters.
+    /// Secret with cloud credentials for this provider; the operator checks them with the
+    /// cloud and reports `CredentialsValid` with the identity and expiry. The keys per
+    /// provider are listed in docs/clouds.md; for GCP, `key` names the entry holding the
+    /// service-account key file (default `credentials.json`). Optional.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("has(self.__namespace__)").message("spec.credentialsSecretRef.namespace is required for a cluster-scoped MemberCluster"))]
     pub credentials_secret_ref: Option<SecretKeyRef>,

@@ -136,5 +136,24 @@ async fn controller_matches_cli_and_explains_infeasibility() {
         "{}",
         feasible.message
     );
+
+    // A standby: the controller writes the same (primary, standby) pair as the CLI.
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/placement/standby.yaml");
+    let mut standby: serde_json::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(path).expect("example")).expect("yaml");
+    standby["metadata"]["namespace"] = serde_json::json!("default");
+    apply_json(&client, standby).await;
+    let ap = solved(&api, "hospitals-standby").await;
+    let st = ap.status.clone().expect("status");
+    let cli = to_status(
+        &solve_spec(catalog, &ap.spec, &SpecContext::default()).expect("solves"),
+        STATUS_FRONT_LIMIT,
+    );
+    let pick = st.selected.as_ref().expect("feasible");
+    let standby = pick.standby.as_ref().expect("selected.standby");
+    assert_ne!(standby.region, pick.region);
+    assert_eq!(st.selected, cli.selected, "the same primary and standby");
+    assert_eq!(st.pareto_front, cli.pareto_front);
     operator.abort();
 }

@@ -275,3 +275,113 @@ fn bounded_front_keeps_ends_and_the_selected_point() {
     assert_eq!(bounded_indices(100, 1, Some(37)), vec![37]);
     assert!(bounded_indices(100, 0, None).is_empty());
 }
+
+const STANDBY: &str = include_str!("../../../examples/placement/standby.yaml");
+
+fn standby_example() -> AggregatorPlacementSpec {
+    serde_yaml::from_str::<AggregatorPlacement>(STANDBY)
+        .expect("example parses")
+        .spec
+}
+
+#[test]
+fn standby_requirements_map_with_their_defaults() {
+    let ctx = SpecContext::default();
+    let mut spec = standby_example();
+    let input = to_input(&spec, &ctx).expect("converts");
+    assert_eq!(
+        input.requirements.standby,
+        Some(StandbyRequirement::default())
+    );
+    let standby = spec.requirements.standby.as_mut().expect("example has one");
+    standby.mode = Some(ApiStandbyMode::Cold);
+    standby.distinct_cloud = Some(true);
+    standby.failover_hours_per_month = Some(24.0);
+    let input = to_input(&spec, &ctx).expect("converts");
+    assert_eq!(
+        input.requirements.standby,
+        Some(StandbyRequirement {
+            mode: StandbyMode::Cold,
+            distinct_region: true,
+            distinct_cloud: true,
+            failover_hours_per_month: 24.0,
+        })
+    );
+    // `enabled: false` keeps the settings but plans no standby.
+    spec.requirements.standby.as_mut().expect("set").enabled = Some(false);
+    assert_eq!(
+        to_input(&spec, &ctx)
+            .expect("converts")
+            .requirements
+            .standby,
+        None
+    );
+    // An empty section asks for the default standby.
+    spec.requirements.standby = Some(StandbyRequirements::default());
+    assert_eq!(
+        to_input(&spec, &ctx)
+            .expect("converts")
+            .requirements
+            .standby,
+        Some(StandbyRequirement::default())
+    );
+}
+
+#[test]
+fn standby_example_solves_to_a_status_with_the_standby() {
+    let ctx = SpecContext::default();
+    let outcome = solve_spec(catalog(), &standby_example(), &ctx).expect("solves");
+    let status = to_status(&outcome, STATUS_FRONT_LIMIT);
+    let selected = status.selected.clone().expect("feasible");
+    let standby = selected.standby.clone().expect("a standby");
+    assert_ne!(
+        (standby.cloud.as_str(), standby.region.as_str()),
+        (selected.cloud.as_str(), selected.region.as_str())
+    );
+    assert!(standby.monthly_cost > 0.0 && standby.monthly_cost < selected.monthly_cost);
+    assert!(selected.monthly_cost <= 150.0);
+    assert!(selected.round_time_seconds <= 50.0);
+    assert!(standby.failover_round_time_seconds <= 50.0);
+    assert!(status.pareto_front.iter().all(|p| p.standby.is_some()));
+    let (ok, _, message) = feasible_condition(&outcome);
+    assert!(ok);
+    assert!(
+        message.contains(&format!(
+            " with standby {} {} {} (",
+            standby.cloud, standby.region, standby.instance_type
+        )),
+        "{message}"
+    );
+    // The status round-trips through the API types' JSON.
+    let json = serde_json::to_value(&status).expect("serialises");
+    assert_eq!(
+        json["selected"]["standby"]["failoverRoundTimeSeconds"].as_f64(),
+        Some(standby.failover_round_time_seconds)
+    );
+}
+
+#[test]
+fn standby_with_one_cloud_and_distinct_cloud_is_infeasible_naming_the_rule() {
+    let mut spec = standby_example();
+    spec.candidates.clouds = vec![CloudProvider::Aws];
+    spec.requirements
+        .standby
+        .as_mut()
+        .expect("set")
+        .distinct_cloud = Some(true);
+    let outcome = solve_spec(catalog(), &spec, &SpecContext::default()).expect("solves");
+    assert_eq!(
+        outcome.infeasibility.as_ref().map(|i| i.binding),
+        Some(BindingConstraint::StandbyDistinctCloud)
+    );
+    let (ok, reason, message) = feasible_condition(&outcome);
+    assert!(!ok);
+    assert_eq!(reason, "Infeasible");
+    assert!(
+        message
+            .starts_with("requirements.standby.distinctCloud needs the standby in another cloud"),
+        "{message}"
+    );
+    let status = to_status(&outcome, STATUS_FRONT_LIMIT);
+    assert_eq!(status.infeasible_reason.as_deref(), Some(message.as_str()));
+}

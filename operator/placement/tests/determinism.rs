@@ -115,6 +115,12 @@ fn thread_count_does_not_change_nsga2() {
             in_pool(2, || nsga2(&grid(), &settings(3, 30))),
             in_pool(4, || nsga2(&grid(), &settings(3, 30))),
         ),
+        (
+            "placement with a standby",
+            in_pool(1, || nsga2(&hospitals(true), &settings(3, 10))),
+            in_pool(2, || nsga2(&hospitals(true), &settings(3, 10))),
+            in_pool(4, || nsga2(&hospitals(true), &settings(3, 10))),
+        ),
     ] {
         let one = bits(&one.expect("runs"));
         assert_eq!(one, bits(&two.expect("runs")), "{name}: 1 vs 2 threads");
@@ -209,3 +215,68 @@ const PINNED_ALL: &[(&str, u64, u64)] = &[
     ("grid", 1, 0x860558f39077ca1f),
     ("grid", 2, 0x09b3e51e5e70424b),
 ];
+
+/// A placement model on the shipped catalog: three hospitals, two of them
+/// with a choice of flavours, the full candidate set.
+fn hospitals(standby: bool) -> fedsky_placement::PlacementModel {
+    use fedsky_placement::model::{
+        FlavourInput, PlacementInput, RegionRef, SiteInput, StandbyRequirement,
+    };
+    let flavour = |name: &str, hourly_usd: f64, relative_speed: f64| FlavourInput {
+        name: name.into(),
+        hourly_usd,
+        relative_speed,
+    };
+    let site = |name: &str, region: &str, flavours: Vec<FlavourInput>| SiteInput {
+        name: name.into(),
+        region: RegionRef::parse(region),
+        flavours,
+    };
+    let mut input = PlacementInput {
+        sites: vec![
+            site(
+                "eu",
+                "aws:eu-central-1",
+                vec![flavour("small", 0.05, 1.0), flavour("large", 0.2, 2.5)],
+            ),
+            site("asia", "aws:ap-northeast-2", vec![]),
+            site(
+                "us",
+                "aws:us-east-1",
+                vec![
+                    flavour("a", 0.04, 0.8),
+                    flavour("b", 0.09, 1.6),
+                    flavour("c", 0.3, 3.0),
+                ],
+            ),
+        ],
+        candidates: Default::default(),
+        requirements: Default::default(),
+        workload: Default::default(),
+        timing: Default::default(),
+    };
+    input.requirements.max_round_time_seconds = Some(40.0);
+    if standby {
+        input.requirements.standby = Some(StandbyRequirement::default());
+    }
+    fedsky_placement::PlacementModel::build(
+        fedsky_placement::Catalog::builtin().expect("catalog"),
+        &input,
+    )
+    .expect("builds")
+}
+
+/// Pins NSGA-II on the placement model without and with a standby. The
+/// first was pinned before the standby genes existed, so it checks they
+/// change no bit of a problem without one.
+#[test]
+fn pinned_placement_fingerprints() {
+    let mut got = Vec::new();
+    for standby in [false, true] {
+        let model = hospitals(standby);
+        let print = fingerprint(&bits(&nsga2(&model, &settings(5, 40)).expect("runs")));
+        eprintln!("(\"standby {standby}\", {print:#018x}),");
+        got.push(print);
+    }
+    assert_eq!(got, [0xb17e_2463_a98d_52ff, 0x200a_1583_0e53_0e78]);
+}

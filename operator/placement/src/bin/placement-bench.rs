@@ -3,8 +3,10 @@
 //! ```text
 //! placement-bench pymoo [--python PATH] [--seeds N]   fedsky NSGA-II vs pymoo NSGA-II
 //! placement-bench spaces [--seeds N] [--population N] [--generations N]
-//!                                                     exact front vs NSGA-II, 1e4..1e10
-//! placement-bench experiment                          the seed system's three-hospital check
+//!                                                     exact front vs NSGA-II, 1e4..1e10,
+//!                                                     then 3, 6, 12 sites with a standby
+//! placement-bench experiment                          the seed system's three-hospital check,
+//!                                                     without and with a standby
 //! placement-bench profile [--problem NAME] [--seeds N] fedsky NSGA-II alone (every problem, 10
 //!                                                     seeds by default), for perf or callgrind
 //! placement-bench all                                 pymoo, spaces and experiment
@@ -20,7 +22,7 @@ use std::time::Instant;
 use fedsky_placement::indicators::{hypervolume, igd};
 use fedsky_placement::model::{
     AggregationMemory, CandidateFilter, FlavourInput, PlacementPoint, RegionRef, Requirements,
-    SiteInput, TimingModel, Workload,
+    SiteInput, StandbyMode, StandbyRequirement, TimingModel, Workload,
 };
 use fedsky_placement::problems::{Bnh, Dtlz2, Osy, TestProblem, Tnk, Zdt1, Zdt2, Zdt3, Zdt6};
 use fedsky_placement::{
@@ -535,6 +537,78 @@ fn bench_spaces(options: &Options) -> BenchResult<()> {
             cells[1]
         );
     }
+    bench_standby_spaces(options, &configs)
+}
+
+/// The same spaces with a warm standby in another region and the round
+/// time limited to the median of the front without one, so the failover
+/// round's limit removes flavours for many standbys.
+fn bench_standby_spaces(options: &Options, configs: &[&[usize]]) -> BenchResult<()> {
+    let catalog = Catalog::builtin()?;
+    let settings = |seed| Nsga2Settings {
+        population: options.population,
+        generations: options.generations,
+        seed,
+        ..Nsga2Settings::default()
+    };
+    println!(
+        "\n### Placement spaces with a warm standby: exact front vs NSGA-II\n\nthe spaces above \
+         with a standby gene (space x aggregators), distinctRegion, maxRoundTimeSeconds = the \
+         median round time of the front without a standby (it bounds the failover round too); \
+         NSGA-II + repair, population {}, {} generations, seeds 1..={}; one thread, CPU time per run\n",
+        options.population, options.generations, options.seeds
+    );
+    println!(
+        "| sites | candidates | allowed pairs | exact front | exact ms | NSGA-II + repair HV ratio (mean / min) | + repair ms |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    for flavours in configs
+        .iter()
+        .copied()
+        .filter(|f| matches!(f.len(), 3 | 6 | 12))
+    {
+        let mut input = synthetic_input(flavours, 7);
+        let free = solve_placement(
+            &PlacementModel::build(catalog, &input)?,
+            &PlacementSolver::Auto,
+        )?;
+        input.requirements.max_round_time_seconds =
+            Some(free.front[free.front.len() / 2].round_time_seconds);
+        input.requirements.standby = Some(StandbyRequirement::default());
+        let model = PlacementModel::build(catalog, &input)?;
+        let space = model.space_size().map_or(f64::INFINITY, |n| n as f64);
+        let (exact, exact_ms) = timed(1, || Ok(solve_placement(&model, &PlacementSolver::Auto)?))?;
+        let exact_obj = objectives(&exact.front);
+        if exact_obj.is_empty() {
+            return Err("the standby space has no feasible placement".into());
+        }
+        let ideal = [exact_obj[0][0], exact_obj[exact_obj.len() - 1][1]];
+        let nadir = [exact_obj[exact_obj.len() - 1][0], exact_obj[0][1]];
+        let hv_exact = normalised_hv(&exact_obj, ideal, nadir)?;
+        let mut ratios = Vec::new();
+        let mut times = Vec::new();
+        for seed in 1..=options.seeds {
+            let (out, ms) = timed(1, || {
+                Ok(solve_placement(
+                    &model,
+                    &PlacementSolver::Nsga2(settings(seed)),
+                )?)
+            })?;
+            ratios.push(normalised_hv(&objectives(&out.front), ideal, nadir)? / hv_exact);
+            times.push(ms);
+        }
+        let mean = ratios.iter().sum::<f64>() / ratios.len() as f64;
+        let min = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+        println!(
+            "| {} | {:.2e} | {} | {} | {:.2} | {mean:.4} / {min:.4} | {:.1} |",
+            flavours.len(),
+            space,
+            model.counts().standby_pairs.unwrap_or(0),
+            exact.front.len(),
+            exact_ms,
+            median(times)
+        );
+    }
     Ok(())
 }
 
@@ -639,5 +713,85 @@ fn experiment() -> BenchResult<()> {
         "\nseed system (KRW): before 52.17 s / 38,938; cost first 53 s / 23,026 (-41 %); \
          latency first 48.4 s / 31,450 (-19 %, 7 % faster)"
     );
+
+    // The same three hospitals with a standby aggregator.
+    let with_standby = |weight: f64, standby: StandbyRequirement| -> BenchResult<_> {
+        let mut inp = input(CandidateFilter::default(), weight, None);
+        inp.requirements.standby = Some(standby);
+        let model = PlacementModel::build(catalog, &inp)?;
+        let out = solve_placement(&model, &PlacementSolver::Auto)?;
+        let pick = out
+            .selected_point()
+            .cloned()
+            .ok_or("no feasible placement with a standby")?;
+        Ok((pick, (out, model.counts().standby_pairs.unwrap_or(0))))
+    };
+    let warm = StandbyRequirement::default();
+    let (warm_cost, warm_front) = with_standby(1.0, warm)?;
+    let (warm_balanced, _) = with_standby(0.5, warm)?;
+    let (warm_latency, _) = with_standby(0.0, warm)?;
+    let (warm_cloud, _) = with_standby(
+        0.5,
+        StandbyRequirement {
+            distinct_cloud: true,
+            ..warm
+        },
+    )?;
+    let (cold_balanced, _) = with_standby(
+        0.5,
+        StandbyRequirement {
+            mode: StandbyMode::Cold,
+            ..warm
+        },
+    )?;
+    println!(
+        "\n### Seed-result check with a standby aggregator\n\nthe three hospitals above with a \
+         standby in another region (distinctRegion); warm: the standby runs all month; cold: \
+         it runs {} h a month (failoverHoursPerMonth); both replicate one 45 MB checkpoint \
+         per round from the primary's region; exact front of {} points over {} allowed \
+         (primary, standby) pairs; failover round = the round time with the standby as the \
+         aggregator\n",
+        fedsky_placement::model::DEFAULT_FAILOVER_HOURS,
+        warm_front.0.front.len(),
+        warm_front.1,
+    );
+    println!(
+        "| placement | primary | standby | monthly cost (USD) | standby part (USD) | round time (s) | failover round time (s) | cost vs no standby |"
+    );
+    println!("|---|---|---|---:|---:|---:|---:|---:|");
+    let standby_row = |label: &str, p: &PlacementPoint, without: &PlacementPoint| {
+        let (where_, part, failover) =
+            p.standby
+                .as_ref()
+                .map_or(("-".to_string(), 0.0, f64::NAN), |s| {
+                    (
+                        format!("{} {} {}", s.cloud, s.region, s.instance_type),
+                        s.monthly_cost,
+                        s.failover_round_time_seconds,
+                    )
+                });
+        println!(
+            "| {label} | {} {} {} | {where_} | {:.2} | {part:.2} | {:.2} | {failover:.2} | {:+.1} % |",
+            p.cloud,
+            p.region,
+            p.instance_type,
+            p.monthly_cost,
+            p.round_time_seconds,
+            100.0 * (p.monthly_cost / without.monthly_cost - 1.0)
+        );
+    };
+    standby_row("warm, cost first (costWeight 1)", &warm_cost, &cost_first);
+    standby_row("warm, balanced (costWeight 0.5)", &warm_balanced, &balanced);
+    standby_row(
+        "warm, latency first (costWeight 0)",
+        &warm_latency,
+        &latency_first,
+    );
+    standby_row(
+        "warm in another cloud, balanced (distinctCloud)",
+        &warm_cloud,
+        &balanced,
+    );
+    standby_row("cold, balanced (costWeight 0.5)", &cold_balanced, &balanced);
     Ok(())
 }

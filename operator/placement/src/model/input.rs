@@ -131,6 +131,10 @@ pub struct Requirements {
     /// Data residency: regions the aggregator may run in (empty = all).
     #[serde(default)]
     pub allowed_regions: Vec<String>,
+    /// A standby aggregator that participants fail over to; `None` plans
+    /// none.
+    #[serde(default)]
+    pub standby: Option<StandbyRequirement>,
 }
 
 fn half() -> f64 {
@@ -145,9 +149,58 @@ impl Default for Requirements {
             cost_weight: 0.5,
             allowed_clouds: Vec::new(),
             allowed_regions: Vec::new(),
+            standby: None,
         }
     }
 }
+
+/// How the standby aggregator waits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StandbyMode {
+    /// The standby instance runs all month next to the primary and holds the
+    /// latest checkpoint, so failover takes over at once.
+    #[default]
+    Warm,
+    /// Only the latest checkpoint is kept in the standby region; the
+    /// instance starts on failover and is billed for the hours it runs.
+    Cold,
+}
+
+/// A second aggregator (cloud, region, instance type) that participants
+/// fail over to. It is a candidate like the primary (same filters: the
+/// candidate lists, data residency, memory) and, when the round time is
+/// limited, its failover round must meet `maxRoundTimeSeconds` too.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct StandbyRequirement {
+    /// Warm (always on) or cold (started on failover).
+    pub mode: StandbyMode,
+    /// The standby must be in another region than the primary.
+    pub distinct_region: bool,
+    /// The standby must be in another cloud than the primary.
+    pub distinct_cloud: bool,
+    /// Cold only: hours a month the standby instance is expected to run
+    /// (failovers and drills); a warm standby runs `hoursPerMonth`.
+    pub failover_hours_per_month: f64,
+}
+
+impl Default for StandbyRequirement {
+    /// Warm, in another region of any cloud, 8 expected failover hours a
+    /// month when cold.
+    fn default() -> Self {
+        Self {
+            mode: StandbyMode::Warm,
+            distinct_region: true,
+            distinct_cloud: false,
+            failover_hours_per_month: DEFAULT_FAILOVER_HOURS,
+        }
+    }
+}
+
+/// Expected hours a month a cold standby runs: a working day of failover
+/// drills or outages. A guess to be overridden; it only scales the cold
+/// standby's instance cost.
+pub const DEFAULT_FAILOVER_HOURS: f64 = 8.0;
 
 /// How much memory the aggregation strategy holds, in model copies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

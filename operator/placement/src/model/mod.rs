@@ -17,6 +17,11 @@
 //! as filters on the candidate set, the allowed clouds/regions and the
 //! instance memory the aggregation strategy needs.
 //!
+//! Optionally a **standby** aggregator (see [`standby`]): a second
+//! candidate that adds its cost to the monthly cost, leaves the round time
+//! alone, reports a failover round time, and must keep that failover round
+//! within `maxRoundTimeSeconds`.
+//!
 //! Cost is a sum of per-site terms and round time a maximum of per-site
 //! terms, so for a fixed aggregator and a round-time bound each site's
 //! cheapest adequate flavour is independent of the others: [`decompose`]
@@ -27,6 +32,7 @@ pub mod decompose;
 mod error;
 mod input;
 mod solve;
+pub mod standby;
 
 use serde::{Deserialize, Serialize};
 
@@ -35,13 +41,14 @@ use crate::problem::{Problem, Variable, choice};
 
 pub use error::ModelError;
 pub use input::{
-    AggregationMemory, CandidateFilter, FlavourInput, PlacementInput, RegionRef, Requirements,
-    SiteInput, TimingModel, Workload,
+    AggregationMemory, CandidateFilter, DEFAULT_FAILOVER_HOURS, FlavourInput, PlacementInput,
+    RegionRef, Requirements, SiteInput, StandbyMode, StandbyRequirement, TimingModel, Workload,
 };
 pub use solve::{
     BindingConstraint, CostBreakdown, Infeasibility, PlacementOutcome, PlacementPoint,
-    PlacementSolver, SiteFlavour, solve_placement,
+    PlacementSolver, SiteFlavour, StandbyPoint, solve_placement,
 };
+use standby::StandbyModel;
 
 const BYTES_PER_MB: f64 = 1.0e6;
 const BYTES_PER_GB: f64 = 1.0e9;
@@ -90,6 +97,23 @@ pub struct CandidateCounts {
     pub after_residency: usize,
     /// After the memory requirement.
     pub after_memory: usize,
+    /// With a standby: (primary, standby) pairs of those candidates that
+    /// meet `distinctRegion` and `distinctCloud`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standby_pairs: Option<u64>,
+}
+
+/// A decision: the aggregator, one flavour index per site, and the standby
+/// aggregator when the model has one. Ordered field by field, which is the
+/// tie-break between decisions with equal objectives.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Decision {
+    /// Index of the aggregator in [`PlacementModel::aggregators`].
+    pub aggregator: usize,
+    /// Flavour index per site, in site order.
+    pub flavours: Vec<usize>,
+    /// Index of the standby in [`PlacementModel::aggregators`].
+    pub standby: Option<usize>,
 }
 
 /// A placement problem ready to solve: resolved candidates and sites with
@@ -124,6 +148,8 @@ pub struct PlacementModel {
     site_flavour_cost: Vec<f64>,
     /// Whether NSGA-II's new points get the cheapest adequate flavours.
     repair: bool,
+    /// The standby's terms, when one is asked for; its gene is the last.
+    standby: Option<StandbyModel>,
 }
 
 impl PlacementModel {
@@ -205,6 +231,18 @@ impl PlacementModel {
                 .iter()
                 .map(|&s| Variable::categorical(sites[s].flavours.len())),
         );
+        let standby = input
+            .requirements
+            .standby
+            .as_ref()
+            .map(|r| StandbyModel::build(catalog, &aggregators, r, workload));
+        let mut counts = counts;
+        if let Some(sb) = &standby {
+            // After the flavour genes, so a model without a standby keeps
+            // its gene layout.
+            variables.push(Variable::categorical(aggregators.len()));
+            counts.standby_pairs = Some(sb.pairs);
+        }
         Ok(Self {
             catalog_version: catalog.version().to_string(),
             aggregators,
@@ -223,6 +261,7 @@ impl PlacementModel {
             site_egress,
             site_flavour_cost,
             repair: true,
+            standby,
         })
     }
 
@@ -231,15 +270,24 @@ impl PlacementModel {
     /// cheapest flavour at each site that is no slower than that: never worse
     /// in either objective, and it leaves NSGA-II to search aggregators and
     /// round-time bounds, which is where the exact decomposition shows the
-    /// front lies. Off, NSGA-II is the textbook algorithm (for benchmarks).
+    /// front lies. With a standby, flavours also keep the failover round
+    /// within its limit (or no slower than it was), and the standby gene gets
+    /// the least violating, then cheapest, standby for the point. Off,
+    /// NSGA-II is the textbook algorithm (for benchmarks).
     pub fn set_repair(&mut self, on: bool) {
         self.repair = on;
     }
 
     /// The cheapest flavour of site `s` under aggregator `a` whose time
-    /// stays within the round-time bound `bound`; ties go to the faster,
-    /// then the first.
-    fn cheapest_within(&self, a: usize, s: usize, bound: f64) -> Option<usize> {
+    /// stays within the round-time bound `bound` and that `admit` accepts;
+    /// ties go to the faster, then the first.
+    fn cheapest_within(
+        &self,
+        a: usize,
+        s: usize,
+        bound: f64,
+        admit: impl Fn(usize) -> bool,
+    ) -> Option<usize> {
         let mut best: Option<(f64, f64, usize)> = None;
         for f in 0..self.sites[s].flavours.len() {
             let t = self.term(a, s, f);
@@ -247,7 +295,7 @@ impl PlacementModel {
                 self.site_time[t],
                 self.site_egress[t] + self.site_flavour_cost[t],
             );
-            if time > bound {
+            if time > bound || !admit(f) {
                 continue;
             }
             if best.is_none_or(|(bc, bt, _)| cost < bc || (cost == bc && time < bt)) {
@@ -287,14 +335,25 @@ impl PlacementModel {
         &self.requirements
     }
 
-    /// Number of decisions: aggregators × Π flavours per site; `None` when
-    /// it overflows `u128`.
+    /// Whether the model plans a standby aggregator.
+    pub fn has_standby(&self) -> bool {
+        self.standby.is_some()
+    }
+
+    /// Number of decisions: aggregators × Π flavours per site (× standby
+    /// aggregators, when planned, allowed pairs or not); `None` when it
+    /// overflows `u128`.
     pub fn space_size(&self) -> Option<u128> {
-        self.sites
+        let primary = self
+            .sites
             .iter()
             .try_fold(self.aggregators.len() as u128, |acc, s| {
                 acc.checked_mul(s.flavours.len() as u128)
-            })
+            })?;
+        match self.standby {
+            Some(_) => primary.checked_mul(self.aggregators.len() as u128),
+            None => Some(primary),
+        }
     }
 
     /// Per-site terms evaluated per aggregator.
@@ -309,25 +368,46 @@ impl PlacementModel {
     /// Flavour index of every site for the genes `x` (sites with one
     /// flavour always use flavour 0).
     pub fn flavours_of(&self, x: &[f64]) -> Vec<usize> {
-        let mut flavours = vec![0; self.sites.len()];
-        for (gene, &s) in x.iter().skip(1).zip(&self.flavour_genes) {
-            flavours[s] = choice(*gene).min(self.sites[s].flavours.len() - 1);
-        }
-        flavours
+        (0..self.sites.len())
+            .map(|s| self.flavour_in(x, s))
+            .collect()
     }
 
-    /// The genes of aggregator `a` with per-site `flavours`.
-    pub fn genes(&self, a: usize, flavours: &[usize]) -> Vec<f64> {
+    /// The decision held by the genes `x`.
+    pub fn decision_of(&self, x: &[f64]) -> Decision {
+        Decision {
+            aggregator: self.aggregator_in(x),
+            flavours: self.flavours_of(x),
+            standby: self.standby_in(x),
+        }
+    }
+
+    /// The genes of a decision.
+    pub fn genes(&self, d: &Decision) -> Vec<f64> {
         let mut x = Vec::with_capacity(self.variables.len());
-        x.push(a as f64);
-        x.extend(self.flavour_genes.iter().map(|&s| flavours[s] as f64));
+        x.push(d.aggregator as f64);
+        x.extend(self.flavour_genes.iter().map(|&s| d.flavours[s] as f64));
+        if self.standby.is_some() {
+            x.push(d.standby.unwrap_or(0) as f64);
+        }
         x
     }
 
     /// Objectives of a decision: (monthly cost, round time), with the
-    /// parts that make them up.
-    pub fn objectives(&self, a: usize, flavours: &[usize]) -> Objectives {
-        self.objectives_by(a, |s| flavours[s])
+    /// parts that make them up and, with a standby, its figures.
+    pub fn objectives(&self, d: &Decision) -> Objectives {
+        self.objectives_by(d.aggregator, d.standby, |s| d.flavours[s])
+    }
+
+    fn aggregator_in(&self, x: &[f64]) -> usize {
+        choice(x[0]).min(self.aggregators.len().saturating_sub(1))
+    }
+
+    /// The standby held by the genes `x`, when the model has one.
+    fn standby_in(&self, x: &[f64]) -> Option<usize> {
+        self.standby.as_ref().map(|_| {
+            choice(x[self.variables.len() - 1]).min(self.aggregators.len().saturating_sub(1))
+        })
     }
 
     /// The flavour of site `s` held by the genes `x`.
@@ -335,9 +415,29 @@ impl PlacementModel {
         self.gene_of_site[s].map_or(0, |g| choice(x[g]).min(self.sites[s].flavours.len() - 1))
     }
 
+    /// The slowest site's (compute + transfers) time under aggregator `a`,
+    /// and that site; sites run in order, so every caller gets the same bits.
+    fn slowest(&self, a: usize, flavour: impl Fn(usize) -> usize) -> (f64, usize) {
+        let mut slowest = 0.0_f64;
+        let mut slowest_site = 0;
+        for s in 0..self.sites.len() {
+            let t = self.site_time[self.term(a, s, flavour(s))];
+            if t > slowest {
+                slowest = t;
+                slowest_site = s;
+            }
+        }
+        (slowest, slowest_site)
+    }
+
     /// [`Self::objectives`] with the flavours given per site by `flavour`;
     /// sums run in site order, so every caller gets the same bits.
-    fn objectives_by(&self, a: usize, flavour: impl Fn(usize) -> usize) -> Objectives {
+    fn objectives_by(
+        &self,
+        a: usize,
+        standby: Option<usize>,
+        flavour: impl Fn(usize) -> usize,
+    ) -> Objectives {
         let mut egress = 0.0;
         let mut participants = 0.0;
         let mut slowest = 0.0_f64;
@@ -352,7 +452,7 @@ impl PlacementModel {
             }
         }
         let instance = self.instance_cost[a];
-        Objectives {
+        let mut o = Objectives {
             monthly_cost: instance + egress + participants,
             round_time: slowest + self.aggregation_time[a],
             instance,
@@ -360,14 +460,113 @@ impl PlacementModel {
             participants,
             aggregation: self.aggregation_time[a],
             slowest_site,
+            standby: None,
+        };
+        if let (Some(sb), Some(b)) = (&self.standby, standby) {
+            let (standby_instance, replication) = sb.cost(a, b);
+            let (failover_slowest, failover_site) = self.slowest(b, flavour);
+            o.monthly_cost += standby_instance + replication;
+            o.standby = Some(StandbyObjectives {
+                instance: standby_instance,
+                replication,
+                failover_round_time: failover_slowest + self.aggregation_time[b],
+                failover_slowest_site: failover_site,
+                allowed: sb.allowed(a, b),
+            });
         }
+        o
+    }
+
+    /// Whether `b`'s failover round meets `maxRoundTimeSeconds` on site
+    /// `s`'s flavour `f`: the round time is `aggregation + max over sites`,
+    /// and rounding is monotone, so the round meets the limit exactly when
+    /// every site's term does.
+    pub(crate) fn failover_admits(&self, b: usize, s: usize, f: usize) -> bool {
+        self.requirements
+            .max_round_time_seconds
+            .is_none_or(|max| self.site_time[self.term(b, s, f)] + self.aggregation_time[b] <= max)
+    }
+
+    /// The constraint values of objectives `o`, in [`Problem::evaluate`]'s
+    /// order: cost, round time, then with a standby its failover round time
+    /// and whether the pair is allowed.
+    fn constraints_of(&self, o: &Objectives, constraints: &mut [f64]) {
+        // Relative violations, so a dollar and a second weigh alike in
+        // Deb's constraint domination.
+        constraints[0] = self
+            .requirements
+            .max_monthly_cost
+            .map_or(-1.0, |max| (o.monthly_cost - max) / max);
+        constraints[1] = self
+            .requirements
+            .max_round_time_seconds
+            .map_or(-1.0, |max| (o.round_time - max) / max);
+        if let Some(sb) = &o.standby {
+            constraints[2] = self
+                .requirements
+                .max_round_time_seconds
+                .map_or(-1.0, |max| (sb.failover_round_time - max) / max);
+            constraints[3] = if sb.allowed { -1.0 } else { 1.0 };
+        }
+    }
+
+    /// Total constraint violation of objectives `o`, as the solvers sum it.
+    fn violation_of(&self, o: &Objectives) -> f64 {
+        let mut g = [0.0; 4];
+        self.constraints_of(o, &mut g);
+        g.iter().map(|v| v.max(0.0)).sum()
+    }
+
+    /// The standby repair: for primary `a` on `flavours`, the standby of
+    /// least violation, then least cost. Standbys are tried cheapest first,
+    /// and the search stops once the cost limit's violation alone (which
+    /// grows with the cost) reaches the best violation found; without a
+    /// round-time limit the cheapest allowed standby wins at once. When `a`
+    /// has no allowed standby, `current` stays.
+    fn best_standby(&self, a: usize, flavours: &[usize], current: usize) -> usize {
+        let Some(sb) = &self.standby else {
+            return current;
+        };
+        let primary = self.objectives_by(a, None, |s| flavours[s]);
+        let limited = self.requirements.max_round_time_seconds.is_some();
+        let mut best: Option<(f64, f64, usize)> = None;
+        for &b in sb.by_cost(a) {
+            let b = b as usize;
+            let (instance, replication) = sb.cost(a, b);
+            // The same sums as `objectives_by`, so the same bits.
+            let mut o = Objectives {
+                monthly_cost: primary.monthly_cost + (instance + replication),
+                standby: Some(StandbyObjectives {
+                    instance,
+                    replication,
+                    failover_round_time: 0.0,
+                    failover_slowest_site: 0,
+                    allowed: true,
+                }),
+                ..primary
+            };
+            if best.is_some_and(|(v, _, _)| self.violation_of(&o) >= v) {
+                // A lower bound for this and every later standby: the
+                // failover term is 0 here and cost only grows.
+                break;
+            }
+            if limited && let Some(so) = o.standby.as_mut() {
+                so.failover_round_time =
+                    self.slowest(b, |s| flavours[s]).0 + self.aggregation_time[b];
+            }
+            let key = (self.violation_of(&o), o.monthly_cost);
+            if best.is_none_or(|(v, c, _)| key.0 < v || (key.0 == v && key.1 < c)) {
+                best = Some((key.0, key.1, b));
+            }
+        }
+        best.map_or(current, |(_, _, b)| b)
     }
 }
 
 /// The objective values of one decision and their parts.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Objectives {
-    /// Total monthly cost in USD.
+    /// Total monthly cost in USD (the standby's included).
     pub monthly_cost: f64,
     /// Round time in seconds.
     pub round_time: f64,
@@ -381,6 +580,43 @@ pub struct Objectives {
     pub aggregation: f64,
     /// Index of the site that bounds the round.
     pub slowest_site: usize,
+    /// The standby's figures, when the decision has one.
+    pub standby: Option<StandbyObjectives>,
+}
+
+/// A standby's part of a decision's objectives.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StandbyObjectives {
+    /// Standby instance cost per month.
+    pub instance: f64,
+    /// Checkpoint replication egress per month.
+    pub replication: f64,
+    /// Round time with the standby as the aggregator, in seconds.
+    pub failover_round_time: f64,
+    /// Index of the site that bounds the failover round.
+    pub failover_slowest_site: usize,
+    /// Whether the pair meets `distinctRegion` and `distinctCloud`.
+    pub allowed: bool,
+}
+
+impl PlacementModel {
+    /// The flavour repair with standby `b`: as without a standby, but a
+    /// site's new flavour must also keep `b`'s failover round within the
+    /// limit, or be no slower there than its slowest site already is, so the
+    /// failover violation never grows. The current flavour always qualifies.
+    fn repair_flavours(&self, a: usize, b: usize, flavours: &mut [usize]) {
+        let bound = self.slowest(a, |s| flavours[s]).0;
+        let failover_bound = self.slowest(b, |s| flavours[s]).0;
+        for &s in &self.flavour_genes {
+            let admit = |f| {
+                self.failover_admits(b, s, f)
+                    || self.site_time[self.term(b, s, f)] <= failover_bound
+            };
+            if let Some(f) = self.cheapest_within(a, s, bound, admit) {
+                flavours[s] = f;
+            }
+        }
+    }
 }
 
 impl Problem for PlacementModel {
@@ -393,39 +629,44 @@ impl Problem for PlacementModel {
     }
 
     fn n_constraints(&self) -> usize {
-        2
+        if self.standby.is_some() { 4 } else { 2 }
     }
 
     fn evaluate(&self, x: &[f64], objectives: &mut [f64], constraints: &mut [f64]) {
-        let a = choice(x[0]).min(self.aggregators.len().saturating_sub(1));
-        let o = self.objectives_by(a, |s| self.flavour_in(x, s));
+        let a = self.aggregator_in(x);
+        let o = self.objectives_by(a, self.standby_in(x), |s| self.flavour_in(x, s));
         objectives[0] = o.monthly_cost;
         objectives[1] = o.round_time;
-        // Relative violations, so a dollar and a second weigh alike in
-        // Deb's constraint domination.
-        constraints[0] = self
-            .requirements
-            .max_monthly_cost
-            .map_or(-1.0, |max| (o.monthly_cost - max) / max);
-        constraints[1] = self
-            .requirements
-            .max_round_time_seconds
-            .map_or(-1.0, |max| (o.round_time - max) / max);
+        self.constraints_of(&o, constraints);
     }
 
     fn repair(&self, x: &mut [f64]) {
-        if !self.repair || self.flavour_genes.is_empty() {
+        if !self.repair {
             return;
         }
-        let a = choice(x[0]).min(self.aggregators.len().saturating_sub(1));
-        let bound = (0..self.sites.len())
-            .map(|s| self.site_time[self.term(a, s, self.flavour_in(x, s))])
-            .fold(0.0, f64::max);
-        for (gene, &s) in x.iter_mut().skip(1).zip(&self.flavour_genes) {
-            if let Some(f) = self.cheapest_within(a, s, bound) {
-                *gene = f as f64;
+        let a = self.aggregator_in(x);
+        let Some(b) = self.standby_in(x) else {
+            if self.flavour_genes.is_empty() {
+                return;
             }
+            let bound = (0..self.sites.len())
+                .map(|s| self.site_time[self.term(a, s, self.flavour_in(x, s))])
+                .fold(0.0, f64::max);
+            for (gene, &s) in x.iter_mut().skip(1).zip(&self.flavour_genes) {
+                if let Some(f) = self.cheapest_within(a, s, bound, |_| true) {
+                    *gene = f as f64;
+                }
+            }
+            return;
+        };
+        let mut flavours = self.flavours_of(x);
+        self.repair_flavours(a, b, &mut flavours);
+        let standby = self.best_standby(a, &flavours, b);
+        for (gene, &s) in x.iter_mut().skip(1).zip(&self.flavour_genes) {
+            *gene = flavours[s] as f64;
         }
+        let last = self.variables.len() - 1;
+        x[last] = standby as f64;
     }
 }
 
@@ -473,6 +714,16 @@ fn validate_numbers(input: &PlacementInput) -> Result<(), ModelError> {
             && !(v.is_finite() && v > 0.0)
         {
             return Err(invalid(field, v, "a finite limit > 0"));
+        }
+    }
+    if let Some(standby) = &r.standby {
+        let hours = standby.failover_hours_per_month;
+        if !(hours.is_finite() && hours >= 0.0) {
+            return Err(invalid(
+                "requirements.standby.failoverHoursPerMonth",
+                hours,
+                "a finite number of hours >= 0",
+            ));
         }
     }
     for site in &input.sites {

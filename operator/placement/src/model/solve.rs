@@ -6,11 +6,11 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::decompose::{Decision, exact_front, sort_and_dedup};
-use super::{ModelError, PlacementModel};
+use super::{ModelError, PlacementModel, StandbyMode};
 use crate::exact::exact;
 use crate::format::{count, space_size};
 use crate::nsga2::{Nsga2Settings, nsga2};
-use crate::problem::{Solution, choice};
+use crate::problem::Solution;
 use crate::solve::SolverKind;
 
 /// Which solver a placement uses.
@@ -95,6 +95,36 @@ pub struct PlacementPoint {
     pub slowest_site: String,
     /// Flavour per site.
     pub site_flavours: Vec<SiteFlavour>,
+    /// The standby aggregator, when one is planned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standby: Option<StandbyPoint>,
+}
+
+/// The standby aggregator of a placement and its figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StandbyPoint {
+    /// Cloud of the standby.
+    pub cloud: String,
+    /// Region of the standby.
+    pub region: String,
+    /// Instance type of the standby.
+    pub instance_type: String,
+    /// Its on-demand price in USD per hour.
+    pub hourly_usd: f64,
+    /// Warm or cold.
+    pub mode: StandbyMode,
+    /// The standby's part of the monthly cost in USD (instance +
+    /// replication), included in the placement's monthly cost.
+    pub monthly_cost: f64,
+    /// Standby instance hours per month, in USD.
+    pub instance: f64,
+    /// Checkpoint replication from the primary's region, in USD per month.
+    pub replication: f64,
+    /// Predicted round time with the standby as the aggregator, in seconds.
+    pub failover_round_time_seconds: f64,
+    /// The site that bounds the failover round.
+    pub failover_slowest_site: String,
 }
 
 /// Monthly cost by part, in USD.
@@ -107,6 +137,9 @@ pub struct CostBreakdown {
     pub egress: f64,
     /// Participant flavours.
     pub participants: f64,
+    /// The standby (instance and replication); 0 without one.
+    #[serde(default)]
+    pub standby: f64,
 }
 
 /// The flavour a site trains on.
@@ -135,6 +168,14 @@ pub enum BindingConstraint {
     Joint,
     /// Feasible candidates exist but the heuristic solver found none.
     SolverMissed,
+    /// `standby.distinctRegion` leaves no (primary, standby) pair: every
+    /// candidate is in one region.
+    StandbyDistinctRegion,
+    /// `standby.distinctCloud` leaves no (primary, standby) pair: every
+    /// candidate is in one cloud.
+    StandbyDistinctCloud,
+    /// No allowed standby's failover round meets `maxRoundTimeSeconds`.
+    StandbyFailoverRoundTime,
 }
 
 /// Why no candidate is feasible.
@@ -159,7 +200,7 @@ pub fn solve_placement(
     let (kind, reason, decisions, evaluations, generations, mut unconstrained) = match solver {
         PlacementSolver::Auto | PlacementSolver::Exact => {
             let exact = exact_front(model);
-            let reason = format!(
+            let mut reason = format!(
                 "decomposition over {} aggregator candidates x {} site flavour terms \
                  (space {} candidates): for a fixed aggregator and round-time bound each \
                  site's cheapest adequate flavour is independent, so the front is exact",
@@ -167,6 +208,14 @@ pub fn solve_placement(
                 count(model.row_len() as u128),
                 space_size(space)
             );
+            if let Some(pairs) = model.counts.standby_pairs {
+                reason.push_str(&format!(
+                    "; with a standby over {} allowed (primary, standby) pairs, the cheapest \
+                     standby among those admitting the same flavours to the failover round \
+                     covers the rest, so it stays exact",
+                    count(u128::from(pairs))
+                ));
+            }
             let feasible = feasible_decisions(model, &exact.decisions, &exact.objectives);
             (
                 SolverKind::Exact,
@@ -216,7 +265,7 @@ pub fn solve_placement(
     let mut front: Vec<(Decision, [f64; 2])> = decisions
         .into_iter()
         .map(|d| {
-            let o = model.objectives(d.0, &d.1);
+            let o = model.objectives(&d);
             (d, [o.monthly_cost, o.round_time])
         })
         .collect();
@@ -272,16 +321,31 @@ fn decisions_of(model: &PlacementModel, front: &[Solution]) -> Vec<Decision> {
     front
         .iter()
         .filter(|s| s.is_feasible())
-        .map(|s| {
-            let a = choice(s.variables[0]).min(model.aggregators.len().saturating_sub(1));
-            (a, model.flavours_of(&s.variables))
-        })
+        .map(|s| model.decision_of(&s.variables))
         .collect()
 }
 
-fn point(model: &PlacementModel, (a, flavours): &Decision) -> PlacementPoint {
-    let o = model.objectives(*a, flavours);
-    let agg = &model.aggregators[*a];
+fn point(model: &PlacementModel, d: &Decision) -> PlacementPoint {
+    let o = model.objectives(d);
+    let agg = &model.aggregators[d.aggregator];
+    let standby = match (d.standby, o.standby, &model.standby) {
+        (Some(b), Some(so), Some(sm)) => {
+            let sb = &model.aggregators[b];
+            Some(StandbyPoint {
+                cloud: sb.cloud.clone(),
+                region: sb.region.clone(),
+                instance_type: sb.instance_type.clone(),
+                hourly_usd: sb.hourly_usd,
+                mode: sm.requirement.mode,
+                monthly_cost: so.instance + so.replication,
+                instance: so.instance,
+                replication: so.replication,
+                failover_round_time_seconds: so.failover_round_time,
+                failover_slowest_site: model.sites[so.failover_slowest_site].name.clone(),
+            })
+        }
+        _ => None,
+    };
     PlacementPoint {
         cloud: agg.cloud.clone(),
         region: agg.region.clone(),
@@ -293,19 +357,21 @@ fn point(model: &PlacementModel, (a, flavours): &Decision) -> PlacementPoint {
             instance: o.instance,
             egress: o.egress,
             participants: o.participants,
+            standby: standby.as_ref().map_or(0.0, |s| s.monthly_cost),
         },
         aggregation_seconds: o.aggregation,
         slowest_site: model.sites[o.slowest_site].name.clone(),
         site_flavours: model
             .sites
             .iter()
-            .zip(flavours)
+            .zip(&d.flavours)
             .map(|(site, &f)| SiteFlavour {
                 site: site.name.clone(),
                 flavour: site.flavours[f].name.clone(),
                 chosen: site.flavours.len() > 1,
             })
             .collect(),
+        standby,
     }
 }
 
@@ -338,8 +404,16 @@ fn range(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
 }
 
 fn describe(model: &PlacementModel, d: &Decision) -> String {
-    let agg = &model.aggregators[d.0];
-    format!("{} {} {}", agg.cloud, agg.region, agg.instance_type)
+    let agg = &model.aggregators[d.aggregator];
+    let mut text = format!("{} {} {}", agg.cloud, agg.region, agg.instance_type);
+    if let Some(b) = d.standby {
+        let sb = &model.aggregators[b];
+        text.push_str(&format!(
+            " with standby {} {} {}",
+            sb.cloud, sb.region, sb.instance_type
+        ));
+    }
+    text
 }
 
 /// Names the binding constraint from the exact unconstrained front, whose
@@ -350,6 +424,9 @@ fn explain(
     solver: SolverKind,
 ) -> Infeasibility {
     let r = &model.requirements;
+    if let Some(why) = explain_standby(model, exact) {
+        return why;
+    }
     let (Some(cheapest), Some(fastest)) = (exact.objectives.first(), exact.objectives.last())
     else {
         return Infeasibility {
@@ -435,4 +512,113 @@ fn explain(
             }
         }
     }
+}
+
+/// Why a model with a standby has no feasible decision, when the standby
+/// is the cause: its pair rules leave no pair, or `maxRoundTimeSeconds`,
+/// which the primary alone could meet, cannot hold for both rounds of any
+/// allowed pair. `None` leaves it to the primary's limits.
+fn explain_standby(
+    model: &PlacementModel,
+    exact: &super::decompose::DecomposedFront,
+) -> Option<Infeasibility> {
+    let standby = model.standby.as_ref()?;
+    let n = model.aggregators.len();
+    if standby.pairs == 0 {
+        let first = model.aggregators.first()?;
+        let left =
+            format!("all {n} aggregator candidates left by candidates, data residency and memory");
+        return Some(
+            if standby.requirement.distinct_cloud && standby.pairs_without_distinct_cloud() {
+                Infeasibility {
+                    binding: BindingConstraint::StandbyDistinctCloud,
+                    message: format!(
+                        "requirements.standby.distinctCloud needs the standby in another cloud \
+                         than the primary, but {left} are in {}; allow a second cloud or set \
+                         distinctCloud false",
+                        first.cloud
+                    ),
+                }
+            } else {
+                Infeasibility {
+                    binding: BindingConstraint::StandbyDistinctRegion,
+                    message: format!(
+                        "requirements.standby.distinctRegion needs the standby in another \
+                         region than the primary, but {left} are in {}:{}; allow a second region",
+                        first.cloud, first.region
+                    ),
+                }
+            },
+        );
+    }
+    let max = model.requirements.max_round_time_seconds?;
+    if exact
+        .objectives
+        .last()
+        .is_some_and(|fastest| fastest[1] <= max)
+    {
+        return None;
+    }
+    // Per site, the fastest flavour's time plus aggregation under `a`; the
+    // fastest round of `a` alone is the largest of these.
+    let fastest_site = |a: usize, s: usize, other: Option<usize>| {
+        let site_time =
+            |x: usize, f: usize| model.site_time[model.term(x, s, f)] + model.aggregation_time[x];
+        (0..model.sites[s].flavours.len())
+            .map(|f| other.map_or(site_time(a, f), |b| site_time(a, f).max(site_time(b, f))))
+            .fold(f64::INFINITY, f64::min)
+    };
+    let fastest = |a: usize, b: Option<usize>| {
+        (0..model.sites.len())
+            .map(|s| fastest_site(a, s, b))
+            .fold(0.0, f64::max)
+    };
+    let primary_time = (0..n)
+        .map(|a| fastest(a, None))
+        .fold(f64::INFINITY, f64::min);
+    if primary_time > max && !exact.objectives.is_empty() {
+        // The primary alone misses the limit: the primary's limits explain it.
+        return None;
+    }
+    // Both rounds share the flavours, so the best a pair can do is, per
+    // site, the flavour whose slower round is fastest.
+    let mut best: Option<(f64, usize, usize)> = None;
+    for a in 0..n {
+        for b in (0..n).filter(|&b| standby.allowed(a, b)) {
+            let t = fastest(a, Some(b));
+            if best.is_none_or(|(bt, _, _)| t < bt) {
+                best = Some((t, a, b));
+            }
+        }
+    }
+    let (t, a, b) = best?;
+    let describe_pair = describe(
+        model,
+        &Decision {
+            aggregator: a,
+            flavours: Vec::new(),
+            standby: Some(b),
+        },
+    );
+    Some(if primary_time > max {
+        Infeasibility {
+            binding: BindingConstraint::MaxRoundTime,
+            message: format!(
+                "maxRoundTimeSeconds {max} s is below the fastest candidate's \
+                 {primary_time:.2} s, and the fastest pair with a standby needs {t:.2} s \
+                 ({describe_pair})"
+            ),
+        }
+    } else {
+        Infeasibility {
+            binding: BindingConstraint::StandbyFailoverRoundTime,
+            message: format!(
+                "maxRoundTimeSeconds {max} s bounds the failover round of \
+                 requirements.standby too, and no (primary, standby) pair that distinctRegion \
+                 and distinctCloud allow keeps both rounds within it: the best pair needs \
+                 {t:.2} s ({describe_pair}) while the primary alone could take \
+                 {primary_time:.2} s; raise maxRoundTimeSeconds or relax the standby's rules"
+            ),
+        }
+    })
 }

@@ -6,11 +6,11 @@ use crate::catalog::{Catalog, CatalogOverlay};
 use crate::nsga2::Nsga2Settings;
 use crate::pareto::dominates;
 
-fn small() -> Catalog {
+pub(super) fn small() -> Catalog {
     Catalog::from_yaml(crate::catalog::tests::SMALL).expect("fixture is valid")
 }
 
-fn site(name: &str, region: &str, flavours: &[(&str, f64, f64)]) -> SiteInput {
+pub(super) fn site(name: &str, region: &str, flavours: &[(&str, f64, f64)]) -> SiteInput {
     SiteInput {
         name: name.into(),
         region: RegionRef::parse(region),
@@ -25,7 +25,7 @@ fn site(name: &str, region: &str, flavours: &[(&str, f64, f64)]) -> SiteInput {
     }
 }
 
-fn input(sites: Vec<SiteInput>) -> PlacementInput {
+pub(super) fn input(sites: Vec<SiteInput>) -> PlacementInput {
     PlacementInput {
         sites,
         candidates: CandidateFilter::default(),
@@ -42,7 +42,7 @@ fn two_sites() -> PlacementInput {
     ])
 }
 
-fn close(a: f64, b: f64) -> bool {
+pub(super) fn close(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)
 }
 
@@ -74,7 +74,11 @@ fn objectives_follow_the_documented_formulas() {
         ]
     );
     // Aggregator in us-east-1.
-    let o = model.objectives(1, &[0, 0]);
+    let o = model.objectives(&Decision {
+        aggregator: 1,
+        flavours: vec![0, 0],
+        standby: None,
+    });
     let instance = 0.096 * 730.0;
     // Down to eu: us-east-1 has no per-region price → internet 0.09; up from
     // eu to us-east-1: 0.02; the us site is in the same region: free.
@@ -198,7 +202,11 @@ fn bare_region_names_must_be_unique_across_clouds() {
 }
 
 /// Builtin catalog, a few instance types, random sites and flavours.
-fn random_input(rng: &mut ChaCha8Rng, sites: usize, max_flavours: usize) -> PlacementInput {
+pub(super) fn random_input(
+    rng: &mut ChaCha8Rng,
+    sites: usize,
+    max_flavours: usize,
+) -> PlacementInput {
     let regions = [
         "aws:eu-central-1",
         "aws:ap-northeast-2",
@@ -251,7 +259,7 @@ fn random_input(rng: &mut ChaCha8Rng, sites: usize, max_flavours: usize) -> Plac
     inp
 }
 
-fn objective_set(outcome: &PlacementOutcome) -> Vec<(f64, f64)> {
+pub(super) fn objective_set(outcome: &PlacementOutcome) -> Vec<(f64, f64)> {
     outcome
         .front
         .iter()

@@ -409,6 +409,7 @@ mod tests {
             monthly_cost: 70.1,
             round_time_seconds: 48.0,
             site_flavours: Default::default(),
+            standby: None,
         }
     }
 
