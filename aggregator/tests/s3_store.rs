@@ -1,80 +1,24 @@
 //! The S3 model store against a real S3-compatible server (moto) on
 //! loopback: object operations, a job checkpointed to S3, and a resume from it.
 //!
-//! moto comes from the workspace's `.venv` (created here with
-//! `python3 -m venv` + `pip install "moto[server]"` when missing), or from
-//! `FEDSKY_MOTO_SERVER`.
+//! moto is started by `fedsky_e2e::moto`: from `FEDSKY_MOTO_SERVER`, else the
+//! workspace's `.venv` (created with `python3 -m venv` + `pip install
+//! "moto[server]"` when missing).
 
 #![allow(clippy::unwrap_used, clippy::needless_pass_by_value)]
 
 mod common;
 
-use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
 use fedsky_aggregator::store::{Checkpoints, ObjectStore, S3Settings, S3Store};
-
-struct Moto {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn moto_binary() -> PathBuf {
-    if let Ok(p) = std::env::var("FEDSKY_MOTO_SERVER") {
-        return PathBuf::from(p);
-    }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv");
-    let bin = venv.join("bin/moto_server");
-    if !bin.exists() {
-        let ok = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .is_ok_and(|s| s.success())
-            && Command::new(venv.join("bin/pip"))
-                .args(["install", "-q", "moto[server]"])
-                .status()
-                .is_ok_and(|s| s.success());
-        assert!(ok, "could not install moto into {}", venv.display());
-    }
-    bin
-}
+use fedsky_e2e::moto::{Moto, MotoOptions};
 
 fn start_moto() -> Moto {
-    // A free port from the OS; moto binds it right after.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(moto_binary())
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("moto_server starts");
-    let moto = Moto { child, port };
-    let start = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "moto did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    moto
+    Moto::start(&MotoOptions::default()).expect("moto starts")
 }
 
 fn settings(port: u16) -> S3Settings {
@@ -93,7 +37,7 @@ fn settings(port: u16) -> S3Settings {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_store_checkpoints_a_job_and_resumes_from_it() {
     let moto = start_moto();
-    let s3 = S3Store::new(&settings(moto.port));
+    let s3 = S3Store::new(&settings(moto.port()));
     s3.ensure_bucket().await.unwrap();
     s3.ensure_bucket().await.unwrap();
 

@@ -4,69 +4,26 @@
 //! created with boto3 (moto's own dependency) in the first, unauthenticated
 //! requests moto allows; every later request must be signed by a known key.
 //!
-//! moto comes from the venv named by `FEDSKY_VENV`, else the workspace's
-//! `.venv` (created with `python3 -m venv` and `pip install "moto[server]"`
-//! when missing).
+//! moto is started by `fedsky_e2e::moto` (from the venv named by
+//! `FEDSKY_VENV`, else the workspace's `.venv`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use fedsky_e2e::moto::{Moto, MotoOptions};
 use fedsky_placement::catalog::aws::{Ec2Settings, fetch};
 use fedsky_placement::catalog::refresh::RefreshError;
 use fedsky_placement::{Catalog, CatalogOverlay};
 
 /// Unauthenticated requests moto allows before it checks signatures: the
 /// three IAM calls that make the test user.
-const SETUP_REQUESTS: &str = "3";
-
-/// A moto server; killed when dropped, so a failing test leaves none behind.
-struct Moto {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Moto {
-    fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-}
+const SETUP_REQUESTS: u32 = 3;
 
 fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn venv() -> PathBuf {
-    std::env::var_os("FEDSKY_VENV").map_or_else(|| workspace().join(".venv"), PathBuf::from)
-}
-
-/// The venv's `moto_server`, installed first when missing.
-fn moto_server(venv: &Path) -> PathBuf {
-    let bin = venv.join("bin/moto_server");
-    if !bin.exists() {
-        let ok = (venv.join("bin/pip").exists()
-            || Command::new("python3")
-                .args(["-m", "venv"])
-                .arg(venv)
-                .status()
-                .is_ok_and(|s| s.success()))
-            && Command::new(venv.join("bin/pip"))
-                .args(["install", "-q", "moto[server]"])
-                .status()
-                .is_ok_and(|s| s.success());
-        assert!(ok, "could not install moto[server] into {}", venv.display());
-    }
-    bin
 }
 
 fn free_port() -> u16 {
@@ -77,25 +34,12 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// moto with authentication enforced after the set-up requests.
 fn start_moto() -> Moto {
-    let port = free_port();
-    let child = Command::new(moto_server(&venv()))
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .env("INITIAL_NO_AUTH_ACTION_COUNT", SETUP_REQUESTS)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("moto_server starts");
-    let moto = Moto { child, port };
-    let start = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "moto did not listen on {port} within 60 s"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    moto
+    Moto::start(&MotoOptions {
+        auth_after: Some(SETUP_REQUESTS),
+    })
+    .expect("moto starts")
 }
 
 /// Creates an IAM user allowed `ec2:Describe*` and returns its key.
@@ -111,16 +55,7 @@ iam.put_user_policy(UserName="fedsky-refresh", PolicyName="describe", PolicyDocu
 key = iam.create_access_key(UserName="fedsky-refresh")["AccessKey"]
 print(key["AccessKeyId"], key["SecretAccessKey"])
 "#;
-    let out = Command::new(venv().join("bin/python"))
-        .args(["-c", SCRIPT, &moto.endpoint()])
-        .output()
-        .expect("python runs");
-    assert!(
-        out.status.success(),
-        "creating the IAM user failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = moto.python(SCRIPT).expect("creating the IAM user");
     let mut words = text.split_whitespace();
     let id = words.next().expect("key id").to_string();
     let secret = words.next().expect("secret").to_string();

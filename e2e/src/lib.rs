@@ -11,6 +11,7 @@ mod binaries;
 mod control_plane;
 mod error;
 mod kubectl;
+pub mod moto;
 mod namespace;
 mod pki;
 mod process;

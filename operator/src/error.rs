@@ -21,6 +21,9 @@ pub enum Error {
     /// The process runtime failed to start, observe or stop a local process.
     #[error("process runtime: {0}")]
     Runtime(String),
+    /// A cloud call for an aggregator VM failed (deleting it blocks job deletion).
+    #[error("cloud: {0}")]
+    Cloud(#[from] fedsky_clouds::provision::ProvisionError),
     /// Status could not be serialised (a bug).
     #[error("serialising status: {0}")]
     Serialize(#[from] serde_json::Error),
@@ -33,6 +36,7 @@ impl Error {
             Self::Kube(_) => "HubApiError",
             Self::Cluster(e) => e.category(),
             Self::InvalidSpec(_) => "InvalidSpec",
+            Self::Cloud(e) => e.reason(),
             Self::Runtime(_) => "ProcessRuntimeError",
             Self::Serialize(_) => "InternalError",
             Self::Finalizer(e) => match e.as_ref() {
@@ -48,6 +52,8 @@ impl Error {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::InvalidSpec(_) => None,
+            // Credentials or a refused call need the user; check again now and then.
+            Self::Cloud(e) if e.is_user_error() => Some(Duration::from_secs(60)),
             _ => Some(Duration::from_secs(5)),
         }
     }

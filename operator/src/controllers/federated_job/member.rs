@@ -180,10 +180,13 @@ pub async fn realise_aggregator(
     let cluster = match aggregator_cluster(ctx, option).await {
         Ok(Some(mc)) => mc.name_any(),
         Ok(None) => {
+            if let Some(obs) = super::vm::realise(ctx, job, option).await {
+                return obs;
+            }
             return AggregatorObs::Waiting(
                 "NoMemberClusterInRegion",
                 format!(
-                    "no Ready public MemberCluster in {}/{}; register one there (VM provisioning comes with cloud credentials)",
+                    "no Ready public MemberCluster in {}/{}; register one there, or set spec.provisioning on the AggregatorPlacement to run the aggregator on a VM",
                     option.cloud, option.region
                 ),
             );
@@ -609,6 +612,7 @@ pub async fn read_progress(model_url: &str) -> Option<Progress> {
 
 /// Deletes the job's objects in every member cluster it may have used.
 pub async fn cleanup(ctx: &Context, job: &FederatedJob) -> Result<(), Error> {
+    super::vm::cleanup(ctx, job).await?;
     let ns = job.namespace().unwrap_or_default();
     let key = names::job_key(&ns, &job.name_any());
     if let Some(rt) = ctx.runtime.process() {

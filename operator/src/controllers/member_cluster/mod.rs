@@ -1,8 +1,11 @@
 //! MemberCluster controller: builds a client from the kubeconfig Secret, probes the
 //! member's API server (version, nodes) and reports reachability in status. An
 //! unreachable cluster turns `Ready` false with the error and recovers by itself on a
-//! later probe; a rotated Secret is picked up at the next probe without a restart.
+//! later probe. When `spec.credentialsSecretRef` is set, the cloud credentials are checked
+//! too and reported as `CredentialsValid` (see [`credentials`]). Referenced Secrets are
+//! watched, so a rotated Secret is picked up at once without a restart.
 
+pub mod credentials;
 mod probe;
 pub mod status;
 
@@ -29,7 +32,16 @@ pub const DEFAULT_PROBE_INTERVAL: u64 = 30;
 /// Runs the controller until the stream ends.
 pub async fn run(ctx: Arc<Context>) {
     let api: Api<MemberCluster> = Api::all(ctx.client.clone());
-    Controller::new(api, watcher::Config::default())
+    let controller = Controller::new(api, watcher::Config::default());
+    let clusters = controller.store();
+    // Secrets are not cached: the watch only maps a changed Secret to the clusters that
+    // reference it.
+    controller
+        .watches(
+            Api::<Secret>::all(ctx.client.clone()),
+            watcher::Config::default(),
+            move |secret| credentials::referencing(&clusters.state(), &secret),
+        )
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|_| futures::future::ready(()))
@@ -40,10 +52,14 @@ pub async fn run(ctx: Arc<Context>) {
 async fn reconcile(mc: Arc<MemberCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
     let start = Instant::now();
     let outcome = probe_member(&mc, &ctx).await;
+    let creds = credentials::check(&ctx.client, &mc).await;
     let prev = mc.status.clone().unwrap_or_default();
-    let next = status::compute(&prev, &outcome, mc.metadata.generation, Timestamp::now());
+    let now = Timestamp::now();
+    let mut next = status::compute(&prev, &outcome, mc.metadata.generation, now);
+    credentials::set_condition(&mut next, &mc, creds.as_ref(), now);
     patch_status(&ctx, &mc, &next).await?;
     publish_transition(&ctx, &mc, &prev, &next, &outcome).await;
+    publish_credentials(&ctx, &mc, &prev, &next).await;
 
     let result = if outcome.is_ok() {
         "success"
@@ -62,7 +78,11 @@ async fn reconcile(mc: Arc<MemberCluster>, ctx: Arc<Context>) -> Result<Action, 
         .map_or(DEFAULT_PROBE_INTERVAL, |s| {
             u64::try_from(s).unwrap_or(DEFAULT_PROBE_INTERVAL)
         });
-    Ok(Action::requeue(Duration::from_secs(every)))
+    Ok(Action::requeue(credentials::requeue_after(
+        creds.as_ref(),
+        now,
+        Duration::from_secs(every),
+    )))
 }
 
 // kube's Controller fixes this signature (Arcs by value).
@@ -144,6 +164,39 @@ async fn publish_transition(
             Err(e) => e.to_string(),
         }),
         action: "Probe".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &mc.object_ref(&())).await {
+        tracing::warn!(error = %e, "cannot publish event");
+    }
+}
+
+/// An Event when `CredentialsValid` changes; its note is the condition's message, which
+/// names the identity or the problem and never a secret value.
+async fn publish_credentials(
+    ctx: &Context,
+    mc: &MemberCluster,
+    prev: &MemberClusterStatus,
+    next: &MemberClusterStatus,
+) {
+    let Some((valid, reason)) = credentials::transition(prev, next) else {
+        return;
+    };
+    let note = fedsky_crds::conditions::find(&next.conditions, credentials::CREDENTIALS_VALID)
+        .map(|c| c.message.clone());
+    let event = Event {
+        type_: if valid {
+            EventType::Normal
+        } else {
+            EventType::Warning
+        },
+        reason: if valid {
+            "CredentialsValid".into()
+        } else {
+            reason
+        },
+        note,
+        action: "ValidateCredentials".into(),
         secondary: None,
     };
     if let Err(e) = ctx.recorder.publish(&event, &mc.object_ref(&())).await {

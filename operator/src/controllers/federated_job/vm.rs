@@ -1,0 +1,357 @@
+//! The aggregator on a VM: when the placed region has no Ready public MemberCluster and
+//! the AggregatorPlacement has a `provisioning` section, the operator creates a VM there
+//! with `fedsky-clouds` (cloud-init from the FL initializer starts the aggregator), reports
+//! it as `vm/<cloud>/<region>/<id>` in `status.placement.memberCluster` and its address as
+//! the aggregator endpoint, and the job's finalizer deletes the VM and its firewall.
+//!
+//! The cloud, not the job status, is the record: every reconcile looks the VM up by the
+//! job's ownership tags, so a crash between the create call and the status write never
+//! makes a second VM, and cleanup finds the VM even when status never recorded it.
+
+use super::names::{GRPC_PORT, HTTP_PORT};
+use super::status::AggregatorObs;
+use super::validate::ValidJob;
+use crate::controllers::member_cluster::credentials::{cloud_of, secret_data};
+use crate::{Context, Error};
+use fedsky_clouds::Sensitive;
+use fedsky_clouds::credentials::{self, Credentials};
+use fedsky_clouds::initializer::{self, InitSpec};
+use fedsky_clouds::provision::{
+    AnyProvisioner, InstanceState, JobOwner, Location, ProvisionError, Provisioner, VmSpec,
+};
+use fedsky_crds::aggregator_placement::{CloudProvisioning, PlacementOption, ProvisioningSpec};
+use fedsky_crds::common::CloudProvider;
+use fedsky_crds::{AggregatorPlacement, FederatedJob};
+use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
+use kube::api::Api;
+
+/// Prefix of `status.placement.memberCluster` for an aggregator on a VM.
+pub const VM_PREFIX: &str = "vm/";
+
+/// `vm/<cloud>/<region>/<id>`.
+pub fn vm_ref(cloud: &str, region: &str, id: &str) -> String {
+    format!("{VM_PREFIX}{cloud}/{region}/{id}")
+}
+
+/// `(cloud, region, id)` of a `vm/…` reference.
+pub fn parse_vm_ref(s: &str) -> Option<(String, String, String)> {
+    let mut parts = s.strip_prefix(VM_PREFIX)?.splitn(3, '/');
+    Some((
+        parts.next()?.to_string(),
+        parts.next()?.to_string(),
+        parts.next()?.to_string(),
+    ))
+}
+
+fn provider_name(p: CloudProvider) -> &'static str {
+    match p {
+        CloudProvider::Aws => "aws",
+        CloudProvider::Gcp => "gcp",
+        CloudProvider::Openstack => "openstack",
+    }
+}
+
+/// The image for `region`: its own entry, else `*`.
+pub fn image_for<'a>(entry: &'a CloudProvisioning, region: &str) -> Option<&'a str> {
+    entry
+        .images
+        .get(region)
+        .or_else(|| entry.images.get("*"))
+        .map(String::as_str)
+}
+
+/// What the job's placement says about VMs.
+struct Placement {
+    owner: JobOwner,
+    job: FederatedJob,
+    ap: Option<AggregatorPlacement>,
+}
+
+impl Placement {
+    fn provisioning(&self) -> Option<&ProvisioningSpec> {
+        self.ap.as_ref()?.spec.provisioning.as_ref()
+    }
+
+    fn entry(&self, cloud: &str) -> Option<&CloudProvisioning> {
+        self.provisioning()?
+            .clouds
+            .iter()
+            .find(|c| provider_name(c.cloud) == cloud)
+    }
+}
+
+async fn placement(ctx: &Context, job: &FederatedJob) -> Result<Placement, kube::Error> {
+    let ns = job.namespace().unwrap_or_default();
+    let name = job
+        .spec
+        .placement
+        .placement_ref
+        .as_ref()
+        .map_or_else(|| job.name_any(), |r| r.name.clone());
+    let ap = Api::<AggregatorPlacement>::namespaced(ctx.client.clone(), &ns)
+        .get_opt(&name)
+        .await?;
+    Ok(Placement {
+        owner: JobOwner {
+            namespace: ns,
+            name: job.name_any(),
+            uid: job.uid().unwrap_or_default(),
+        },
+        job: job.clone(),
+        ap,
+    })
+}
+
+/// Reads and parses the entry's credentials Secret.
+async fn credentials_for(
+    ctx: &Context,
+    namespace: &str,
+    entry: &CloudProvisioning,
+) -> Result<Credentials, (&'static str, String)> {
+    let cloud = cloud_of(entry.cloud);
+    let name = &entry.credentials_secret_ref.name;
+    let secret = Api::<Secret>::namespaced(ctx.client.clone(), namespace)
+        .get_opt(name)
+        .await
+        .map_err(|e| ("HubApiError", e.to_string()))?
+        .ok_or_else(|| {
+            (
+                "SecretNotFound",
+                format!("provisioning credentials Secret {namespace}/{name} not found"),
+            )
+        })?;
+    credentials::parse(cloud, &secret_data(cloud, &secret, None))
+        .map_err(|e| (fedsky_clouds::auth::REASON_INVALID, e.to_string()))
+}
+
+/// The aggregator on a VM in the placed region, or `None` when the placement has no
+/// `provisioning` section (the caller then waits for a member cluster).
+pub async fn realise(
+    ctx: &Context,
+    job: &ValidJob,
+    option: &PlacementOption,
+) -> Option<AggregatorObs> {
+    let (ns, name) = job.reference.split_once('/')?;
+    let object = match Api::<FederatedJob>::namespaced(ctx.client.clone(), ns)
+        .get_opt(name)
+        .await
+    {
+        Ok(Some(j)) => j,
+        Ok(None) => return None,
+        Err(e) => return Some(AggregatorObs::Waiting("HubApiError", e.to_string())),
+    };
+    let p = match placement(ctx, &object).await {
+        Ok(p) => p,
+        Err(e) => return Some(AggregatorObs::Waiting("HubApiError", e.to_string())),
+    };
+    let prov = p.provisioning()?;
+    Some(match ensure(ctx, job, &p, prov, option).await {
+        Ok(obs) => obs,
+        Err((reason, message)) => AggregatorObs::Waiting(reason, message),
+    })
+}
+
+async fn ensure(
+    ctx: &Context,
+    job: &ValidJob,
+    p: &Placement,
+    prov: &ProvisioningSpec,
+    option: &PlacementOption,
+) -> Result<AggregatorObs, (&'static str, String)> {
+    let entry = p.entry(&option.cloud).ok_or_else(|| {
+        (
+            "NoProvisioningForCloud",
+            format!(
+                "no Ready public MemberCluster in {}/{} and spec.provisioning.clouds has no {} entry",
+                option.cloud, option.region, option.cloud
+            ),
+        )
+    })?;
+    let image = image_for(entry, &option.region).ok_or_else(|| {
+        (
+            "NoImageForRegion",
+            format!(
+                "spec.provisioning.clouds[{}].images has neither {} nor `*`",
+                option.cloud, option.region
+            ),
+        )
+    })?;
+    // The placement moved: the VM in the old cloud or region goes first.
+    if let Some((cloud, region, _)) = recorded(&p.job)
+        && (cloud != option.cloud || region != option.region)
+    {
+        sweep(ctx, p, &cloud, &region).await.map_err(|e| {
+            (
+                e.reason(),
+                format!("deleting the aggregator VM in {cloud}/{region}: {e}"),
+            )
+        })?;
+    }
+    let creds = credentials_for(ctx, &p.owner.namespace, entry).await?;
+    let user_data = initializer::render(&InitSpec {
+        binary_url: prov.aggregator_binary.url.clone(),
+        binary_sha256: prov.aggregator_binary.sha256.clone(),
+        job_json: job.aggregator_config.to_string(),
+        token: Sensitive::new(job.token.clone()),
+        // Per-job mTLS certificates are not issued yet; the in-cluster aggregator serves
+        // plaintext too (see docs/operations.md).
+        tls: None,
+        grpc_port: u16::try_from(GRPC_PORT).unwrap_or(50051),
+        http_port: u16::try_from(HTTP_PORT).unwrap_or(8081),
+    })
+    .map_err(|e| ("InvalidProvisioning", e.to_string()))?;
+    let spec = VmSpec {
+        owner: p.owner.clone(),
+        location: Location {
+            region: option.region.clone(),
+            zone: None,
+        },
+        instance_type: option.instance_type.clone(),
+        image: image.to_string(),
+        network: entry.network.clone(),
+        grpc_port: u16::try_from(GRPC_PORT).unwrap_or(50051),
+        source_cidrs: prov.allowed_source_cidrs.clone(),
+        user_data,
+    };
+    let provisioner = AnyProvisioner::connect(&creds, &option.region)
+        .await
+        .map_err(|e| (e.reason(), e.to_string()))?;
+    let vm = provisioner
+        .ensure(&spec)
+        .await
+        .map_err(|e| (e.reason(), e.to_string()))?;
+    let cluster = vm_ref(&option.cloud, &option.region, &vm.id);
+    Ok(match (&vm.state, vm.address()) {
+        (InstanceState::Running, Some(addr)) => AggregatorObs::Ready {
+            cluster,
+            endpoint: format!("{addr}:{GRPC_PORT}"),
+            model_url: format!("http://{addr}:{HTTP_PORT}"),
+        },
+        (InstanceState::Pending | InstanceState::Running, _) => AggregatorObs::Starting { cluster },
+        (state, _) => AggregatorObs::Waiting(
+            "AggregatorVmNotRunning",
+            format!("aggregator VM {cluster} is {state:?}; fedsky does not restart stopped VMs"),
+        ),
+    })
+}
+
+/// `(cloud, region, id)` of the VM the job's status records.
+fn recorded(job: &FederatedJob) -> Option<(String, String, String)> {
+    let s = job
+        .status
+        .as_ref()?
+        .placement
+        .as_ref()?
+        .member_cluster
+        .as_deref()?;
+    parse_vm_ref(s)
+}
+
+/// Deletes the job's VM and firewall in one cloud and region; an error while anything
+/// is left, so the finalizer comes back.
+async fn sweep(
+    ctx: &Context,
+    p: &Placement,
+    cloud: &str,
+    region: &str,
+) -> Result<(), ProvisionError> {
+    let refused = |detail: String| ProvisionError::Refused {
+        cloud: cloud_of(match cloud {
+            "gcp" => CloudProvider::Gcp,
+            "openstack" => CloudProvider::Openstack,
+            _ => CloudProvider::Aws,
+        }),
+        operation: "cleanup",
+        detail,
+    };
+    let entry = p.entry(cloud).ok_or_else(|| {
+        refused(format!(
+            "the AggregatorPlacement has no provisioning entry for {cloud} any more, so the \
+             aggregator VM in {region} cannot be deleted: restore the entry, or delete the VM by \
+             hand and remove the finalizer"
+        ))
+    })?;
+    let creds = credentials_for(ctx, &p.owner.namespace, entry)
+        .await
+        .map_err(|(_, m)| refused(format!("{m}; it is needed to delete the aggregator VM")))?;
+    let provisioner = AnyProvisioner::connect(&creds, region).await?;
+    let location = Location {
+        region: region.to_string(),
+        zone: None,
+    };
+    let left = provisioner.delete(&p.owner, &location).await?;
+    if left.is_clean() {
+        return Ok(());
+    }
+    Err(ProvisionError::Transient {
+        cloud: provisioner.cloud(),
+        operation: "cleanup",
+        detail: format!(
+            "{} instance(s) and {} firewall(s) of job {} still going away in {region}",
+            left.instances,
+            left.firewalls,
+            p.owner.reference()
+        ),
+    })
+}
+
+/// Deletes the job's VMs wherever they may be: the region status recorded and the
+/// placed region (status may not have recorded a VM made just before a crash).
+pub async fn cleanup(ctx: &Context, job: &FederatedJob) -> Result<(), Error> {
+    let p = placement(ctx, job).await?;
+    let mut places: Vec<(String, String)> = Vec::new();
+    if let Some((cloud, region, _)) = recorded(job) {
+        places.push((cloud, region));
+    }
+    let placed = job
+        .status
+        .as_ref()
+        .and_then(|s| s.placement.as_ref())
+        .and_then(|c| c.option.clone())
+        .into_iter()
+        .chain(
+            p.ap.as_ref()
+                .and_then(|a| a.status.as_ref())
+                .and_then(|s| s.selected.clone()),
+        );
+    for o in placed {
+        if p.entry(&o.cloud).is_some() {
+            places.push((o.cloud, o.region));
+        }
+    }
+    places.sort();
+    places.dedup();
+    for (cloud, region) in places {
+        sweep(ctx, &p, &cloud, &region).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vm_refs_round_trip_and_are_no_member_cluster_name() {
+        let r = vm_ref("aws", "eu-central-1", "i-0abc");
+        assert_eq!(r, "vm/aws/eu-central-1/i-0abc");
+        assert_eq!(
+            parse_vm_ref(&r),
+            Some(("aws".into(), "eu-central-1".into(), "i-0abc".into()))
+        );
+        assert_eq!(parse_vm_ref("hospital-eu"), None);
+    }
+
+    #[test]
+    fn images_fall_back_to_any_region() {
+        let entry: CloudProvisioning = serde_json::from_value(serde_json::json!({
+            "cloud": "aws",
+            "credentialsSecretRef": { "name": "aws" },
+            "images": { "eu-central-1": "ami-eu", "*": "ami-any" },
+        }))
+        .expect("entry");
+        assert_eq!(image_for(&entry, "eu-central-1"), Some("ami-eu"));
+        assert_eq!(image_for(&entry, "us-east-1"), Some("ami-any"));
+    }
+}
