@@ -14,6 +14,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, watch};
 
+use crate::buffers::{BufferPool, RecvBuf};
 use crate::job::{FoldOrder, JobConfig, JobConfigError};
 use crate::metrics::Metrics;
 use crate::model::Model;
@@ -24,9 +25,14 @@ use crate::round::{
 use crate::store::{Checkpoints, GlobalModel, StoreError, VersionInfo};
 use crate::strategy::{AnyStrategy, Strategy, StrategyError};
 use crate::update::{
-    HEADER_LEN_BYTES, UpdateHeader, UpdateLimits, UpdateRejection, declared_header_len,
+    DataCheck, HEADER_LEN_BYTES, UpdateHeader, UpdateLimits, UpdateRejection, declared_header_len,
     parse_update_header, validate_update, view_validated,
 };
+
+/// Updates folded together in `foldOrder: arrival`: holding one accepted
+/// update until the next arrives halves the accumulator traffic per update
+/// (memory: one more update, so accumulator + two updates = 3x the model).
+const ARRIVAL_FOLD_BATCH: usize = 2;
 
 /// Why a data-plane call or the start-up failed. [`CoreError::reason`] is
 /// the metric label; the gRPC layer maps each variant to a status code.
@@ -317,7 +323,7 @@ pub struct ParticipantStatus {
 /// A validated update waiting for its turn in canonical fold order.
 #[derive(Debug)]
 struct Held {
-    bytes: Vec<u8>,
+    bytes: RecvBuf,
     header: UpdateHeader,
     num_examples: u64,
 }
@@ -353,6 +359,8 @@ struct RoundWork {
     /// Position of the next participant to fold.
     cursor: usize,
     held: BTreeMap<ParticipantId, Held>,
+    /// `foldOrder: arrival`: accepted updates waiting for a batch, in arrival order.
+    arrived: Vec<(ParticipantId, Held)>,
     /// Training metrics by participant, summed in fold order at the end.
     metrics: BTreeMap<ParticipantId, (BTreeMap<String, f64>, u64)>,
 }
@@ -385,6 +393,8 @@ struct Inner {
     clock: Instant,
     metrics: Arc<Metrics>,
     checkpoints: Checkpoints,
+    /// Receive buffers kept (pages touched) between rounds.
+    buffers: BufferPool,
 }
 
 /// The aggregator's core; cheap to clone (a handle).
@@ -500,6 +510,13 @@ impl Coordinator {
             }
         };
         let limits = job.update_limits(global.model.spec());
+        // What one update of this model takes (the prewarmed receive buffer).
+        let update_size = usize::try_from(
+            UpdateLimits::for_spec(global.model.spec())
+                .max_update_bytes
+                .min(limits.max_update_bytes),
+        )
+        .unwrap_or(0);
         metrics.current_round.set(machine.round() as i64);
         let state = State {
             machine,
@@ -513,8 +530,12 @@ impl Coordinator {
             evaluated: BTreeSet::new(),
             labels: BTreeMap::new(),
         };
-        Ok(Self {
+        // A round holds at most one buffer per sampled participant plus one
+        // being received by a late or retrying participant.
+        let buffers = BufferPool::new(job.rounds.max_per_round.saturating_add(1));
+        let core = Self {
             inner: Arc::new(Inner {
+                buffers,
                 job,
                 token,
                 state: Mutex::new(state),
@@ -524,7 +545,12 @@ impl Coordinator {
                 metrics,
                 checkpoints,
             }),
-        })
+        };
+        // One receive buffer touched while the participants train, so the
+        // first upload of the job does not pay for page faults.
+        let warm = core.clone();
+        tokio::task::spawn_blocking(move || warm.inner.buffers.prewarm(update_size));
+        Ok(core)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -750,6 +776,7 @@ impl Coordinator {
             global: Arc::clone(&s.global),
             limits: s.limits.clone(),
             header: None,
+            check: None,
             meta,
             done: false,
         };
@@ -915,9 +942,11 @@ impl Coordinator {
             let s = &mut *guard;
             let mut train = MetricSums::default();
             if let Some(mut work) = s.work.take() {
-                let held: Vec<(ParticipantId, Held)> =
+                // Only one of the two is in use (per foldOrder).
+                let mut held: Vec<(ParticipantId, Held)> =
                     std::mem::take(&mut work.held).into_iter().collect();
-                this.fold_batch(&mut s.strategy, &s.global, &held);
+                held.append(&mut work.arrived);
+                this.fold_batch(&mut s.strategy, &s.global, held);
                 for id in &job.accepted {
                     if let Some((metrics, n)) = work.metrics.get(id) {
                         train.add(metrics, *n);
@@ -1005,7 +1034,12 @@ impl Coordinator {
                     contributors = accepted.len(),
                     "round committed"
                 );
-                s.global = Arc::new(global);
+                let old = std::mem::replace(&mut s.global, Arc::new(global));
+                // Nobody else holds the replaced model (no upload against it is
+                // in flight): its vectors become the next accumulator.
+                if let Some(model) = Arc::into_inner(old).and_then(|g| Arc::into_inner(g.model)) {
+                    s.strategy.recycle(model);
+                }
                 s.versions.push(info);
                 let events = s.machine.complete_round(round, now).unwrap_or_default();
                 self.apply(&mut s, &events);
@@ -1049,8 +1083,10 @@ impl Coordinator {
         }
     }
 
-    /// Folds accepted updates at the head of the canonical order (as one
-    /// batch when several became ready at once).
+    /// Folds accepted updates at the head of the canonical order. A lone
+    /// ready update waits while later ones are still outstanding, so updates
+    /// go in at least two per pass over the accumulator (half the memory
+    /// traffic of one at a time); the aggregation step folds what is left.
     fn advance(&self, s: &mut State) {
         let State {
             machine,
@@ -1062,30 +1098,44 @@ impl Coordinator {
         let Some(work) = work.as_mut() else {
             return;
         };
+        let mut cursor = work.cursor;
         let mut ready = Vec::new();
-        while let Some(id) = work.order.get(work.cursor) {
+        let mut outstanding = false;
+        while let Some(id) = work.order.get(cursor) {
             match machine.slot(id) {
                 Some(Slot::Accepted) => {
-                    if let Some(held) = work.held.remove(id) {
-                        ready.push((id.clone(), held));
+                    if work.held.contains_key(id) {
+                        ready.push(id.clone());
                     }
                 }
                 Some(Slot::Rejected { .. } | Slot::Dropped) => {}
-                _ => break,
+                _ => {
+                    outstanding = true;
+                    break;
+                }
             }
-            work.cursor += 1;
+            cursor += 1;
         }
-        self.fold_batch(strategy, global, &ready);
+        if ready.len() < 2 && outstanding {
+            return;
+        }
+        work.cursor = cursor;
+        let batch = ready
+            .into_iter()
+            .filter_map(|id| work.held.remove(&id).map(|h| (id, h)))
+            .collect();
+        self.fold_batch(strategy, global, batch);
     }
 
     /// Folds validated updates in slice order, in one pass over the
     /// strategy's accumulator; falls back to one at a time on an error so
-    /// one refused update does not cost the others.
+    /// one refused update does not cost the others. The receive buffers go
+    /// back to the pool.
     fn fold_batch(
         &self,
         strategy: &mut AnyStrategy,
         global: &GlobalModel,
-        batch: &[(ParticipantId, Held)],
+        batch: Vec<(ParticipantId, Held)>,
     ) {
         if batch.is_empty() {
             return;
@@ -1107,6 +1157,10 @@ impl Coordinator {
             for (id, held) in batch.iter().skip(taken) {
                 self.fold(strategy, global, id, held);
             }
+        }
+        drop(views);
+        for (_, held) in batch {
+            self.inner.buffers.give(held.bytes);
         }
     }
 
@@ -1132,6 +1186,7 @@ impl Coordinator {
                         order: sampled.clone(),
                         cursor: 0,
                         held: BTreeMap::new(),
+                        arrived: Vec::new(),
                         metrics: BTreeMap::new(),
                     });
                     metrics.current_round.set(*round as i64);
@@ -1215,21 +1270,34 @@ impl Coordinator {
     /// Validates (off the lock) and records an upload's bytes.
     async fn finish_upload(
         &self,
-        id: ParticipantId,
-        round: u64,
-        global: Arc<GlobalModel>,
-        limits: UpdateLimits,
-        bytes: Vec<u8>,
-        meta: UploadMeta,
+        ticket: &mut UploadTicket,
+        bytes: RecvBuf,
     ) -> Result<UploadReceipt, CoreError> {
+        let (id, round) = (ticket.id.clone(), ticket.round);
+        let (global, limits) = (Arc::clone(&ticket.global), ticket.limits.clone());
+        let (meta, check) = (std::mem::take(&mut ticket.meta), ticket.check.take());
         let len = bytes.len() as u64;
         self.inner.metrics.update_bytes.inc_by(len);
-        let (header, bytes) = tokio::task::spawn_blocking(move || {
-            validate_update(&bytes, &global.model, &limits).map(|h| (h, bytes))
-        })
-        .await
-        .map_err(|e| CoreError::Internal(e.to_string()))?
-        .map_err(CoreError::Rejected)?;
+        let (header, bytes) = match check {
+            // Checked chunk by chunk as it arrived: only the size and the
+            // norm bound are left.
+            Some(check) if check.is_complete() => (
+                check
+                    .finish(&bytes, &global.model)
+                    .map_err(CoreError::Rejected)?,
+                bytes,
+            ),
+            check => tokio::task::spawn_blocking(move || {
+                match check {
+                    Some(c) => c.finish(&bytes, &global.model),
+                    None => validate_update(&bytes, &global.model, &limits),
+                }
+                .map(|h| (h, bytes))
+            })
+            .await
+            .map_err(|e| CoreError::Internal(e.to_string()))?
+            .map_err(CoreError::Rejected)?,
+        };
 
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
@@ -1251,7 +1319,13 @@ impl Coordinator {
                     FoldOrder::Canonical => {
                         work.held.insert(id.clone(), held);
                     }
-                    FoldOrder::Arrival => this.fold(&mut s.strategy, &s.global, &id, &held),
+                    FoldOrder::Arrival => {
+                        work.arrived.push((id.clone(), held));
+                        if work.arrived.len() >= ARRIVAL_FOLD_BATCH {
+                            let batch = std::mem::take(&mut work.arrived);
+                            this.fold_batch(&mut s.strategy, &s.global, batch);
+                        }
+                    }
                 }
             }
             let events = s
@@ -1303,6 +1377,8 @@ pub struct UploadTicket {
     global: Arc<GlobalModel>,
     limits: UpdateLimits,
     header: Option<UpdateHeader>,
+    /// Checks the data as it arrives, once the header is known.
+    check: Option<DataCheck>,
     meta: UploadMeta,
     done: bool,
 }
@@ -1343,8 +1419,27 @@ impl UploadTicket {
                 ),
             }));
         }
+        self.check = Some(DataCheck::new(header.clone(), &self.limits));
         self.header = Some(header);
         Ok(Some(total))
+    }
+
+    /// An empty receive buffer of at least `capacity` bytes (reused from
+    /// earlier uploads when one fits).
+    pub fn buffer(&self, capacity: usize) -> RecvBuf {
+        self.core.inner.buffers.take(capacity)
+    }
+
+    /// Checks the data received so far (`received` is the whole upload up to
+    /// now) once the header has passed [`Self::check_prefix`]: finiteness and
+    /// the norm partials of every element that arrived since the last call.
+    pub fn check_data(&mut self, received: &[u8]) -> Result<(), CoreError> {
+        match &mut self.check {
+            Some(check) => check
+                .feed(received, &self.global.model)
+                .map_err(CoreError::Rejected),
+            None => Ok(()),
+        }
     }
 
     /// Marks the upload refused on content (counts as the participant's reply).
@@ -1354,18 +1449,9 @@ impl UploadTicket {
     }
 
     /// Validates and records the complete update.
-    pub async fn finish(mut self, bytes: Vec<u8>) -> Result<UploadReceipt, CoreError> {
+    pub async fn finish(mut self, bytes: RecvBuf) -> Result<UploadReceipt, CoreError> {
         let core = self.core.clone();
-        let result = core
-            .finish_upload(
-                self.id.clone(),
-                self.round,
-                Arc::clone(&self.global),
-                self.limits.clone(),
-                bytes,
-                std::mem::take(&mut self.meta),
-            )
-            .await;
+        let result = core.finish_upload(&mut self, bytes).await;
         match &result {
             Ok(_) | Err(CoreError::Refused(_)) => self.done = true,
             Err(e @ CoreError::Rejected(_)) => {

@@ -14,6 +14,8 @@ pub mod strategy;
 pub mod update;
 
 #[cfg(feature = "server")]
+pub mod buffers;
+#[cfg(feature = "server")]
 pub mod cli;
 #[cfg(feature = "client")]
 pub mod client;

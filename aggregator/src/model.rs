@@ -103,6 +103,24 @@ pub enum ModelError {
         /// Elements supplied.
         got: usize,
     },
+    /// Per-tensor data does not line up with the spec's tensors.
+    #[error("{got} data vectors for a model spec of {expected} tensors")]
+    TensorCountMismatch {
+        /// Tensors in the spec.
+        expected: usize,
+        /// Data vectors supplied.
+        got: usize,
+    },
+    /// A data vector's dtype is not its tensor's.
+    #[error("tensor {name:?}: data of dtype {got} but the spec says {expected}")]
+    DtypeMismatch {
+        /// Tensor name.
+        name: String,
+        /// Dtype in the spec.
+        expected: DType,
+        /// Dtype of the data.
+        got: DType,
+    },
     /// The model has no tensors.
     #[error("a model needs at least one tensor")]
     Empty,
@@ -529,6 +547,40 @@ impl Model {
     /// Built from parts already known to match (used by the decoder).
     pub(crate) fn from_parts(spec: Arc<ModelSpec>, data: Vec<TensorData>) -> Self {
         Self { spec, data }
+    }
+
+    /// Builds a model from one data vector per tensor of `spec` (spec order),
+    /// taking the vectors as they are (no copy).
+    pub fn from_data(spec: Arc<ModelSpec>, data: Vec<TensorData>) -> Result<Self, ModelError> {
+        if data.len() != spec.len() {
+            return Err(ModelError::TensorCountMismatch {
+                expected: spec.len(),
+                got: data.len(),
+            });
+        }
+        for (i, (t, d)) in spec.tensors().iter().zip(&data).enumerate() {
+            if d.dtype() != t.dtype {
+                return Err(ModelError::DtypeMismatch {
+                    name: t.name.clone(),
+                    expected: t.dtype,
+                    got: d.dtype(),
+                });
+            }
+            if d.len() != spec.numel_at(i) {
+                return Err(ModelError::LengthMismatch {
+                    name: t.name.clone(),
+                    shape: t.shape.clone(),
+                    expected: spec.numel_at(i),
+                    got: d.len(),
+                });
+            }
+        }
+        Ok(Self { spec, data })
+    }
+
+    /// The data vectors, in spec order (to reuse their memory).
+    pub fn into_data(self) -> Vec<TensorData> {
+        self.data
     }
 
     /// The model's layout.

@@ -14,6 +14,7 @@ use tokio_stream::Stream;
 use tonic::metadata::MetadataValue;
 use tonic::{Code, Request, Response, Status, Streaming};
 
+use crate::buffers::RecvBuf;
 use crate::coordinator::{
     Coordinator, CoreError, Instruction, InstructionKind, ModelBlob, Registration, UploadMeta,
     UploadReceipt, UploadTicket, WireLimits,
@@ -75,12 +76,17 @@ pub trait UploadSession: Send + 'static {
     fn declared_bytes(&self) -> u64;
     /// Checks the head of the bytes; `Some(total)` once the header is in.
     fn check_prefix(&mut self, prefix: &[u8]) -> Result<Option<usize>, CoreError>;
+    /// A receive buffer of at least `capacity` bytes, for once the header is in.
+    fn buffer(&self, capacity: usize) -> RecvBuf;
+    /// Checks the data received so far (the whole upload up to now), while
+    /// the newest chunk is still in cache.
+    fn check_data(&mut self, received: &[u8]) -> Result<(), CoreError>;
     /// Refuses the upload on content.
     fn reject(self, error: &CoreError);
     /// Validates and records the complete bytes.
     fn finish(
         self,
-        bytes: Vec<u8>,
+        bytes: RecvBuf,
     ) -> impl Future<Output = Result<UploadReceipt, CoreError>> + Send;
 }
 
@@ -91,12 +97,18 @@ impl UploadSession for UploadTicket {
     fn check_prefix(&mut self, prefix: &[u8]) -> Result<Option<usize>, CoreError> {
         UploadTicket::check_prefix(self, prefix)
     }
+    fn buffer(&self, capacity: usize) -> RecvBuf {
+        UploadTicket::buffer(self, capacity)
+    }
+    fn check_data(&mut self, received: &[u8]) -> Result<(), CoreError> {
+        UploadTicket::check_data(self, received)
+    }
     fn reject(self, error: &CoreError) {
         UploadTicket::reject(self, error);
     }
     fn finish(
         self,
-        bytes: Vec<u8>,
+        bytes: RecvBuf,
     ) -> impl Future<Output = Result<UploadReceipt, CoreError>> + Send {
         UploadTicket::finish(self, bytes)
     }
@@ -265,9 +277,12 @@ impl<D: DataPlane> AggregatorService<D> {
             .begin_upload(id, upload_meta(meta))
             .map_err(|e| self.fail(id, &e))?;
         let declared = usize::try_from(ticket.declared_bytes()).unwrap_or(usize::MAX);
-        // Nothing is reserved until the header has been checked; then exactly
-        // the size it implies.
-        let mut buf: Vec<u8> = Vec::new();
+        // Nothing is reserved until the header has been checked: the head is
+        // gathered in a small vector, then the exact size it implies is
+        // taken (from the pool of warm buffers) and every chunk is checked
+        // as it lands, while it is still in cache.
+        let mut head: Vec<u8> = Vec::new();
+        let mut buf: Option<RecvBuf> = None;
         let mut total: Option<usize> = None;
         loop {
             let chunk = match stream.message().await {
@@ -285,7 +300,8 @@ impl<D: DataPlane> AggregatorService<D> {
                 }
             };
             let expected = total.unwrap_or(declared);
-            let got = buf.len().saturating_add(data.len());
+            let have = buf.as_ref().map_or(head.len(), |b| b.len());
+            let got = have.saturating_add(data.len());
             if got > expected {
                 let e = CoreError::Rejected(UpdateRejection::TrailingBytes {
                     expected: expected as u64,
@@ -295,23 +311,31 @@ impl<D: DataPlane> AggregatorService<D> {
                 ticket.reject(&e);
                 return Err(s);
             }
-            buf.extend_from_slice(&data);
-            if total.is_none() {
-                match ticket.check_prefix(&buf) {
-                    Ok(Some(t)) => {
-                        buf.reserve_exact(t.saturating_sub(buf.len()));
-                        total = Some(t);
-                    }
-                    Ok(None) => {}
-                    Err(e) => {
-                        let s = self.fail(id, &e);
-                        ticket.reject(&e);
-                        return Err(s);
+            let step = match &mut buf {
+                Some(b) => append(b, &data).and_then(|()| ticket.check_data(b)),
+                None => {
+                    head.extend_from_slice(&data);
+                    match ticket.check_prefix(&head) {
+                        Ok(Some(t)) => {
+                            let mut b = ticket.buffer(t);
+                            let step = append(&mut b, &head).and_then(|()| ticket.check_data(&b));
+                            head = Vec::new();
+                            buf = Some(b);
+                            total = Some(t);
+                            step
+                        }
+                        other => other.map(|_| ()),
                     }
                 }
+            };
+            if let Err(e) = step {
+                let s = self.fail(id, &e);
+                ticket.reject(&e);
+                return Err(s);
             }
         }
-        if buf.len() < declared {
+        let received = buf.as_ref().map_or(head.len(), |b| b.len());
+        if received < declared {
             // A cancelled call reaches the server as a clean end of stream
             // (hyper maps RST_STREAM(CANCEL) to end-of-body), so a short
             // upload cannot be told from a broken connection: refuse it, but
@@ -321,13 +345,14 @@ impl<D: DataPlane> AggregatorService<D> {
             let e = CoreError::Rejected(UpdateRejection::Truncated {
                 what: "upload",
                 expected: declared as u64,
-                got: buf.len() as u64,
+                got: received as u64,
             });
             let s = self.fail(id, &e);
             drop(ticket);
             return Err(s);
         }
-        ticket.finish(buf).await.map_err(|e| self.fail(id, &e))
+        let bytes = buf.unwrap_or_else(|| RecvBuf::from(head));
+        ticket.finish(bytes).await.map_err(|e| self.fail(id, &e))
     }
 
     /// A broken inbound stream: an over-long message is a rejection; a
@@ -351,6 +376,13 @@ impl<D: DataPlane> AggregatorService<D> {
             "stream_broken",
         )
     }
+}
+
+/// Appends a chunk to a buffer sized from the header (the size check above
+/// makes overflow impossible; it is still refused rather than trusted).
+fn append(buf: &mut RecvBuf, data: &[u8]) -> Result<(), CoreError> {
+    buf.extend_from_slice(data)
+        .map_err(|e| CoreError::Internal(format!("receive buffer: {e}")))
 }
 
 fn protocol(detail: &str) -> CoreError {

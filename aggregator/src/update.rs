@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::header::{self, RawEntry};
 pub use crate::header::{HEADER_LEN_BYTES, declared_header_len};
-use crate::model::{DType, Model, ModelSpec, ModelView, TensorSpec, TensorView};
+use crate::model::{DType, Model, ModelSpec, ModelView, TensorData, TensorSpec, TensorView};
 
 /// Why an update (or a stored model) was refused. Messages name the tensor and
 /// the expected and received values; [`UpdateRejection::reason`] is the stable
@@ -381,26 +381,165 @@ pub fn validate_update(
         let reference = base.as_ref().and_then(|b| b.tensors().get(i));
         let scan = scan_tensor(tensor, reference);
         if let Some((index, value)) = scan.first_non_finite {
-            return Err(UpdateRejection::NonFinite {
-                tensor: global
-                    .spec()
-                    .tensors()
-                    .get(i)
-                    .map(|t| t.name.clone())
-                    .unwrap_or_default(),
-                index,
-                value,
-            });
+            return Err(non_finite(global, i, index, value));
         }
         sum_sq += scan.sum_sq_diff;
     }
+    check_norm(sum_sq, limits)?;
+    Ok(header)
+}
+
+fn non_finite(global: &Model, tensor: usize, index: usize, value: f32) -> UpdateRejection {
+    UpdateRejection::NonFinite {
+        tensor: global
+            .spec()
+            .tensors()
+            .get(tensor)
+            .map(|t| t.name.clone())
+            .unwrap_or_default(),
+        index,
+        value,
+    }
+}
+
+fn check_norm(sum_sq: f64, limits: &UpdateLimits) -> Result<(), UpdateRejection> {
     if let Some(limit) = limits.max_update_norm {
         let norm = sum_sq.sqrt();
         if norm > limit {
             return Err(UpdateRejection::NormExceeded { norm, limit });
         }
     }
-    Ok(header)
+    Ok(())
+}
+
+/// The checks of [`validate_update`] that follow the header, run on the data
+/// as it arrives, so each received chunk is checked while still in cache
+/// instead of in a second pass over the whole update.
+///
+/// Elements are scanned in whole blocks laid out exactly as
+/// [`validate_update`] lays them out, so the norm is the same number however
+/// the network splits the stream. The first non-finite value reported is the
+/// first in data order.
+#[derive(Debug, Clone)]
+pub struct DataCheck {
+    header: UpdateHeader,
+    max_update_norm: Option<f64>,
+    /// `(spec position, begin, end)` of each tensor in data order.
+    order: Vec<(usize, usize, usize)>,
+    /// Tensor in `order` being scanned, and elements of it done.
+    pos: usize,
+    elem: usize,
+    /// Norm partial of the current scan chunk and of the current tensor.
+    chunk: Scan,
+    tensor_sum: f64,
+    /// Finished tensors' ‖t − global‖², by spec position.
+    sums: Vec<f64>,
+}
+
+impl DataCheck {
+    /// Starts checking the data of an update whose header passed
+    /// [`parse_update_header`].
+    pub fn new(header: UpdateHeader, limits: &UpdateLimits) -> Self {
+        let mut order: Vec<(usize, usize, usize)> = header
+            .spans
+            .iter()
+            .enumerate()
+            .map(|(i, &(b, e))| (i, b, e))
+            .collect();
+        order.sort_by_key(|&(_, b, e)| (b, e));
+        let sums = vec![0.0; header.spans.len()];
+        Self {
+            header,
+            max_update_norm: limits.max_update_norm,
+            order,
+            pos: 0,
+            elem: 0,
+            chunk: Scan::default(),
+            tensor_sum: 0.0,
+            sums,
+        }
+    }
+
+    /// The header the data is checked against.
+    pub fn header(&self) -> &UpdateHeader {
+        &self.header
+    }
+
+    /// Checks what arrived since the last call; `received` is the whole
+    /// update so far (prefix and header included).
+    pub fn feed(&mut self, received: &[u8], global: &Model) -> Result<(), UpdateRejection> {
+        let data = received.get(self.header.data_start()..).unwrap_or(&[]);
+        while let Some(&(idx, begin, end)) = self.order.get(self.pos) {
+            let Some(spec) = global.spec().tensors().get(idx) else {
+                break;
+            };
+            let size = spec.dtype.size();
+            let numel = (end - begin) / size;
+            let have = data.len().saturating_sub(begin).min(end - begin) / size;
+            let bytes = data.get(begin..begin + have * size).unwrap_or(&[]);
+            let t = TensorView::Bytes {
+                dtype: spec.dtype,
+                bytes,
+            };
+            let reference = self
+                .max_update_norm
+                .and_then(|_| global.data().get(idx))
+                .map(TensorData::view);
+            while self.elem < numel {
+                let chunk_start = self.elem / SCAN_CHUNK * SCAN_CHUNK;
+                let chunk_end = (chunk_start + SCAN_CHUNK).min(numel);
+                // Whole blocks only (or the chunk's end), as scan_tensor cuts them.
+                let target = if have >= chunk_end {
+                    chunk_end
+                } else {
+                    chunk_start + (have.saturating_sub(chunk_start)) / BLOCK * BLOCK
+                };
+                if target <= self.elem {
+                    return Ok(());
+                }
+                scan_range(&t, reference.as_ref(), self.elem, target, &mut self.chunk);
+                if let Some((index, value)) = self.chunk.first_non_finite {
+                    return Err(non_finite(global, idx, index, value));
+                }
+                self.elem = target;
+                if target == chunk_end {
+                    self.tensor_sum += self.chunk.sum_sq_diff;
+                    self.chunk = Scan::default();
+                }
+            }
+            if let Some(s) = self.sums.get_mut(idx) {
+                *s = self.tensor_sum;
+            }
+            self.tensor_sum = 0.0;
+            self.elem = 0;
+            self.pos += 1;
+        }
+        Ok(())
+    }
+
+    /// Whether every tensor has been scanned.
+    pub fn is_complete(&self) -> bool {
+        self.pos >= self.order.len()
+    }
+
+    /// Final checks once the stream has ended: exact size, every element
+    /// scanned, the norm bound. Returns the header for [`view_validated`].
+    pub fn finish(
+        mut self,
+        received: &[u8],
+        global: &Model,
+    ) -> Result<UpdateHeader, UpdateRejection> {
+        check_total(received.len(), self.header.total_len())?;
+        self.feed(received, global)?;
+        // Sum in spec order, as validate_update does.
+        let sum_sq: f64 = self.sums.iter().sum();
+        let limits = UpdateLimits {
+            max_update_norm: self.max_update_norm,
+            ..UpdateLimits::default()
+        };
+        check_norm(sum_sq, &limits)?;
+        Ok(self.header)
+    }
 }
 
 /// A zero-copy view of `bytes`, which must have passed [`validate_update`]
@@ -487,6 +626,8 @@ pub fn decode_model(bytes: &[u8], limits: &UpdateLimits) -> Result<Model, Update
 
 /// Chunk of elements scanned per task; large enough to amortise scheduling.
 const SCAN_CHUNK: usize = 1 << 16;
+/// Below this many elements a tensor is scanned on the calling thread.
+const PAR_MIN_ELEMENTS: usize = 1 << 22;
 /// Elements converted per inner block (fits in L1 alongside the reference block).
 const BLOCK: usize = 1024;
 
@@ -503,13 +644,18 @@ struct Scan {
 fn scan_tensor(t: &TensorView<'_>, reference: Option<&TensorView<'_>>) -> Scan {
     let n = t.len();
     let chunks = n.div_ceil(SCAN_CHUNK);
-    let partials: Vec<Scan> = (0..chunks)
-        .into_par_iter()
-        .map(|c| {
-            let start = c * SCAN_CHUNK;
-            scan_chunk(t, reference, start, (start + SCAN_CHUNK).min(n))
-        })
-        .collect();
+    let chunk = |c: usize| {
+        let start = c * SCAN_CHUNK;
+        let mut scan = Scan::default();
+        scan_range(t, reference, start, (start + SCAN_CHUNK).min(n), &mut scan);
+        scan
+    };
+    // Small tensors stay on this thread: a split costs more than it saves.
+    let partials: Vec<Scan> = if n < PAR_MIN_ELEMENTS {
+        (0..chunks).map(chunk).collect()
+    } else {
+        (0..chunks).into_par_iter().map(chunk).collect()
+    };
     let mut out = Scan::default();
     for p in partials {
         if out.first_non_finite.is_none() {
@@ -520,15 +666,23 @@ fn scan_tensor(t: &TensorView<'_>, reference: Option<&TensorView<'_>>) -> Scan {
     out
 }
 
-fn scan_chunk(
+/// Scans elements `start..end` in blocks of [`BLOCK`] counted from `start`,
+/// adding each block's sum to `out`; stops at the first non-finite value.
+fn scan_range(
     t: &TensorView<'_>,
     reference: Option<&TensorView<'_>>,
     start: usize,
     end: usize,
-) -> Scan {
+    out: &mut Scan,
+) {
+    if reference.is_none()
+        && let Some(found) = first_non_finite_raw(t, start, end)
+    {
+        out.first_non_finite = found;
+        return;
+    }
     let mut vals = [0f32; BLOCK];
     let mut refs = [0f32; BLOCK];
-    let mut out = Scan::default();
     let mut at = start;
     while at < end {
         let len = BLOCK.min(end - at);
@@ -539,7 +693,7 @@ fn scan_chunk(
         let any_bad = vals.iter().fold(false, |acc, x| acc | !x.is_finite());
         if any_bad && let Some(pos) = vals.iter().position(|x| !x.is_finite()) {
             out.first_non_finite = Some((at + pos, vals[pos]));
-            return out;
+            return;
         }
         if let Some(r) = reference {
             r.zip_f32(at, refs, |o, x| *o = x);
@@ -554,7 +708,56 @@ fn scan_chunk(
         }
         at += len;
     }
-    out
+}
+
+/// The finiteness scan without a norm, straight on the stored bits (an
+/// all-ones exponent is NaN or ±inf): no conversion, one compare per element,
+/// which vectorises. `None` when the view is not raw little-endian data.
+fn first_non_finite_raw(
+    t: &TensorView<'_>,
+    start: usize,
+    end: usize,
+) -> Option<Option<(usize, f32)>> {
+    let (dtype, bytes): (DType, &[u8]) = match *t {
+        TensorView::Bytes { dtype, bytes } => (dtype, bytes),
+        #[cfg(target_endian = "little")]
+        TensorView::F32(v) => (DType::F32, bytemuck::cast_slice(v)),
+        _ => return None,
+    };
+    let size = dtype.size();
+    let range = bytes.get(start.checked_mul(size)?..end.checked_mul(size)?)?;
+    let at = |i: usize| {
+        let mut v = [0f32; 1];
+        t.zip_f32(start + i, &mut v, |o, x| *o = x);
+        Some((start + i, v[0]))
+    };
+    Some(match dtype {
+        DType::F32 => first_all_ones(range.as_chunks::<4>().0, |w| {
+            u32::from_le_bytes(*w) & 0x7f80_0000 == 0x7f80_0000
+        })
+        .and_then(at),
+        DType::F16 => first_all_ones(range.as_chunks::<2>().0, |w| {
+            u16::from_le_bytes(*w) & 0x7c00 == 0x7c00
+        })
+        .and_then(at),
+        DType::BF16 => first_all_ones(range.as_chunks::<2>().0, |w| {
+            u16::from_le_bytes(*w) & 0x7f80 == 0x7f80
+        })
+        .and_then(at),
+    })
+}
+
+/// Position of the first element for which `bad` holds, testing whole
+/// blocks branch-free and searching only a block that has one.
+#[inline(always)]
+fn first_all_ones<W>(words: &[W], bad: impl Fn(&W) -> bool) -> Option<usize> {
+    for (b, block) in words.chunks(BLOCK).enumerate() {
+        let any = block.iter().fold(false, |acc, w| acc | bad(w));
+        if any {
+            return block.iter().position(&bad).map(|p| b * BLOCK + p);
+        }
+    }
+    None
 }
 
 #[cfg(test)]

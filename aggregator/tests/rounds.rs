@@ -1,5 +1,5 @@
 //! Rounds over real gRPC with mTLS: a multi-round run, a straggler, a
-//! participant vanishing mid-upload.
+//! participant vanishing mid-upload, folding in arrival order.
 
 #![allow(clippy::unwrap_used, clippy::needless_pass_by_value)]
 
@@ -287,5 +287,46 @@ async fn participant_vanishing_mid_upload_is_dropped_and_the_round_completes() {
     assert_eq!(v1.contributors.len(), 2);
     assert!(!v1.contributors.iter().any(|c| c.0 == "ghost"));
     drop(tx);
+    h.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arrival_order_folds_pairs_and_the_odd_one_at_the_close() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Three participants: two updates are folded as a pair, the third when
+    // the round closes; the replaced model is recycled between rounds.
+    let job = job(&format!(
+        "{}foldOrder: arrival\n",
+        rounds(2, 3, 3, 20.0, 5.0)
+    ));
+    let h = start(job.clone(), dir_store(tmp.path())).await;
+    let ids = ["site-a", "site-b", "site-c"];
+    let tasks: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            tokio::spawn(run_participant(
+                h.client_config(id),
+                id.to_string(),
+                Behaviour::Honest,
+                Duration::from_secs(30),
+            ))
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap(), vec![1, 2]);
+    }
+    assert_eq!(h.core().status().phase, "completed");
+    let metrics = h.http_get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("fedsky_aggregator_updates_accepted_total 6"),
+        "{metrics}"
+    );
+    // Arrival order only changes the last bits of the float sums.
+    let limits = UpdateLimits::default();
+    let served = decode_model(&latest_model(&h).await, &limits).unwrap();
+    let want = decode_model(&expected_final(&job, &ids), &limits).unwrap();
+    for (g, w) in served.to_flat_f32().iter().zip(want.to_flat_f32()) {
+        assert!((g - w).abs() <= 1e-5 * w.abs().max(1.0), "{g} vs {w}");
+    }
     h.server.shutdown().await;
 }

@@ -3,16 +3,20 @@
 
 use super::sum::WeightedSum;
 use super::{RoundCtx, Strategy, StrategyError};
-use crate::model::{Model, ModelView};
+use crate::model::{DType, Model, ModelView, TensorData};
 
 /// Example-weighted mean of the updates, folded in as they arrive.
 ///
 /// Memory: one f32 accumulator the size of the model, whatever the number of
-/// participants.
+/// participants. The accumulator becomes the new model's f32 tensors without
+/// a copy; [`Strategy::recycle`] hands the replaced model's vectors back as
+/// the next round's accumulator, so warm rounds allocate nothing.
 #[derive(Debug, Default)]
 pub struct FedAvg {
     proximal_mu: Option<f64>,
     round: Option<(RoundCtx, WeightedSum)>,
+    /// Vectors for the next round's accumulator, by tensor position.
+    spare: Vec<Vec<f32>>,
 }
 
 impl FedAvg {
@@ -25,7 +29,7 @@ impl FedAvg {
     pub fn prox(mu: f64) -> Self {
         Self {
             proximal_mu: Some(mu),
-            round: None,
+            ..Self::default()
         }
     }
 
@@ -45,7 +49,10 @@ impl Strategy for FedAvg {
     }
 
     fn begin_round(&mut self, round: u64, global: &Model) -> Result<(), StrategyError> {
-        let sum = WeightedSum::new(global.spec().total_elements());
+        if let Some((_, unfinished)) = self.round.take() {
+            self.spare = unfinished.into_buffers();
+        }
+        let sum = WeightedSum::with_buffers(global.spec(), std::mem::take(&mut self.spare));
         self.round = Some((RoundCtx::new(round, global), sum));
         Ok(())
     }
@@ -81,12 +88,48 @@ impl Strategy for FedAvg {
     fn finish(&mut self) -> Result<Model, StrategyError> {
         let (ctx, sum) = self.round.take().ok_or(StrategyError::NoRound)?;
         let mean = sum
-            .into_mean()
+            .into_mean_tensors()
             .ok_or(StrategyError::NoUpdates { round: ctx.round })?;
-        ctx.output(&mean)
+        let mut spare = Vec::with_capacity(mean.len());
+        let data = ctx
+            .spec
+            .tensors()
+            .iter()
+            .zip(mean)
+            .map(|(t, v)| match t.dtype {
+                DType::F32 => {
+                    spare.push(Vec::new());
+                    TensorData::F32(v)
+                }
+                // Narrower tensors are converted; their f32 accumulator stays.
+                dtype => {
+                    let out = TensorData::from_f32(dtype, &v);
+                    spare.push(v);
+                    out
+                }
+            })
+            .collect();
+        self.spare = spare;
+        Model::from_data(ctx.spec, data).map_err(StrategyError::Model)
+    }
+
+    fn recycle(&mut self, model: Model) {
+        let data = model.into_data();
+        if self.spare.len() < data.len() {
+            self.spare.resize_with(data.len(), Vec::new);
+        }
+        for (slot, d) in self.spare.iter_mut().zip(data) {
+            if let TensorData::F32(v) = d
+                && slot.is_empty()
+            {
+                *slot = v;
+            }
+        }
     }
 
     fn abort_round(&mut self) {
-        self.round = None;
+        if let Some((_, sum)) = self.round.take() {
+            self.spare = sum.into_buffers();
+        }
     }
 }

@@ -158,7 +158,7 @@ impl Strategy for FedOpt {
         self.round = Some(OptRound {
             ctx: RoundCtx::new(round, global),
             current: global.to_flat_f32(),
-            sum: WeightedSum::new(n),
+            sum: WeightedSum::new(global.spec()),
         });
         Ok(())
     }

@@ -153,7 +153,7 @@ impl Strategy for Krum {
         let mut chosen = best_indices(&scores, self.num_selected);
         // Sum in index order so the result does not depend on score ties.
         chosen.sort_unstable();
-        let mut sum = WeightedSum::new(round.ctx.spec.total_elements());
+        let mut sum = WeightedSum::new(&round.ctx.spec);
         for i in chosen {
             if let (Some(u), Some(&n)) = (updates.get(i), round.buffer.examples().get(i)) {
                 sum.add_flat(u, n);

@@ -146,6 +146,13 @@ pub trait Strategy: std::fmt::Debug + Send {
 
     /// Drops the round in progress (round failed or is being retried).
     fn abort_round(&mut self);
+
+    /// Takes back a model this strategy produced that is no longer used (the
+    /// replaced global model), to reuse its memory: vectors whose pages are
+    /// already touched cost no page faults. The default drops it.
+    fn recycle(&mut self, model: Model) {
+        drop(model);
+    }
 }
 
 /// What every strategy remembers about the round in progress.
@@ -244,5 +251,8 @@ impl Strategy for AnyStrategy {
     }
     fn abort_round(&mut self) {
         self.inner_mut().abort_round();
+    }
+    fn recycle(&mut self, model: Model) {
+        self.inner_mut().recycle(model);
     }
 }
