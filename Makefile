@@ -53,10 +53,13 @@ tests: control-plane
 ## (requirements-dev.txt): torch-sys asks the venv's python for it (LIBTORCH_USE_PYTORCH=1)
 ## and LD_LIBRARY_PATH points at the wheel's lib directory at run time. The tests call
 ## $(PYTHON) to export the reference TorchScript model.
-PARTICIPANT_VENV ?= $(CURDIR)/.venv
+# Resolved, so libtorch's path (which torch-sys's build script records in the cargo cache)
+# does not depend on where the clone is.
+PARTICIPANT_VENV ?= $(or $(realpath $(CURDIR)/.venv),$(CURDIR)/.venv)
+TORCH_LIB = $$($(PARTICIPANT_VENV)/bin/python -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
 PARTICIPANT_ENV = PATH="$(PARTICIPANT_VENV)/bin:$$PATH" LIBTORCH_USE_PYTORCH=1 \
-	PYTHON="$(PARTICIPANT_VENV)/bin/python" \
-	LD_LIBRARY_PATH="$$($(PARTICIPANT_VENV)/bin/python -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')$${LD_LIBRARY_PATH:+:$$LD_LIBRARY_PATH}"
+	PYTHON="$(PARTICIPANT_VENV)/bin/python" FEDSKY_TORCH_LIB="$(TORCH_LIB)" \
+	LD_LIBRARY_PATH="$(TORCH_LIB)$${LD_LIBRARY_PATH:+:$$LD_LIBRARY_PATH}"
 
 .PHONY: participant-build participant-test participant-lint
 
@@ -77,6 +80,16 @@ bench-placement:
 	.venv/bin/python -c 'import pymoo' 2>/dev/null || .venv/bin/pip install -q pymoo
 	$(CARGO) run --release -q -p fedsky-placement --bin placement-bench -- all
 	$(CARGO) run --release -q --manifest-path operator/placement/bench/moors/Cargo.toml
+
+## bench-operator: the operator (its release binary, as a separate process) on the testbed with
+## 1,000 FederatedJobs and 500 simulated nodes: its RSS and apply→Placed/AggregatorReady
+## latency (p50/p90/p99/max); see docs/operator-benchmark.md. Smaller: OPERATOR_BENCH_ARGS="--jobs 50 --nodes 40"
+OPERATOR_BENCH_ARGS ?= --jobs 1000 --nodes 500
+.PHONY: bench-operator
+bench-operator: control-plane
+	$(CARGO) build --release -p fedsky-operator -p fedsky-e2e --bin fedsky-operator --bin scale-bench
+	FEDSKY_BIN_DIR="$$(./e2e/scripts/build-control-plane.sh)" \
+		$(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/release/scale-bench $(OPERATOR_BENCH_ARGS)
 
 ## process-runtime-test: the operator's process runtime end to end — a job placed on real
 ## control planes, its aggregator and libtorch participants run as local processes

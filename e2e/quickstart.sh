@@ -31,7 +31,7 @@ venv=$(./e2e/scripts/venv.sh)
 [ -e .venv ] || ln -s "$venv" .venv
 export PATH="$venv/bin:$PATH" LIBTORCH_USE_PYTORCH=1
 torch_lib=$(python -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
-export LD_LIBRARY_PATH="$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export FEDSKY_TORCH_LIB="$torch_lib" LD_LIBRARY_PATH="$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
 step "control-plane binaries (built once from the Go module proxy)"
 FEDSKY_BIN_DIR=$(./e2e/scripts/build-control-plane.sh)

@@ -10,8 +10,17 @@ use std::path::Path;
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
+    println!("cargo:rerun-if-env-changed=FEDSKY_TORCH_LIB");
+    // FEDSKY_TORCH_LIB (set by the Makefile and env.sh) wins over torch-sys's report:
+    // torch-sys asks python for the path only when its own inputs change, so a cached
+    // build would otherwise keep linking against a venv that has moved or gone.
+    if let Ok(lib) = std::env::var("FEDSKY_TORCH_LIB") {
+        println!("cargo:rustc-link-search=native={lib}");
+    }
     // Set by torch-sys (`links = "tch"`), the directory of the libtorch libraries.
-    let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") else {
+    let Ok(lib) =
+        std::env::var("FEDSKY_TORCH_LIB").or_else(|_| std::env::var("DEP_TCH_LIBTORCH_LIB"))
+    else {
         println!(
             "cargo:warning=torch-sys did not report its libtorch directory; not linking libtorch_cuda"
         );

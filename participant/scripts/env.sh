@@ -6,5 +6,5 @@
 FEDSKY_VENV="${FEDSKY_VENV:-$(pwd)/.venv}"
 export PATH="$FEDSKY_VENV/bin:$PATH"
 export LIBTORCH_USE_PYTORCH=1
-FEDSKY_TORCH_LIB="$("$FEDSKY_VENV/bin/python" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')"
+export FEDSKY_TORCH_LIB="$("$FEDSKY_VENV/bin/python" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')"
 export LD_LIBRARY_PATH="$FEDSKY_TORCH_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
