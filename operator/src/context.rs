@@ -20,6 +20,8 @@ pub struct Context {
     pub images: crate::controllers::federated_job::build::Images,
     /// Where workloads run: pods in member clusters or local processes.
     pub runtime: Arc<crate::runtime::Runtime>,
+    /// Recent node views per participant site, shared by all reconciles.
+    pub sites: crate::controllers::participant_pool::nodes::SiteCache,
 }
 
 impl std::fmt::Debug for Context {
@@ -42,6 +44,7 @@ impl Context {
         Arc::new(Self {
             recorder: Recorder::new(client.clone(), reporter),
             clusters: ClusterRegistry::default(),
+            sites: Default::default(),
             images: Default::default(),
             runtime,
             client,

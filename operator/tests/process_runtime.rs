@@ -30,6 +30,34 @@ fn bin(var: &str) -> PathBuf {
     p
 }
 
+/// Stops whatever the runtime started under `0` when the test ends, also on a panic (the
+/// processes run in their own process groups and would outlive the test).
+struct StopOnDrop(PathBuf);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    walk(&p, out);
+                } else if p.file_name().is_some_and(|n| n == "pid") {
+                    out.push(p);
+                }
+            }
+        }
+        let mut pids = Vec::new();
+        walk(&self.0, &mut pids);
+        for f in pids {
+            if let Ok(pid) = std::fs::read_to_string(&f) {
+                let _ = std::process::Command::new("kill")
+                    .args(["-KILL", "--", &format!("-{}", pid.trim())])
+                    .status();
+            }
+        }
+    }
+}
+
 fn synth(participant: &Path, out: &Path, dominant: usize) {
     let status = std::process::Command::new(participant)
         .args([
@@ -59,6 +87,7 @@ async fn a_job_trains_end_to_end_as_local_processes() {
         synth(&participant, &work.path().join(claim).join("xray"), i);
     }
     let state_dir = work.path().join("state");
+    let _stop = StopOnDrop(state_dir.clone());
     let settings = Settings {
         runtime: Arc::new(Runtime::Process(ProcessRuntime::new(ProcessSettings {
             state_dir: state_dir.clone(),

@@ -10,6 +10,7 @@ pub mod names;
 pub mod participants;
 pub mod status;
 pub mod validate;
+pub mod vm;
 
 use crate::orchestrator::{FailureMark, QueueState, Slot};
 use crate::{Context, Error, FIELD_MANAGER};
@@ -34,11 +35,16 @@ use std::time::{Duration, Instant};
 pub const CONTROLLER: &str = "federatedjob";
 /// Finalizer guarding cross-cluster cleanup.
 pub const FINALIZER: &str = "fl.fedsky.dev/cleanup";
+/// Jobs reconciled at once. Unbounded, a burst of 1,000 jobs meant 1,000 reconciles in
+/// flight: over a thousand sockets, 330 MB resident, and member API servers timing out
+/// under the applies (docs/operator-benchmark.md).
+pub const CONCURRENCY: u16 = 32;
 
 /// Runs the controller until the stream ends.
 pub async fn run(ctx: Arc<Context>) {
     let api: Api<FederatedJob> = Api::all(ctx.client.clone());
     Controller::new(api, watcher::Config::default())
+        .with_config(kube::runtime::controller::Config::default().concurrency(CONCURRENCY))
         .owns(
             Api::<fedsky_crds::AggregatorPlacement>::all(ctx.client.clone()),
             watcher::Config::default(),
@@ -82,7 +88,7 @@ fn error_policy(job: Arc<FederatedJob>, error: &Error, ctx: Arc<Context>) -> Act
 #[tracing::instrument(skip_all, fields(job = %job.name_any()))]
 async fn apply(job: &FederatedJob, ctx: &Context) -> Result<Action, Error> {
     let ns = job.namespace().unwrap_or_default();
-    let prev = job.status.clone().unwrap_or_default();
+    let mut prev = job.status.clone().unwrap_or_default();
     let now = Timestamp::now();
     let pools: Api<ParticipantPool> = Api::namespaced(ctx.client.clone(), &ns);
     let pool_name = &job.spec.participants.pool_ref.name;
@@ -118,6 +124,21 @@ async fn apply(job: &FederatedJob, ctx: &Context) -> Result<Action, Error> {
     };
     obs.placement = member::ensure_placement(ctx, job).await?;
     if let PlacementObs::Placed { option, .. } = &obs.placement {
+        if first_placement(&prev) {
+            // Report the decision before touching member clusters, so that `Placed` does
+            // not wait on their API servers (slow or unreachable ones held it for minutes).
+            let realising = Observation {
+                aggregator: AggregatorObs::Waiting(
+                    "Starting",
+                    format!(
+                        "applying the aggregator in {}/{}",
+                        option.cloud, option.region
+                    ),
+                ),
+                ..obs.clone()
+            };
+            prev = write_status(job, ctx, &prev, &realising, None, 0, now).await?;
+        }
         obs.aggregator = member::realise_aggregator(ctx, &valid, option).await;
     }
     let mut queue = queue_state(&prev);
@@ -130,6 +151,10 @@ async fn apply(job: &FederatedJob, ctx: &Context) -> Result<Action, Error> {
     {
         let outcome =
             member::run_participants(ctx, &valid, endpoint, &mut queue, replacements, now).await;
+        // The next reader of these sites must see the participants just started.
+        for c in &outcome.plan.create {
+            ctx.sites.invalidate(valid.site(&c.site));
+        }
         for (o, why) in &outcome.plan.replaced {
             publish(
                 ctx,
@@ -181,6 +206,12 @@ fn merge_participants(
     out
 }
 
+/// The job has not been placed before and nothing runs for it yet.
+fn first_placement(prev: &FederatedJobStatus) -> bool {
+    !fedsky_crds::conditions::is_true(&prev.conditions, status::types::PLACED)
+        && prev.participants.is_empty()
+}
+
 fn queue_state(prev: &FederatedJobStatus) -> QueueState {
     QueueState {
         cursor: prev
@@ -214,6 +245,32 @@ async fn finish(
     replacements: u32,
     now: Timestamp,
 ) -> Result<Action, Error> {
+    let next = write_status(job, ctx, prev, obs, queue, replacements, now).await?;
+    let terminal = matches!(
+        next.phase,
+        Some(
+            fedsky_crds::federated_job::JobPhase::Succeeded
+                | fedsky_crds::federated_job::JobPhase::Failed
+        )
+    );
+    Ok(if obs.invalid.is_some() || terminal {
+        Action::requeue(Duration::from_secs(60))
+    } else {
+        Action::requeue(Duration::from_secs(5))
+    })
+}
+
+/// Computes and writes the status; returns what was written. Without `queue` the queue
+/// cursor, failure marks and replacement count stay as they were.
+async fn write_status(
+    job: &FederatedJob,
+    ctx: &Context,
+    prev: &FederatedJobStatus,
+    obs: &Observation,
+    queue: Option<QueueState>,
+    replacements: u32,
+    now: Timestamp,
+) -> Result<FederatedJobStatus, Error> {
     let mut next = status::compute(prev, obs, job.metadata.generation, now);
     if let Some(q) = queue {
         next.queue_cursor = i64::try_from(q.cursor).ok();
@@ -254,18 +311,7 @@ async fn finish(
             &Patch::Apply(&patch),
         )
         .await?;
-    let terminal = matches!(
-        next.phase,
-        Some(
-            fedsky_crds::federated_job::JobPhase::Succeeded
-                | fedsky_crds::federated_job::JobPhase::Failed
-        )
-    );
-    Ok(if obs.invalid.is_some() || terminal {
-        Action::requeue(Duration::from_secs(60))
-    } else {
-        Action::requeue(Duration::from_secs(5))
-    })
+    Ok(next)
 }
 
 async fn cleanup(job: &FederatedJob, ctx: &Context) -> Result<Action, Error> {
