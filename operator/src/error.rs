@@ -24,6 +24,9 @@ pub enum Error {
     /// A cloud call for an aggregator VM failed (deleting it blocks job deletion).
     #[error("cloud: {0}")]
     Cloud(#[from] fedsky_clouds::provision::ProvisionError),
+    /// The job's certificates could not be issued, or its stored CA is unusable.
+    #[error("job PKI: {0}")]
+    Pki(#[from] crate::controllers::federated_job::pki::PkiError),
     /// Status could not be serialised (a bug).
     #[error("serialising status: {0}")]
     Serialize(#[from] serde_json::Error),
@@ -39,6 +42,7 @@ impl Error {
             Self::Cloud(e) => e.reason(),
             Self::Runtime(_) => "ProcessRuntimeError",
             Self::Serialize(_) => "InternalError",
+            Self::Pki(_) => "CertificateError",
             Self::Finalizer(e) => match e.as_ref() {
                 kube::runtime::finalizer::Error::ApplyFailed(inner)
                 | kube::runtime::finalizer::Error::CleanupFailed(inner) => inner.category(),

@@ -11,7 +11,7 @@ use fedsky_crds::conditions;
 use fedsky_crds::{AggregatorPlacement, FederatedJob};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 
 const WORKER: &[(&str, &str)] = &[("fedsky.dev/fl-worker", "true")];
@@ -20,6 +20,23 @@ fn cond_true(job: &FederatedJob, t: &str) -> bool {
     job.status
         .as_ref()
         .is_some_and(|s| conditions::is_true(&s.conditions, t))
+}
+
+/// The CN of a PEM certificate.
+fn common_name(pem: &[u8]) -> String {
+    use base64::Engine;
+    let text = String::from_utf8_lossy(pem);
+    let b64: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .expect("base64");
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).expect("certificate");
+    cert.subject()
+        .iter_common_name()
+        .next()
+        .and_then(|c| c.as_str().ok())
+        .expect("CN")
+        .to_string()
 }
 
 async fn participant_jobs(client: &kube::Client) -> Vec<Job> {
@@ -242,6 +259,56 @@ async fn job_is_placed_started_healed_and_cleaned_up() {
     let live: Vec<String> = us_jobs.iter().map(node_of).collect();
     assert_eq!(live.len(), 1, "the failed Job is removed: {live:?}");
     assert_ne!(live[0], failed_node, "replacement runs on another node");
+
+    // Mutual TLS: the aggregator holds its server certificate and the job's CA; each
+    // participant has its own Secret whose certificate names it; a replaced participant's
+    // certificate is gone; no key reaches status or Events.
+    let agg_secret = Api::<Secret>::namespaced(aws.clone(), "fedsky-aggregators")
+        .list(&ListParams::default().labels("fl.fedsky.dev/role=aggregator"))
+        .await
+        .expect("aggregator secrets");
+    let data = agg_secret.items[0].data.clone().expect("data");
+    for key in ["tls.crt", "tls.key", "ca.crt", "token"] {
+        assert!(data.contains_key(key), "aggregator Secret lacks {key}");
+    }
+    let participant_secrets = Api::<Secret>::namespaced(us.clone(), "fedsky-participants");
+    for j in eu_jobs.iter().chain(&us_jobs) {
+        let name = j.metadata.name.clone().expect("name");
+        let client = if eu_jobs.contains(j) { eu } else { us };
+        let s = Api::<Secret>::namespaced(client.clone(), "fedsky-participants")
+            .get(&name)
+            .await
+            .expect("participant Secret named like its Job");
+        let pem = s.data.expect("data")["tls.crt"].0.clone();
+        assert_eq!(
+            common_name(&pem),
+            name,
+            "the certificate names the participant"
+        );
+    }
+    let replaced = st
+        .participants
+        .iter()
+        .find(|p| p.state == "Replaced")
+        .map(|p| p.name.clone())
+        .expect("replaced participant");
+    assert!(
+        participant_secrets
+            .get_opt(&replaced)
+            .await
+            .expect("get")
+            .is_none_or(|s| s.metadata.deletion_timestamp.is_some()),
+        "the replaced participant's certificate is deleted"
+    );
+    let text = serde_json::to_string(&st).expect("status");
+    let events = Api::<k8s_openapi::api::core::v1::Event>::namespaced(hub.clone(), ns)
+        .list(&Default::default())
+        .await
+        .expect("events");
+    let events = serde_json::to_string(&events.items).expect("events");
+    for t in [text, events] {
+        assert!(!t.contains("PRIVATE KEY"), "key material leaked: {t}");
+    }
 
     // Deleting the job removes what it created in every cluster.
     jobs.delete("xray", &DeleteParams::default())

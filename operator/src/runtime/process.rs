@@ -2,12 +2,15 @@
 //! supervised through files so that an operator restart loses nothing.
 //!
 //! Layout under the state directory, per job key:
-//! `aggregator/{job.json,token,initial.safetensors,ports.json,store/,run/}` and
-//! `participants/<name>/{meta.json,token,state/,run/}`, where `run/` holds `pid`, `log`
+//! `aggregator/{job.json,token,ca.crt,tls.crt,tls.key,initial.safetensors,ports.json,store/,run/}`
+//! and `participants/<name>/{meta.json,token,ca.crt,tls.crt,tls.key,state/,run/}` (credentials
+//! mode 0600), where `run/` holds `pid`, `log`
 //! and, once the process has ended, `exit` (its status). Each process runs under a small
 //! `sh` wrapper in its own process group that records the exit status even when the
 //! operator is gone, like a kubelet records a container's.
 
+use crate::controllers::federated_job::command::{self, AggregatorIo, TlsPaths};
+use crate::controllers::federated_job::pki::Leaf;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -73,6 +76,48 @@ pub enum ProcessError {
     /// A site has no data volume at all.
     #[error("site {0}: dataVolume sets neither persistentVolumeClaim nor hostPath")]
     NoDataVolume(String),
+    /// A certificate could not be issued.
+    #[error("issuing credentials: {0}")]
+    Credentials(String),
+}
+
+/// What a process authenticates with: the job token and its side of the job's mutual TLS.
+#[derive(Debug, Clone, Copy)]
+pub struct Credentials<'a> {
+    /// The job token.
+    pub token: &'a str,
+    /// The job's CA certificate.
+    pub ca_pem: &'a str,
+    /// This process's certificate and key.
+    pub leaf: &'a Leaf,
+}
+
+/// Credential files of one process, written 0600 next to each other.
+#[derive(Debug, Clone)]
+pub struct CredentialFiles {
+    /// Job token file.
+    pub token: PathBuf,
+    /// The job's CA certificate.
+    pub ca: PathBuf,
+    /// This process's certificate.
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
+}
+
+/// Writes `creds` into `dir` (each file only when its content changed).
+fn write_credentials(dir: &Path, creds: &Credentials<'_>) -> Result<CredentialFiles, ProcessError> {
+    let files = CredentialFiles {
+        token: dir.join("token"),
+        ca: dir.join("ca.crt"),
+        cert: dir.join("tls.crt"),
+        key: dir.join("tls.key"),
+    };
+    write_if_changed(&files.token, creds.token.as_bytes(), 0o600)?;
+    write_if_changed(&files.ca, creds.ca_pem.as_bytes(), 0o600)?;
+    write_if_changed(&files.cert, creds.leaf.cert_pem.as_bytes(), 0o600)?;
+    write_if_changed(&files.key, creds.leaf.key_pem.as_bytes(), 0o600)?;
+    Ok(files)
 }
 
 fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ProcessError {
@@ -138,6 +183,12 @@ pub struct ParticipantProc {
 pub struct ParticipantPaths {
     /// Job token file.
     pub token: PathBuf,
+    /// The job's CA certificate.
+    pub ca: PathBuf,
+    /// The participant's certificate.
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
     /// Directory that keeps an open round's update across restarts.
     pub state: PathBuf,
 }
@@ -205,14 +256,14 @@ impl ProcessRuntime {
         &self,
         key: &str,
         job_json: &str,
-        token: &str,
+        creds: &Credentials<'_>,
         init_model: &[String],
     ) -> Result<AggregatorState, ProcessError> {
         let dir = self.aggregator_dir(key);
         let run = dir.join("run");
         create_dir(&run)?;
         write_if_changed(&dir.join("job.json"), job_json.as_bytes(), 0o644)?;
-        write_if_changed(&dir.join("token"), token.as_bytes(), 0o600)?;
+        let files = write_credentials(&dir, creds)?;
         let initial = dir.join("initial.safetensors");
         if !initial.exists() {
             self.init_model(init_model, &initial).await?;
@@ -234,23 +285,20 @@ impl ProcessRuntime {
             _ => {}
         }
         let s = |p: &Path| p.display().to_string();
-        let args = vec![
-            "--job".into(),
-            s(&dir.join("job.json")),
-            "--grpc-listen".into(),
-            grpc.clone(),
-            "--http-listen".into(),
-            format!("127.0.0.1:{}", ports.http),
-            "--token-file".into(),
-            s(&dir.join("token")),
-            "--store-dir".into(),
-            s(&dir.join("store")),
-            "--initial-model".into(),
-            s(&initial),
-            // Loopback only; per-job mTLS comes with the certificates the Kubernetes
-            // runtime mounts.
-            "--insecure-plaintext".into(),
-        ];
+        let (ca, cert, tls_key) = (s(&files.ca), s(&files.cert), s(&files.key));
+        let args = command::aggregator(&AggregatorIo {
+            job_file: &s(&dir.join("job.json")),
+            grpc_listen: &grpc,
+            http_listen: &format!("127.0.0.1:{}", ports.http),
+            token_file: &s(&files.token),
+            store_dir: &s(&dir.join("store")),
+            initial_model: &s(&initial),
+            tls: TlsPaths {
+                ca: &ca,
+                cert: &cert,
+                key: &tls_key,
+            },
+        });
         spawn(&run, &self.settings.aggregator_bin, &args, &[]).await?;
         Ok(AggregatorState::Starting)
     }
@@ -310,19 +358,27 @@ impl ProcessRuntime {
         out
     }
 
-    /// Files a participant is started with; `token` is written there first.
+    /// The pid of a participant's wrapper, which leads its process group (experiments
+    /// inject failures by signalling the group, as a dying node would).
+    pub fn participant_pid(&self, key: &str, name: &str) -> Option<u32> {
+        pid(&self.participant_dir(key, name).join("run"))
+    }
+
+    /// Files a participant is started with; its credentials are written there first.
     pub fn participant_paths(
         &self,
         key: &str,
         name: &str,
-        token: &str,
+        creds: &Credentials<'_>,
     ) -> Result<ParticipantPaths, ProcessError> {
         let dir = self.participant_dir(key, name);
         create_dir(&dir.join("state"))?;
-        let token_path = dir.join("token");
-        write_if_changed(&token_path, token.as_bytes(), 0o600)?;
+        let files = write_credentials(&dir, creds)?;
         Ok(ParticipantPaths {
-            token: token_path,
+            token: files.token,
+            ca: files.ca,
+            cert: files.cert,
+            key: files.key,
             state: dir.join("state"),
         })
     }
@@ -690,8 +746,17 @@ mod tests {
             ..runtime(dir.path()).settings
         });
         let script = "echo no such architecture >&2; exit 3";
+        let leaf = Leaf {
+            cert_pem: "cert".into(),
+            key_pem: "key".into(),
+        };
+        let creds = Credentials {
+            token: "t",
+            ca_pem: "ca",
+            leaf: &leaf,
+        };
         let err = rt
-            .ensure_aggregator("k", "{}", "t", &["-c".into(), script.into()])
+            .ensure_aggregator("k", "{}", &creds, &["-c".into(), script.into()])
             .await
             .expect_err("the script fails");
         let msg = err.to_string();

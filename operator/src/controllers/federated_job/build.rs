@@ -1,8 +1,9 @@
 //! Desired objects of a FederatedJob, built from a validated job: the participant Jobs
 //! for the sites' clusters and the aggregator's objects for the placed cluster. Pure.
 
-use super::command::ParticipantIo;
+use super::command::{self, AggregatorIo, ParticipantIo, TlsPaths};
 use super::names::{self, AGGREGATOR_NAMESPACE, GRPC_PORT, HTTP_PORT};
+use super::pki::PkiError;
 use super::validate::ValidJob;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
@@ -55,8 +56,20 @@ fn from<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
     serde_json::from_value(v).expect("built object matches its Kubernetes type")
 }
 
+/// Where pods find the files of the Secrets below.
+const CREDENTIALS_DIR: &str = "/var/run/fedsky";
+
+fn tls_paths() -> TlsPaths<'static> {
+    TlsPaths {
+        ca: "/var/run/fedsky/ca.crt",
+        cert: "/var/run/fedsky/tls.crt",
+        key: "/var/run/fedsky/tls.key",
+    }
+}
+
 /// The participant Job for `plan`, pinned to its node, with the site's data mounted
-/// read-only and the aggregator endpoint and credentials injected.
+/// read-only and the aggregator endpoint and credentials (its own Secret, see
+/// [`participant_secret`]) injected.
 pub fn participant_job(
     job: &ValidJob,
     plan: &ParticipantPlan,
@@ -113,7 +126,9 @@ pub fn participant_job(
                         "image": images.participant,
                         "args": job.workload.participant(&ParticipantIo {
                             name: &name,
-                            aggregator_url: &format!("http://{endpoint}"),
+                            endpoint,
+                            tls_domain: &names::aggregator_tls_name(&job.key),
+                            tls: tls_paths(),
                             data_root: "/data",
                             token_file: "/var/run/fedsky/token",
                             state_dir: "/tmp/fedsky-state",
@@ -126,13 +141,13 @@ pub fn participant_job(
                         "securityContext": restricted_security(),
                         "volumeMounts": [
                             { "name": "data", "mountPath": "/data", "readOnly": true },
-                            { "name": "credentials", "mountPath": "/var/run/fedsky", "readOnly": true },
+                            { "name": "credentials", "mountPath": CREDENTIALS_DIR, "readOnly": true },
                             { "name": "tmp", "mountPath": "/tmp" },
                         ],
                     }],
                     "volumes": [
                         data,
-                        { "name": "credentials", "secret": { "secretName": names::participant_secret(&job.key) } },
+                        { "name": "credentials", "secret": { "secretName": name, "defaultMode": 0o400 } },
                         { "name": "tmp", "emptyDir": {} },
                     ],
                 },
@@ -141,20 +156,44 @@ pub fn participant_job(
     }))
 }
 
-/// The Secret with the job token that participants present on registration.
-pub fn participant_secret(job: &ValidJob, namespace: &str) -> Secret {
-    from(json!({
+/// The participant's own Secret, named like its Job: the job token it presents on
+/// registration, its client certificate (CN = its name, its identity) and key, and the
+/// job's CA to check the aggregator against.
+pub fn participant_secret(job: &ValidJob, plan: &ParticipantPlan) -> Result<Secret, PkiError> {
+    let site = job.site(&plan.site);
+    let name = names::participant(&job.key, &plan.site, plan.n);
+    let leaf = job.ca.client(&name)?;
+    let mut labels = names::labels(&job.key, "participant");
+    labels.insert(names::LABEL_SITE.into(), plan.site.clone());
+    Ok(from(json!({
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": {
-            "name": names::participant_secret(&job.key),
-            "namespace": namespace,
-            "labels": names::labels(&job.key, "participant"),
+            "name": name,
+            "namespace": site.namespace,
+            "labels": labels,
             "annotations": { names::ANNOTATION_JOB: job.reference },
         },
         "type": "Opaque",
-        "stringData": { "token": job.token },
-    }))
+        "stringData": {
+            "token": job.token,
+            "ca.crt": job.ca.cert_pem,
+            "tls.crt": leaf.cert_pem,
+            "tls.key": leaf.key_pem,
+        },
+    })))
+}
+
+/// The aggregator's server certificate: valid for its Service name, which participants
+/// verify whatever address they dial, and for loopback (the process runtime).
+pub fn aggregator_certificate(job: &ValidJob) -> Result<super::pki::Leaf, PkiError> {
+    let svc = names::aggregator_tls_name(&job.key);
+    job.ca.server(&[
+        svc.clone(),
+        format!("{svc}.cluster.local"),
+        "localhost".into(),
+        "127.0.0.1".into(),
+    ])
 }
 
 /// The aggregator's objects in the placed public cluster.
@@ -171,9 +210,10 @@ pub struct AggregatorObjects {
 }
 
 /// Builds the aggregator's Secret, PVC, Deployment and Service.
-pub fn aggregator(job: &ValidJob, images: &Images) -> AggregatorObjects {
+pub fn aggregator(job: &ValidJob, images: &Images) -> Result<AggregatorObjects, PkiError> {
     let name = names::aggregator(&job.key);
     let labels = names::labels(&job.key, "aggregator");
+    let server = aggregator_certificate(job)?;
     let mut init_model = job.workload.init_model();
     init_model.extend(["--out".into(), "/models/initial.safetensors".into()]);
     let meta = json!({
@@ -184,7 +224,13 @@ pub fn aggregator(job: &ValidJob, images: &Images) -> AggregatorObjects {
     });
     let secret = from(json!({
         "apiVersion": "v1", "kind": "Secret", "metadata": meta, "type": "Opaque",
-        "stringData": { "token": job.token, "job.json": job.aggregator_config.to_string() },
+        "stringData": {
+            "token": job.token,
+            "job.json": job.aggregator_config.to_string(),
+            "ca.crt": job.ca.cert_pem,
+            "tls.crt": server.cert_pem,
+            "tls.key": server.key_pem,
+        },
     }));
     let pvc = from(json!({
         "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": meta,
@@ -218,16 +264,15 @@ pub fn aggregator(job: &ValidJob, images: &Images) -> AggregatorObjects {
                     "containers": [{
                         "name": "aggregator",
                         "image": images.aggregator,
-                        "args": [
-                            "--job", "/var/run/fedsky/job.json",
-                            "--grpc-listen", format!("0.0.0.0:{GRPC_PORT}"),
-                            "--http-listen", format!("0.0.0.0:{HTTP_PORT}"),
-                            "--token-file", "/var/run/fedsky/token",
-                            "--store-dir", "/models",
-                            "--initial-model", "/models/initial.safetensors",
-                            // Per-job mTLS certificates are not issued yet; see docs/operations.md.
-                            "--insecure-plaintext",
-                        ],
+                        "args": command::aggregator(&AggregatorIo {
+                            job_file: "/var/run/fedsky/job.json",
+                            grpc_listen: &format!("0.0.0.0:{GRPC_PORT}"),
+                            http_listen: &format!("0.0.0.0:{HTTP_PORT}"),
+                            token_file: "/var/run/fedsky/token",
+                            store_dir: "/models",
+                            initial_model: "/models/initial.safetensors",
+                            tls: tls_paths(),
+                        }),
                         "ports": [
                             { "name": "grpc", "containerPort": GRPC_PORT },
                             { "name": "http", "containerPort": HTTP_PORT },
@@ -237,12 +282,12 @@ pub fn aggregator(job: &ValidJob, images: &Images) -> AggregatorObjects {
                         "securityContext": restricted_security(),
                         "volumeMounts": [
                             { "name": "models", "mountPath": "/models" },
-                            { "name": "config", "mountPath": "/var/run/fedsky", "readOnly": true },
+                            { "name": "config", "mountPath": CREDENTIALS_DIR, "readOnly": true },
                         ],
                     }],
                     "volumes": [
                         { "name": "models", "persistentVolumeClaim": { "claimName": name } },
-                        { "name": "config", "secret": { "secretName": name } },
+                        { "name": "config", "secret": { "secretName": name, "defaultMode": 0o400 } },
                     ],
                 },
             },
@@ -260,12 +305,12 @@ pub fn aggregator(job: &ValidJob, images: &Images) -> AggregatorObjects {
             ],
         },
     }));
-    AggregatorObjects {
+    Ok(AggregatorObjects {
         secret,
         pvc,
         deployment,
         service,
-    }
+    })
 }
 
 #[cfg(test)]
@@ -295,8 +340,16 @@ mod tests {
         let args = c.args.clone().unwrap_or_default();
         assert!(
             args.windows(2)
-                .any(|w| w[0] == "--aggregator" && w[1] == "http://agg.example:50051")
+                .any(|w| w[0] == "--aggregator" && w[1] == "https://agg.example:50051")
         );
+        // Its own Secret, holding its certificate.
+        let creds = pod
+            .volumes
+            .as_ref()
+            .and_then(|v| v.iter().find(|v| v.name == "credentials"))
+            .and_then(|v| v.secret.as_ref())
+            .and_then(|s| s.secret_name.clone());
+        assert_eq!(creds, j.metadata.name);
         assert!(
             args.windows(2)
                 .any(|w| w[0] == "--data" && w[1] == "/data/covid19-radiography")
@@ -331,7 +384,7 @@ mod tests {
     #[test]
     fn aggregator_objects_share_a_deterministic_name() {
         let job = valid_job();
-        let a = aggregator(&job, &Images::default());
+        let a = aggregator(&job, &Images::default()).expect("objects");
         let n = Some("fedsky-agg-covid-xray-covid-xray".to_string());
         assert_eq!(a.deployment.metadata.name, n);
         assert_eq!(a.service.metadata.name, n);
@@ -345,6 +398,61 @@ mod tests {
         assert_eq!(
             a.service.spec.and_then(|s| s.type_).as_deref(),
             Some("LoadBalancer")
+        );
+    }
+
+    #[test]
+    fn certificates_reach_the_aggregator_and_each_participant_under_its_own_name() {
+        use x509_parser::prelude::{FromDer, X509Certificate};
+        let job = valid_job();
+        let cn = |pem: &str| -> String {
+            let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+            let der = {
+                use base64::Engine;
+                base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .expect("base64")
+            };
+            let (_, c) = X509Certificate::from_der(&der).expect("cert");
+            c.subject()
+                .iter_common_name()
+                .next()
+                .and_then(|n| n.as_str().ok())
+                .expect("CN")
+                .to_string()
+        };
+        let a = aggregator(&job, &Images::default()).expect("objects");
+        let data = a.secret.string_data.expect("data");
+        assert_eq!(cn(&data["tls.crt"]), names::aggregator_tls_name(&job.key));
+        assert_eq!(data["ca.crt"], job.ca.cert_pem);
+        assert!(data["tls.key"].contains("PRIVATE KEY"));
+        let args = a
+            .deployment
+            .spec
+            .and_then(|s| s.template.spec)
+            .expect("pod")
+            .containers[0]
+            .args
+            .clone()
+            .unwrap_or_default();
+        assert!(
+            !args.iter().any(|a| a == "--insecure-plaintext"),
+            "{args:?}"
+        );
+        let plan = ParticipantPlan {
+            site: "eu".into(),
+            node: "eu-big".into(),
+            n: 0,
+        };
+        let s = participant_secret(&job, &plan).expect("secret");
+        let name = names::participant(&job.key, "eu", 0);
+        assert_eq!(s.metadata.name.as_deref(), Some(name.as_str()));
+        let data = s.string_data.expect("data");
+        assert_eq!(cn(&data["tls.crt"]), name);
+        // Built again, the same bytes: applying it is a no-op.
+        assert_eq!(
+            participant_secret(&job, &plan).expect("again").string_data,
+            Some(data)
         );
     }
 }

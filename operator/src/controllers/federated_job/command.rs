@@ -1,6 +1,6 @@
-//! Command lines of the participant binary for a job — `run` for each participant and
-//! `init-model` for the aggregator's initial model — built once, so pods and local
-//! processes start exactly the same programs. Pure.
+//! Command lines of a job's programs — the aggregator, the participant binary's `run` for
+//! each participant and `init-model` for the aggregator's initial model — built once, so
+//! pods and local processes start exactly the same programs. Pure.
 
 use super::validate::InvalidJob;
 use fedsky_crds::FederatedJob;
@@ -19,19 +19,71 @@ pub struct Workload {
     dataset_path: String,
 }
 
+/// Files of one side of the job's mutual TLS.
+#[derive(Debug, Clone, Copy)]
+pub struct TlsPaths<'a> {
+    /// The job's CA certificate (the trust anchor of both sides).
+    pub ca: &'a str,
+    /// This side's certificate.
+    pub cert: &'a str,
+    /// Its private key.
+    pub key: &'a str,
+}
+
 /// Where one participant finds what it needs.
 #[derive(Debug, Clone, Copy)]
 pub struct ParticipantIo<'a> {
-    /// Its name, which is also its identity on the aggregator.
+    /// Its name, which is also its identity on the aggregator (its certificate's CN).
     pub name: &'a str,
-    /// `http://host:port` of the aggregator's gRPC endpoint.
-    pub aggregator_url: &'a str,
+    /// `host:port` of the aggregator's gRPC endpoint.
+    pub endpoint: &'a str,
+    /// The name in the aggregator's certificate (`names::aggregator_tls_name`).
+    pub tls_domain: &'a str,
+    /// Its certificate, key and the job's CA.
+    pub tls: TlsPaths<'a>,
     /// Root of the site's data volume.
     pub data_root: &'a str,
     /// File holding the job token.
     pub token_file: &'a str,
     /// Directory that keeps an open round's update across restarts.
     pub state_dir: &'a str,
+}
+
+/// Where the aggregator finds and keeps what it needs.
+#[derive(Debug, Clone, Copy)]
+pub struct AggregatorIo<'a> {
+    /// The aggregator's job file.
+    pub job_file: &'a str,
+    /// `addr:port` for gRPC.
+    pub grpc_listen: &'a str,
+    /// `addr:port` for the model manager (HTTP).
+    pub http_listen: &'a str,
+    /// File holding the job token.
+    pub token_file: &'a str,
+    /// Model store directory.
+    pub store_dir: &'a str,
+    /// The initial global model.
+    pub initial_model: &'a str,
+    /// Its server certificate, key and the job's CA (which signs participants' certificates).
+    pub tls: TlsPaths<'a>,
+}
+
+/// `fedsky-aggregator …` arguments (without the binary).
+pub fn aggregator(io: &AggregatorIo<'_>) -> Vec<String> {
+    [
+        ("--job", io.job_file),
+        ("--grpc-listen", io.grpc_listen),
+        ("--http-listen", io.http_listen),
+        ("--token-file", io.token_file),
+        ("--store-dir", io.store_dir),
+        ("--initial-model", io.initial_model),
+        ("--tls-cert", io.tls.cert),
+        ("--tls-key", io.tls.key),
+        ("--client-ca", io.tls.ca),
+    ]
+    .into_iter()
+    .flat_map(|(flag, value)| [flag.to_string(), value.to_string()])
+    .collect()
 }
 
 impl Workload {
@@ -106,11 +158,16 @@ impl Workload {
         let mut args: Vec<String> = vec![
             "run".into(),
             "--aggregator".into(),
-            io.aggregator_url.into(),
-            // Plaintext until per-job certificates are issued; the token still gates entry.
-            "--insecure-plaintext".into(),
-            "--participant-id".into(),
-            io.name.into(),
+            format!("https://{}", io.endpoint),
+            // The identity is the certificate's CN, which is `io.name`.
+            "--ca".into(),
+            io.tls.ca.into(),
+            "--cert".into(),
+            io.tls.cert.into(),
+            "--key".into(),
+            io.tls.key.into(),
+            "--tls-domain".into(),
+            io.tls_domain.into(),
             "--token-file".into(),
             io.token_file.into(),
             "--state-dir".into(),
@@ -148,14 +205,29 @@ mod tests {
         let w = Workload::for_job(&example_job()).expect("workload");
         let args = w.participant(&ParticipantIo {
             name: "p-eu-0",
-            aggregator_url: "http://agg:50051",
+            endpoint: "agg:50051",
+            tls_domain: "fedsky-agg-x.fedsky-aggregators.svc",
+            tls: TlsPaths {
+                ca: "/c/ca.crt",
+                cert: "/c/tls.crt",
+                key: "/c/tls.key",
+            },
             data_root: "/data/",
             token_file: "/var/run/fedsky/token",
             state_dir: "/tmp/state",
         });
         assert_eq!(args[0], "run");
-        assert_eq!(flag(&args, "--aggregator"), Some("http://agg:50051"));
-        assert_eq!(flag(&args, "--participant-id"), Some("p-eu-0"));
+        assert_eq!(flag(&args, "--aggregator"), Some("https://agg:50051"));
+        // Mutual TLS: no plaintext, and the identity comes from the certificate.
+        assert!(!args.iter().any(|a| a == "--insecure-plaintext"));
+        assert_eq!(flag(&args, "--participant-id"), None);
+        assert_eq!(flag(&args, "--cert"), Some("/c/tls.crt"));
+        assert_eq!(flag(&args, "--key"), Some("/c/tls.key"));
+        assert_eq!(flag(&args, "--ca"), Some("/c/ca.crt"));
+        assert_eq!(
+            flag(&args, "--tls-domain"),
+            Some("fedsky-agg-x.fedsky-aggregators.svc")
+        );
         assert_eq!(flag(&args, "--data"), Some("/data/covid19-radiography"));
         assert_eq!(
             flag(&args, "--classes"),
@@ -166,6 +238,32 @@ mod tests {
         assert_eq!(flag(&args, "--channels"), Some("gray"));
         assert_eq!(flag(&args, "--init-seed"), Some("7"));
         assert_eq!(flag(&args, "--split-seed"), Some("7"));
+    }
+
+    #[test]
+    fn aggregator_command_serves_mutual_tls() {
+        let args = aggregator(&AggregatorIo {
+            job_file: "/r/job.json",
+            grpc_listen: "0.0.0.0:50051",
+            http_listen: "0.0.0.0:8081",
+            token_file: "/r/token",
+            store_dir: "/models",
+            initial_model: "/models/initial.safetensors",
+            tls: TlsPaths {
+                ca: "/r/ca.crt",
+                cert: "/r/tls.crt",
+                key: "/r/tls.key",
+            },
+        });
+        assert!(!args.iter().any(|a| a == "--insecure-plaintext"));
+        assert_eq!(flag(&args, "--tls-cert"), Some("/r/tls.crt"));
+        assert_eq!(flag(&args, "--tls-key"), Some("/r/tls.key"));
+        assert_eq!(flag(&args, "--client-ca"), Some("/r/ca.crt"));
+        assert_eq!(flag(&args, "--job"), Some("/r/job.json"));
+        assert_eq!(
+            flag(&args, "--initial-model"),
+            Some("/models/initial.safetensors")
+        );
     }
 
     #[test]

@@ -2,9 +2,10 @@
 //! server-side applies into member clusters. Decisions live in the pure modules.
 
 use super::build;
-use super::command::ParticipantIo;
+use super::command::{ParticipantIo, TlsPaths};
 use super::names::{self, AGGREGATOR_NAMESPACE, GRPC_PORT, HTTP_PORT};
 use super::participants::{self, Observed, Phase, Plan};
+use super::pki::Ca;
 use super::status::{AggregatorObs, PlacementObs, Progress};
 use super::validate::ValidJob;
 use crate::capacity::NodeView;
@@ -13,7 +14,7 @@ use crate::controllers::participant_pool::nodes::site_nodes;
 use crate::orchestrator::{Candidate, QueueState};
 use crate::runtime::ProcessRuntime;
 use crate::runtime::process::{
-    AggregatorState, ParticipantMeta, ParticipantProc, ProcState, ProcessError,
+    AggregatorState, Credentials, ParticipantMeta, ParticipantProc, ProcState, ProcessError,
 };
 use crate::{Context, Error, FIELD_MANAGER};
 use fedsky_crds::aggregator_placement::PlacementOption;
@@ -28,6 +29,7 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, P
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 
 /// Name of the hub Secret holding a job's participant token.
@@ -35,32 +37,89 @@ pub fn token_secret(job: &str) -> String {
     format!("{job}-fedsky-token")
 }
 
-/// The job's token, created once (random) in a hub Secret owned by the job.
-pub async fn ensure_token(ctx: &Context, job: &FederatedJob) -> Result<String, Error> {
+/// Name of the hub Secret holding a job's CA.
+pub fn ca_secret(job: &str) -> String {
+    format!("{job}-fedsky-ca")
+}
+
+/// The data of the hub Secret `name` owned by `job`, created once from `make` when it
+/// does not exist or lacks `keys`. A create that loses a race (409) reads the winner's.
+async fn ensure_hub_secret(
+    ctx: &Context,
+    job: &FederatedJob,
+    name: &str,
+    keys: &[&str],
+    make: impl Fn() -> Result<BTreeMap<String, String>, Error>,
+) -> Result<BTreeMap<String, String>, Error> {
     let ns = job.namespace().unwrap_or_default();
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-    let name = token_secret(&job.name_any());
-    if let Some(s) = api.get_opt(&name).await?
-        && let Some(t) = s.data.as_ref().and_then(|d| d.get("token"))
-    {
-        return Ok(String::from_utf8_lossy(&t.0).into_owned());
-    }
-    let token: String = {
-        use rand::Rng;
-        let bytes: [u8; 24] = rand::rng().random();
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    let read = |s: &Secret| -> Option<BTreeMap<String, String>> {
+        let data = s.data.as_ref()?;
+        keys.iter()
+            .map(|k| {
+                let v = data.get(*k)?;
+                Some(((*k).to_string(), String::from_utf8_lossy(&v.0).into_owned()))
+            })
+            .collect()
     };
+    if let Some(s) = api.get_opt(name).await?
+        && let Some(data) = read(&s)
+    {
+        return Ok(data);
+    }
+    let data = make()?;
     let mut secret: Secret = serde_json::from_value(serde_json::json!({
         "metadata": { "name": name, "namespace": ns, "labels": { names::LABEL_JOB: job.name_any() } },
-        "stringData": { "token": token },
+        "stringData": data,
     }))?;
     secret.metadata.owner_references = job.controller_owner_ref(&()).map(|r| vec![r]);
     match api.create(&PostParams::default(), &secret).await {
-        Ok(_) => Ok(token),
-        // Another reconcile won the race: use its token.
-        Err(kube::Error::Api(e)) if e.code == 409 => Box::pin(ensure_token(ctx, job)).await,
+        Ok(_) => Ok(data),
+        // Another reconcile won the race: use its data.
+        Err(kube::Error::Api(e)) if e.code == 409 => {
+            let s = api.get(name).await?;
+            read(&s).ok_or_else(|| {
+                Error::Runtime(format!(
+                    "hub Secret {ns}/{name} exists without the keys {keys:?}; delete it so that the operator recreates it"
+                ))
+            })
+        }
         Err(e) => Err(e.into()),
     }
+}
+
+/// The job's token, created once (random) in a hub Secret owned by the job.
+pub async fn ensure_token(ctx: &Context, job: &FederatedJob) -> Result<String, Error> {
+    let name = token_secret(&job.name_any());
+    let mut data = ensure_hub_secret(ctx, job, &name, &["token"], || {
+        use rand::Rng;
+        let bytes: [u8; 24] = rand::rng().random();
+        let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        Ok(BTreeMap::from([("token".to_string(), token)]))
+    })
+    .await?;
+    Ok(data.remove("token").unwrap_or_default())
+}
+
+/// The job's CA, created once in a hub Secret owned by the job (deleted with it).
+pub async fn ensure_ca(ctx: &Context, job: &FederatedJob) -> Result<Ca, Error> {
+    let ns = job.namespace().unwrap_or_default();
+    let name = ca_secret(&job.name_any());
+    let reference = format!("{ns}/{}", job.name_any());
+    let data = ensure_hub_secret(ctx, job, &name, &["ca.crt", "ca.key"], || {
+        let ca = Ca::generate(&reference, k8s_openapi::jiff::Timestamp::now().as_second())?;
+        Ok(BTreeMap::from([
+            ("ca.crt".to_string(), ca.cert_pem.clone()),
+            ("ca.key".to_string(), ca.key_pem().to_string()),
+        ]))
+    })
+    .await?;
+    let get = |k: &str| data.get(k).map_or("", String::as_str);
+    Ok(Ca::from_pem(
+        get("ca.crt"),
+        get("ca.key"),
+        &format!("{ns}/{name}"),
+    )?)
 }
 
 /// Adopts the referenced AggregatorPlacement or applies one from the inline requirements,
@@ -210,8 +269,17 @@ pub async fn realise_aggregator(
 /// The process runtime's aggregator, standing in for the one in `cluster`.
 async fn process_aggregator(rt: &ProcessRuntime, job: &ValidJob, cluster: String) -> AggregatorObs {
     let config = job.aggregator_config.to_string();
+    let server = match super::build::aggregator_certificate(job) {
+        Ok(s) => s,
+        Err(e) => return AggregatorObs::Waiting("CertificateError", e.to_string()),
+    };
+    let creds = Credentials {
+        token: &job.token,
+        ca_pem: &job.ca.cert_pem,
+        leaf: &server,
+    };
     match rt
-        .ensure_aggregator(&job.key, &config, &job.token, &job.workload.init_model())
+        .ensure_aggregator(&job.key, &config, &creds, &job.workload.init_model())
         .await
     {
         Ok(AggregatorState::Ready { grpc, http }) => AggregatorObs::Ready {
@@ -234,7 +302,7 @@ async fn apply_aggregator(
     cluster: &str,
 ) -> Result<Option<(String, String)>, Error> {
     let client = ctx.clusters.get(cluster)?;
-    let objs = build::aggregator(job, &ctx.images);
+    let objs = build::aggregator(job, &ctx.images)?;
     let run = async {
         ensure_namespace(&client, AGGREGATOR_NAMESPACE).await?;
         ssa(
@@ -367,7 +435,11 @@ pub async fn run_participants(
                 propagation_policy: Some(PropagationPolicy::Background),
                 ..Default::default()
             };
-            let _ = Api::<Job>::namespaced(client, &site.namespace)
+            let _ = Api::<Job>::namespaced(client.clone(), &site.namespace)
+                .delete(&o.name, &dp)
+                .await;
+            // Its certificate goes with it: a replaced participant must not rejoin.
+            let _ = Api::<Secret>::namespaced(client, &site.namespace)
                 .delete(&o.name, &dp)
                 .await;
         }
@@ -408,7 +480,7 @@ pub async fn run_participants(
             ensure_namespace(&client, &site.namespace).await?;
             ssa(
                 &Api::<Secret>::namespaced(client.clone(), &site.namespace),
-                &build::participant_secret(job, &site.namespace),
+                &build::participant_secret(job, c)?,
             )
             .await?;
             ssa(
@@ -461,13 +533,33 @@ async fn start_process(
     endpoint: &str,
 ) -> Result<(), ProcessError> {
     let data_root = rt.data_dir(job.site(&c.site))?;
-    let paths = rt.participant_paths(&job.key, name, &job.token)?;
+    let leaf = job
+        .ca
+        .client(name)
+        .map_err(|e| ProcessError::Credentials(e.to_string()))?;
+    let paths = rt.participant_paths(
+        &job.key,
+        name,
+        &Credentials {
+            token: &job.token,
+            ca_pem: &job.ca.cert_pem,
+            leaf: &leaf,
+        },
+    )?;
+    let s = |p: &std::path::Path| p.display().to_string();
+    let (ca, cert, key) = (s(&paths.ca), s(&paths.cert), s(&paths.key));
     let args = job.workload.participant(&ParticipantIo {
         name,
-        aggregator_url: &format!("http://{endpoint}"),
-        data_root: &data_root.display().to_string(),
-        token_file: &paths.token.display().to_string(),
-        state_dir: &paths.state.display().to_string(),
+        endpoint,
+        tls_domain: &names::aggregator_tls_name(&job.key),
+        tls: TlsPaths {
+            ca: &ca,
+            cert: &cert,
+            key: &key,
+        },
+        data_root: &s(&data_root),
+        token_file: &s(&paths.token),
+        state_dir: &s(&paths.state),
     });
     let meta = ParticipantMeta {
         site: c.site.clone(),

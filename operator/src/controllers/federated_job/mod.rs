@@ -8,6 +8,7 @@ pub mod command;
 mod member;
 pub mod names;
 pub mod participants;
+pub mod pki;
 pub mod status;
 pub mod validate;
 pub mod vm;
@@ -115,7 +116,8 @@ async fn apply(job: &FederatedJob, ctx: &Context) -> Result<Action, Error> {
         return finish(job, ctx, &prev, &obs, None, 0, now).await;
     };
     let token = member::ensure_token(ctx, job).await?;
-    let valid = match validate::validate(job, &pool, &token) {
+    let ca = member::ensure_ca(ctx, job).await?;
+    let valid = match validate::validate(job, &pool, &token, &ca) {
         Ok(v) => v,
         Err(e) => {
             obs.invalid = Some(e.to_string());

@@ -53,9 +53,10 @@ pub fn participant(key: &str, site: &str, n: u32) -> String {
     format!("{base}-{n}")
 }
 
-/// Name of the job's credentials Secret copied into participant clusters.
-pub fn participant_secret(key: &str) -> String {
-    format!("fedsky-p-{key}-credentials")
+/// The name in the aggregator's server certificate, which participants verify whatever
+/// address they dial (a LoadBalancer's, a VM's or loopback): its in-cluster Service name.
+pub fn aggregator_tls_name(key: &str) -> String {
+    format!("{}.{AGGREGATOR_NAMESPACE}.svc", aggregator(key))
 }
 
 /// Labels of every object of the job.
@@ -108,7 +109,6 @@ mod tests {
         for n in [
             aggregator(&long),
             participant(&long, "hospital-europe-west", 12),
-            participant_secret(&long),
         ] {
             assert!(n.len() <= 63, "{n}");
         }

@@ -35,6 +35,8 @@ pub struct ValidJob {
     pub need: Resources,
     /// The job token participants present.
     pub token: String,
+    /// The job's CA, which issues the aggregator's and the participants' certificates.
+    pub ca: super::pki::Ca,
     /// Configuration handed to the aggregator.
     pub aggregator_config: serde_json::Value,
     /// Model store size.
@@ -66,6 +68,7 @@ pub fn validate(
     job: &FederatedJob,
     pool: &ParticipantPool,
     token: &str,
+    ca: &super::pki::Ca,
 ) -> Result<ValidJob, InvalidJob> {
     let ns = job.namespace().unwrap_or_default();
     let name = job.name_any();
@@ -114,6 +117,7 @@ pub fn validate(
         max_per_round: usize::try_from(p.max_per_round).unwrap_or(1),
         need: need_pool.max_each(&need_job),
         token: token.to_string(),
+        ca: ca.clone(),
         aggregator_config,
         store_size: job
             .spec
@@ -203,6 +207,11 @@ pub(crate) mod tests {
     use super::*;
     use std::path::Path;
 
+    /// A CA for tests (generating an Ed25519 CA is cheap).
+    pub(crate) fn test_ca() -> super::super::pki::Ca {
+        super::super::pki::Ca::generate("covid/xray", 1_790_000_000).expect("CA")
+    }
+
     fn example<T: serde::de::DeserializeOwned>(file: &str, kind: &str) -> T {
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../examples/covid-xray")
@@ -234,7 +243,7 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn valid_job() -> ValidJob {
-        validate(&example_job(), &example_pool(), "tok").expect("valid")
+        validate(&example_job(), &example_pool(), "tok", &test_ca()).expect("valid")
     }
 
     #[test]
@@ -273,7 +282,7 @@ pub(crate) mod tests {
         let mut pool = example_pool();
         pool.spec.sites.clear();
         assert_eq!(
-            validate(&example_job(), &pool, "t").err(),
+            validate(&example_job(), &pool, "t", &test_ca()).err(),
             Some(InvalidJob::EmptyPool("hospitals".into()))
         );
     }

@@ -15,7 +15,7 @@ use crate::controllers::member_cluster::credentials::{cloud_of, secret_data};
 use crate::{Context, Error};
 use fedsky_clouds::Sensitive;
 use fedsky_clouds::credentials::{self, Credentials};
-use fedsky_clouds::initializer::{self, InitSpec};
+use fedsky_clouds::initializer::{self, InitSpec, TlsFiles};
 use fedsky_clouds::provision::{
     AnyProvisioner, InstanceState, JobOwner, Location, ProvisionError, Provisioner, VmSpec,
 };
@@ -189,14 +189,18 @@ async fn ensure(
         })?;
     }
     let creds = credentials_for(ctx, &p.owner.namespace, entry).await?;
+    let server = super::build::aggregator_certificate(job)
+        .map_err(|e| ("CertificateError", e.to_string()))?;
     let user_data = initializer::render(&InitSpec {
         binary_url: prov.aggregator_binary.url.clone(),
         binary_sha256: prov.aggregator_binary.sha256.clone(),
         job_json: job.aggregator_config.to_string(),
         token: Sensitive::new(job.token.clone()),
-        // Per-job mTLS certificates are not issued yet; the in-cluster aggregator serves
-        // plaintext too (see docs/operations.md).
-        tls: None,
+        tls: Some(TlsFiles {
+            cert_pem: server.cert_pem,
+            key_pem: Sensitive::new(server.key_pem),
+            client_ca_pem: job.ca.cert_pem.clone(),
+        }),
         grpc_port: u16::try_from(GRPC_PORT).unwrap_or(50051),
         http_port: u16::try_from(HTTP_PORT).unwrap_or(8081),
     })
