@@ -108,3 +108,20 @@ BENCH_ARGS ?= --device cpu --batch-size 32 --steps 30
 participant-bench:
 	$(PARTICIPANT_ENV) $(CARGO) build --release -p fedsky-participant --bins
 	$(PARTICIPANT_ENV) $(CARGO_TARGET_DIR_OR_DEFAULT)/release/fedsky-participant bench $(BENCH_ARGS)
+
+## experiment-orchestration: experiment two (docs/experiments/orchestration.md) — the same
+## FederatedJob EXPERIMENT_RUNS times per policy (Random without replacement, the
+## resource-aware orchestrator) under the same injected failures, on real control planes
+## with the process runtime; writes docs/experiments/orchestration-raw.jsonl and the
+## tables in docs/experiments/orchestration.md. Not part of `make test`. EXPERIMENT_MAX_MINUTES
+## (0: none) starts no new pair of runs after that long.
+EXPERIMENT_RUNS ?= 10
+EXPERIMENT_MAX_MINUTES ?= 0
+.PHONY: experiment-orchestration
+experiment-orchestration: control-plane participant-build
+	$(CARGO) build -p fedsky-aggregator --bin fedsky-aggregator
+	$(PARTICIPANT_ENV) FEDSKY_BIN_DIR="$$(./e2e/scripts/build-control-plane.sh)" \
+		FEDSKY_AGGREGATOR_BIN="$(CARGO_TARGET_DIR_OR_DEFAULT)/debug/fedsky-aggregator" \
+		FEDSKY_PARTICIPANT_BIN="$(CARGO_TARGET_DIR_OR_DEFAULT)/debug/fedsky-participant" \
+		EXPERIMENT_RUNS="$(EXPERIMENT_RUNS)" EXPERIMENT_MAX_MINUTES="$(EXPERIMENT_MAX_MINUTES)" \
+		$(CARGO) test -p fedsky-operator --test orchestration_experiment -- --ignored --nocapture

@@ -104,8 +104,20 @@ pub fn plan(
         *n += 1;
         busy.insert(s);
     };
+    // Failed participants left in place because the budget is spent.
+    let mut unreplaced = 0;
     for o in observed {
         let Some(why) = failure(o) else { continue };
+        if used >= max_replacements {
+            // Leave it (and its failure) visible: removing it would let the fill below
+            // start a new participant, a replacement past the budget.
+            out.shortfall = Some(SelectError::BudgetExhausted {
+                used,
+                max: max_replacements,
+            });
+            unreplaced += 1;
+            continue;
+        }
         match orchestrator::replace(
             candidates,
             need,
@@ -127,7 +139,7 @@ pub fn plan(
         out.replaced.push((o.clone(), why));
     }
     let live = busy.len();
-    if live < target && out.new_replacements == 0 && out.replaced.is_empty() {
+    if live + unreplaced < target && out.new_replacements == 0 && out.replaced.is_empty() {
         match orchestrator::select(candidates, need, policy, state, target - live, &busy, now) {
             Ok(slots) => slots.into_iter().for_each(|s| push(&mut out, &mut busy, s)),
             Err(e) => out.shortfall = Some(e),
@@ -254,5 +266,31 @@ mod tests {
             p.shortfall,
             Some(SelectError::BudgetExhausted { used: 1, max: 1 })
         );
+    }
+
+    #[test]
+    fn a_spent_budget_starts_nothing_on_later_reconciles() {
+        // maxReplacements: 0, the experiments' baseline without replacement.
+        let mut st = QueueState::default();
+        let first = plan(&[], &pool(), &need(), POLICY, &mut st, 3, 0, 0, 0);
+        let mut obs: Vec<Observed> = first
+            .create
+            .iter()
+            .map(|c| observed(c, Phase::Running, true))
+            .collect();
+        obs[0].phase = Phase::Failed;
+        obs[1].node_ready = false;
+        for now in [100, 105, 110] {
+            let p = plan(&obs, &pool(), &need(), POLICY, &mut st, 3, 0, 0, now);
+            assert!(p.create.is_empty(), "{:?}", p.create);
+            assert!(
+                p.replaced.is_empty(),
+                "the failed participants stay visible"
+            );
+            assert_eq!(
+                p.shortfall,
+                Some(SelectError::BudgetExhausted { used: 0, max: 0 })
+            );
+        }
     }
 }
