@@ -83,7 +83,7 @@ bench-placement:
 
 ## bench-operator: the operator (its release binary, as a separate process) on the testbed with
 ## 1,000 FederatedJobs and 500 simulated nodes: its RSS and apply→Placed/AggregatorReady
-## latency (p50/p90/p99/max); see docs/operator-benchmark.md. Smaller: OPERATOR_BENCH_ARGS="--jobs 50 --nodes 40"
+## latency (p50/p90/p99/max), printed as tables. Smaller: OPERATOR_BENCH_ARGS="--jobs 50 --nodes 40"
 OPERATOR_BENCH_ARGS ?= --jobs 1000 --nodes 500
 .PHONY: bench-operator
 bench-operator: control-plane

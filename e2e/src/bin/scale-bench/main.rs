@@ -4,7 +4,7 @@
 //! `fedsky-operator` binary as its own process against the hub, applies FederatedJobs in
 //! a burst or at a steady rate, and reports the operator's memory (sampled from
 //! `/proc/<pid>/status`) and how long each job took from apply to `Placed` and to
-//! `AggregatorReady`, timed by watches to the millisecond. See docs/operator-benchmark.md.
+//! `AggregatorReady`, timed by watches to the millisecond (`make bench-operator`).
 
 mod probe;
 mod stats;

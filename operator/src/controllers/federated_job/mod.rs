@@ -38,7 +38,7 @@ pub const CONTROLLER: &str = "federatedjob";
 pub const FINALIZER: &str = "fl.fedsky.dev/cleanup";
 /// Jobs reconciled at once. Unbounded, a burst of 1,000 jobs meant 1,000 reconciles in
 /// flight: over a thousand sockets, 330 MB resident, and member API servers timing out
-/// under the applies (docs/operator-benchmark.md).
+/// under the applies (measured with `make bench-operator`).
 pub const CONCURRENCY: u16 = 32;
 
 /// Runs the controller until the stream ends.

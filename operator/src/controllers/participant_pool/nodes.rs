@@ -1,7 +1,7 @@
 //! Reading a site's nodes and pods from its member cluster, shared for a moment by every
 //! reconcile that asks: each job using a site reads the same nodes and pods, and listing
 //! them per job and per reconcile listed every pod of every site cluster hundreds of times
-//! a second at 1,000 jobs (docs/operator-benchmark.md).
+//! a second at 1,000 jobs (measured with `make bench-operator`).
 
 use crate::Context;
 use crate::capacity::{NodeView, node_views};
