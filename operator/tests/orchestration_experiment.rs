@@ -13,6 +13,7 @@
 mod common;
 
 use common::apply_json;
+use common::processes::{StopOnDrop, bin, kill_group, synth};
 use fedsky_crds::FederatedJob;
 use fedsky_crds::federated_job::JobPhase;
 use fedsky_e2e::{ControlPlane, Options};
@@ -330,48 +331,6 @@ struct Testbed {
     operator: tokio::task::JoinHandle<Result<(), fedsky_operator::run::RunError>>,
 }
 
-/// Kills every process the runtime started, also on a panic.
-struct StopOnDrop(PathBuf);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-                let p = e.path();
-                if p.is_dir() {
-                    walk(&p, out);
-                } else if p.file_name().is_some_and(|n| n == "pid") {
-                    out.push(p);
-                }
-            }
-        }
-        let mut pids = Vec::new();
-        walk(&self.0, &mut pids);
-        for f in pids {
-            if let Ok(pid) = std::fs::read_to_string(&f) {
-                kill_group(pid.trim().parse().unwrap_or(0));
-            }
-        }
-    }
-}
-
-fn kill_group(pgid: u32) {
-    if pgid > 1 {
-        let _ = std::process::Command::new("kill")
-            .args(["-KILL", "--", &format!("-{pgid}")])
-            .stderr(std::process::Stdio::null())
-            .status();
-    }
-}
-
-fn bin(var: &str) -> PathBuf {
-    let p = PathBuf::from(std::env::var(var).unwrap_or_else(|_| {
-        panic!("{var} must name the binary; run with `make experiment-orchestration`")
-    }));
-    assert!(p.is_file(), "{var}={} is not a file", p.display());
-    p
-}
-
 fn env_or<T: std::str::FromStr>(var: &str, default: T) -> T {
     std::env::var(var)
         .ok()
@@ -531,25 +490,6 @@ async fn set_ready(tb: &Testbed, node: &str, ready: bool) {
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-}
-
-fn synth(participant: &Path, out: &Path, dominant: usize) {
-    let status = std::process::Command::new(participant)
-        .args([
-            "synth",
-            "--size",
-            "32",
-            "--train",
-            "90",
-            "--test-per-class",
-            "10",
-        ])
-        .args(["--share", "0.6", "--dominant-class", &dominant.to_string()])
-        .args(["--seed", &(100 + dominant).to_string(), "--out"])
-        .arg(out)
-        .status()
-        .expect("fedsky-participant synth runs");
-    assert!(status.success(), "synth failed");
 }
 
 /// What the harness saw of one participant.

@@ -11,71 +11,16 @@
 
 mod common;
 
+use common::processes::{StopOnDrop, bin, synth};
 use common::{apply_json, eventually, fleet_with};
 use fedsky_crds::FederatedJob;
 use fedsky_crds::federated_job::JobPhase;
 use fedsky_operator::run::Settings;
 use fedsky_operator::runtime::{ProcessRuntime, ProcessSettings, Runtime};
 use kube::api::{Api, DeleteParams};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 const SITES: [(&str, &str); 3] = [("eu", "xray-eu"), ("asia", "xray-asia"), ("us", "xray-us")];
-
-fn bin(var: &str) -> PathBuf {
-    let p = PathBuf::from(std::env::var(var).unwrap_or_else(|_| {
-        panic!("{var} must name the binary; run this test with `make process-runtime-test`")
-    }));
-    assert!(p.is_file(), "{var}={} is not a file", p.display());
-    p
-}
-
-/// Stops whatever the runtime started under `0` when the test ends, also on a panic (the
-/// processes run in their own process groups and would outlive the test).
-struct StopOnDrop(PathBuf);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-                let p = e.path();
-                if p.is_dir() {
-                    walk(&p, out);
-                } else if p.file_name().is_some_and(|n| n == "pid") {
-                    out.push(p);
-                }
-            }
-        }
-        let mut pids = Vec::new();
-        walk(&self.0, &mut pids);
-        for f in pids {
-            if let Ok(pid) = std::fs::read_to_string(&f) {
-                let _ = std::process::Command::new("kill")
-                    .args(["-KILL", "--", &format!("-{}", pid.trim())])
-                    .status();
-            }
-        }
-    }
-}
-
-fn synth(participant: &Path, out: &Path, dominant: usize) {
-    let status = std::process::Command::new(participant)
-        .args([
-            "synth",
-            "--size",
-            "32",
-            "--train",
-            "90",
-            "--test-per-class",
-            "10",
-        ])
-        .args(["--share", "0.6", "--dominant-class", &dominant.to_string()])
-        .args(["--seed", &(100 + dominant).to_string(), "--out"])
-        .arg(out)
-        .status()
-        .expect("fedsky-participant synth runs");
-    assert!(status.success(), "synth failed");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the aggregator and libtorch participant binaries: make process-runtime-test"]

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod processes;
+
 use fedsky_e2e::{ControlPlane, Options};
 use fedsky_operator::run::{Settings, run};
 use k8s_openapi::api::core::v1::{Namespace, Secret};

@@ -1,0 +1,72 @@
+//! Helpers for tests that run the operator's process runtime with the real aggregator and
+//! libtorch participant binaries.
+
+use std::path::{Path, PathBuf};
+
+/// The binary named by the environment variable `var` (set by the test's make target).
+pub fn bin(var: &str) -> PathBuf {
+    let p = PathBuf::from(std::env::var(var).unwrap_or_else(|_| {
+        panic!(
+            "{var} must name the binary; run this test through its make target (see the Makefile)"
+        )
+    }));
+    assert!(p.is_file(), "{var}={} is not a file", p.display());
+    p
+}
+
+/// Kills the process group `pgid` (never 0 or 1).
+pub fn kill_group(pgid: u32) {
+    if pgid > 1 {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", "--", &format!("-{pgid}")])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+/// Kills whatever the runtime started under `0` when the test ends, also on a panic (the
+/// processes run in their own process groups and would outlive the test).
+pub struct StopOnDrop(pub PathBuf);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    walk(&p, out);
+                } else if p.file_name().is_some_and(|n| n == "pid") {
+                    out.push(p);
+                }
+            }
+        }
+        let mut pids = Vec::new();
+        walk(&self.0, &mut pids);
+        for f in pids {
+            if let Ok(pid) = std::fs::read_to_string(&f) {
+                kill_group(pid.trim().parse().unwrap_or(0));
+            }
+        }
+    }
+}
+
+/// A small non-IID synthetic X-ray site (32 px, 90 training images) whose dominant class
+/// is `dominant`, written by `fedsky-participant synth`.
+pub fn synth(participant: &Path, out: &Path, dominant: usize) {
+    let status = std::process::Command::new(participant)
+        .args([
+            "synth",
+            "--size",
+            "32",
+            "--train",
+            "90",
+            "--test-per-class",
+            "10",
+        ])
+        .args(["--share", "0.6", "--dominant-class", &dominant.to_string()])
+        .args(["--seed", &(100 + dominant).to_string(), "--out"])
+        .arg(out)
+        .status()
+        .expect("fedsky-participant synth runs");
+    assert!(status.success(), "synth failed");
+}
