@@ -7,7 +7,7 @@ CRD_YAML := charts/fedsky/crds/fedsky.yaml
 .PHONY: test fmt fmt-check lint generate generate-check tests control-plane
 
 ## test: everything CI runs — format, lint, generated-file check, unit and real-control-plane tests
-test: fmt-check lint generate-check tests participant-lint participant-test process-runtime-test terraform-check
+test: fmt-check lint generate-check tests participant-lint participant-test process-runtime-test quickstart-test terraform-check
 
 fmt:
 	$(CARGO) fmt --all
@@ -32,6 +32,15 @@ generate-check:
 .PHONY: quickstart
 quickstart:
 	./e2e/quickstart.sh
+
+## quickstart-test: command one as an end-to-end test — a short `make quickstart` (4 rounds,
+## 120 images per hospital, exits when the job is done) that fails unless the job succeeds,
+## accuracy rises over the rounds and the downloaded model matches the status's sha256
+.PHONY: quickstart-test
+quickstart-test: control-plane participant-build
+	dir=$$(mktemp -d); trap 'rm -rf "$$dir"' EXIT; \
+	QUICKSTART_DIR="$$dir" QUICKSTART_ROUNDS=4 QUICKSTART_IMAGES=120 QUICKSTART_CHECK=1 \
+		QUICKSTART_HOLD=0 ./e2e/quickstart.sh
 
 ## control-plane: build (or reuse from the cache) kube-apiserver, etcd, kwok, kubectl, helm
 control-plane:

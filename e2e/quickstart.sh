@@ -10,7 +10,8 @@
 # Settings (environment): QUICKSTART_DIR (working directory, default .quickstart),
 # QUICKSTART_ROUNDS (override the example's rounds), QUICKSTART_IMAGES (training images
 # per hospital, default 300), QUICKSTART_HOLD (1: keep running after the job until
-# Ctrl-C, so its model manager stays up; default when run in a terminal).
+# Ctrl-C, so its model manager stays up; default when run in a terminal), QUICKSTART_CHECK
+# (1: fail unless accuracy rose over the rounds; the end-to-end test sets it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -97,31 +98,46 @@ rm -rf "$WORK/state"
 pids+=("$!")
 
 step "kubectl apply -f examples/covid-xray/"
-kubectl apply -f examples/covid-xray/namespace.yaml
+# The testbed registered the MemberClusters already (without kubectl's last-applied
+# annotation); kubectl warns about that once per cluster, which is noise here.
+apply() { kubectl apply "$@" 2> >(grep -v 'last-applied-configuration' >&2); }
+apply -f examples/covid-xray/namespace.yaml
 if [ -n "${QUICKSTART_ROUNDS:-}" ]; then
   mkdir -p "$WORK/example"
   cp examples/covid-xray/*.yaml "$WORK/example/"
   sed -i "s/^    rounds: .*/    rounds: $QUICKSTART_ROUNDS/" "$WORK/example/federated-job.yaml"
-  kubectl apply -f "$WORK/example/"
+  apply -f "$WORK/example/"
 else
-  kubectl apply -f examples/covid-xray/
+  apply -f examples/covid-xray/
 fi
 
 step "training (status from kubectl get federatedjob covid-xray -n covid-xray)"
+# One line per change of phase or participants, and one per finished round (from the
+# job's status history: the participants' evaluation of each new global model).
 start=$(date +%s)
-fields='{.status.phase}|{.status.roundProgress}|{.status.latestModel.loss}|{.status.latestModel.accuracy}|{.status.placement.summary}|{range .status.participants[*]}{.state}{" "}{end}|{range .status.conditions[?(@.status=="False")]}{.type}: {.message}{"; "}{end}'
-last=""
+job() { kubectl get federatedjob covid-xray -n covid-xray -o "jsonpath=$1" 2>/dev/null || true; }
+fields='{.status.phase}|{.status.roundProgress}|{.status.placement.summary}|{range .status.participants[*]}{.state}{" "}{end}|{range .status.conditions[?(@.status=="False")]}{.type}: {.message}{"; "}{end}'
+history='{range .status.history[*]}{.round} {.participants} {.loss} {.accuracy} {.durationSeconds}{"\n"}{end}'
+printf '%6s  %-9s  %-8s  %-12s  %-8s  %-8s  %s\n' elapsed phase round participants loss accuracy "round time"
+last="" shown=-1
 while :; do
-  line=$(kubectl get federatedjob covid-xray -n covid-xray -o "jsonpath=$fields" 2>/dev/null || true)
-  IFS='|' read -r phase round loss acc placement parts waiting <<< "$line"
+  IFS='|' read -r phase round placement parts waiting <<< "$(job "$fields")"
   running=$(grep -o 'Running\|Completed' <<< "$parts" | wc -l || true)
   now=$(( $(date +%s) - start ))
-  msg=$(printf '%4ds  %-9s round %-6s participants %s  loss %-8.6s accuracy %-6.4s %s' \
-    "$now" "${phase:-Pending}" "${round:--}" "$running" "${loss:--}" "${acc:--}" "${placement:-}")
-  if [ "$msg" != "$last" ]; then
-    echo "$msg"
-    last=$msg
+  state="${phase:-Pending} ${running} ${placement:-}"
+  if [ "$state" != "$last" ]; then
+    printf '%5ss  %-9s  %-8s  %-12s  %s\n' "$now" "${phase:-Pending}" "${round:--}" "$running" \
+      "${placement:+aggregator placed on $placement}"
+    last=$state
   fi
+  while read -r r n loss acc secs; do
+    [ -n "$r" ] && [ "$r" -gt "$shown" ] || continue
+    rt=""; [ -n "$secs" ] && rt=$(printf '%.2fs' "$secs")
+    [ "$r" = 0 ] && [ -z "$acc" ] && { shown=0; continue; }
+    printf '%5ss  %-9s  %-8s  %-12s  %-8.6s  %-8.6s  %s\n' "$now" "" "$r/${round#*/}" \
+      "$n" "${loss:--}" "${acc:--}" "$rt"
+    shown=$r
+  done <<< "$(job "$history")"
   case "$phase" in
     Succeeded) break ;;
     Failed) kubectl get federatedjob covid-xray -n covid-xray -o yaml | sed -n '/^status:/,$p'
@@ -131,8 +147,17 @@ while :; do
     echo "waiting on: ${waiting:-}" >&2
     die "no result after ${QUICKSTART_TIMEOUT:-1800}s (logs in $WORK)"
   fi
-  sleep 2
+  sleep 1
 done
+
+# With QUICKSTART_CHECK=1 (the end-to-end test in `make test`), the global model must have
+# improved: the participants' accuracy on the last version above that on the first.
+if [ "${QUICKSTART_CHECK:-0}" = 1 ]; then
+  read -r first final <<< "$(job "$history" | awk 'NF>=4 && $4!="" {a[n++]=$4} END {print a[0], a[n-1]}')"
+  python3 -c "import sys; f, l = float(sys.argv[1]), float(sys.argv[2]); sys.exit(0 if l > f else 1)" \
+    "${first:-0}" "${final:-0}" || die "accuracy did not rise: ${first:-none} on the first version, ${final:-none} on the last"
+  echo "accuracy rose from $first to $final"
+fi
 
 uri=$(kubectl get federatedjob covid-xray -n covid-xray -o 'jsonpath={.status.latestModel.uri}')
 sha=$(kubectl get federatedjob covid-xray -n covid-xray -o 'jsonpath={.status.latestModel.sha256}')

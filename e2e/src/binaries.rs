@@ -37,7 +37,7 @@ impl Binaries {
 }
 
 fn build_or_reuse() -> Result<PathBuf, String> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-control-plane.sh");
+    let script = crate::repo_root().join("e2e/scripts/build-control-plane.sh");
     let out = Command::new(&script)
         .output()
         .map_err(|e| format!("cannot run {}: {e}", script.display()))?;

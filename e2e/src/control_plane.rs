@@ -329,7 +329,7 @@ impl ControlPlane {
     /// Installs fedsky's generated CRDs (`charts/fedsky/crds/`) and waits until they are
     /// Established and served by discovery.
     pub fn install_fedsky_crds(&self) -> Result<(), Error> {
-        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/fedsky/crds/fedsky.yaml");
+        let file = crate::repo_root().join("charts/fedsky/crds/fedsky.yaml");
         let file = file.display().to_string();
         let run = |args: &[&str]| -> Result<String, Error> {
             let out = kubectl(&self.kubeconfig, args)?;

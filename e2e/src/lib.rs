@@ -22,3 +22,23 @@ pub use control_plane::{ControlPlane, Options};
 pub use error::Error;
 pub use kubectl::{KubectlOutput, kubectl};
 pub use namespace::TestNamespace;
+
+/// The root of the fedsky checkout the tests run in. Found at run time (the current
+/// directory or one above it holding `charts/fedsky/crds/fedsky.yaml`; cargo runs tests in
+/// their crate's directory) rather than baked in at compile time: a build cache shared
+/// between clones would otherwise point every clone at the one that built it first.
+/// `FEDSKY_REPO_ROOT` overrides it.
+pub fn repo_root() -> std::path::PathBuf {
+    if let Some(dir) = std::env::var_os("FEDSKY_REPO_ROOT") {
+        return dir.into();
+    }
+    let marker = std::path::Path::new("charts/fedsky/crds/fedsky.yaml");
+    std::env::current_dir()
+        .ok()
+        .and_then(|cwd| {
+            cwd.ancestors()
+                .find(|d| d.join(marker).is_file())
+                .map(std::path::Path::to_path_buf)
+        })
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+}

@@ -41,7 +41,7 @@ impl Drop for Moto {
 }
 
 fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+    crate::repo_root()
 }
 
 /// The Python venv tests use (moto, boto3).

@@ -171,7 +171,7 @@ mod tests {
 
     #[test]
     fn the_shipped_testbeds_parse() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testbeds");
+        let dir = crate::repo_root().join("e2e/testbeds");
         let mut n = 0;
         for entry in std::fs::read_dir(&dir).expect("testbeds dir") {
             let path = entry.expect("entry").path();

@@ -98,20 +98,7 @@ async fn job_is_placed_started_healed_and_cleaned_up() {
         }),
     )
     .await;
-    apply_json(&hub, serde_json::json!({
-        "apiVersion": "fl.fedsky.dev/v1alpha1", "kind": "ParticipantPool",
-        "metadata": { "name": "hospitals", "namespace": ns },
-        "spec": {
-            "sites": [
-                { "name": "eu", "memberCluster": "hospital-eu", "cloud": "aws", "region": "eu-central-1",
-                  "nodeSelector": { "fedsky.dev/fl-worker": "true" }, "dataVolume": { "hostPath": "/data/xray" } },
-                { "name": "us", "memberCluster": "hospital-us", "cloud": "aws", "region": "us-east-1",
-                  "nodeSelector": { "fedsky.dev/fl-worker": "true" }, "dataVolume": { "hostPath": "/data/xray" } }
-            ],
-            "minSpec": { "cpu": "2", "memory": "4Gi" },
-            "selection": { "policy": "ResourceAware", "maxFailuresPerNode": 1, "failureCooldownSeconds": 600 }
-        }
-    })).await;
+    // In `kubectl apply -f dir/` order (alphabetical): the job exists before its pool.
     apply_json(&hub, serde_json::json!({
         "apiVersion": "fl.fedsky.dev/v1alpha1", "kind": "AggregatorPlacement",
         "metadata": { "name": "xray", "namespace": ns },
@@ -135,6 +122,22 @@ async fn job_is_placed_started_healed_and_cleaned_up() {
             "placement": { "placementRef": { "name": "xray" } }
         }
     })).await;
+
+    apply_json(&hub, serde_json::json!({
+        "apiVersion": "fl.fedsky.dev/v1alpha1", "kind": "ParticipantPool",
+        "metadata": { "name": "hospitals", "namespace": ns },
+        "spec": {
+            "sites": [
+                { "name": "eu", "memberCluster": "hospital-eu", "cloud": "aws", "region": "eu-central-1",
+                  "nodeSelector": { "fedsky.dev/fl-worker": "true" }, "dataVolume": { "hostPath": "/data/xray" } },
+                { "name": "us", "memberCluster": "hospital-us", "cloud": "aws", "region": "us-east-1",
+                  "nodeSelector": { "fedsky.dev/fl-worker": "true" }, "dataVolume": { "hostPath": "/data/xray" } }
+            ],
+            "minSpec": { "cpu": "2", "memory": "4Gi" },
+            "selection": { "policy": "ResourceAware", "maxFailuresPerNode": 1, "failureCooldownSeconds": 600 }
+        }
+    })).await;
+    let pool_created = std::time::Instant::now();
 
     let jobs: Api<FederatedJob> = Api::namespaced(hub.clone(), ns);
     let placements: Api<AggregatorPlacement> = Api::namespaced(hub.clone(), ns);
@@ -161,6 +164,23 @@ async fn job_is_placed_started_healed_and_cleaned_up() {
         ("aws", "eu-central-1")
     );
 
+    // The pool's arrival re-triggers the job at once, not at its next periodic check (60 s).
+    eventually("Placed after the pool appeared", 45, || {
+        let jobs = jobs.clone();
+        async move {
+            let j = jobs.get("xray").await.map_err(|e| e.to_string())?;
+            if cond_true(&j, "Placed") {
+                Ok(())
+            } else {
+                Err(format!("{:#?}", j.status))
+            }
+        }
+    })
+    .await;
+    eprintln!(
+        "Placed {:?} after the pool was created",
+        pool_created.elapsed()
+    );
     let job = eventually("Placed and AggregatorReady", 120, || {
         let jobs = jobs.clone();
         async move {

@@ -16,7 +16,6 @@ use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
@@ -37,22 +36,13 @@ pub async fn run(ctx: Arc<Context>) {
             Api::<ParticipantPool>::all(ctx.client.clone()),
             watcher::Config::default(),
             move |pool| {
-                let ns = pool.namespace();
-                let name = pool.name_any();
-                store
-                    .state()
-                    .into_iter()
-                    .filter(|ap| {
-                        ap.namespace() == ns
-                            && ap
-                                .spec
-                                .participants
-                                .pool_ref
-                                .as_ref()
-                                .is_some_and(|r| r.name == name)
-                    })
-                    .map(|ap| ObjectRef::from_obj(ap.as_ref()))
-                    .collect::<Vec<_>>()
+                super::users_of_pool(&store, &pool, |ap, name| {
+                    ap.spec
+                        .participants
+                        .pool_ref
+                        .as_ref()
+                        .is_some_and(|r| r.name == name)
+                })
             },
         )
         .shutdown_on_signal()

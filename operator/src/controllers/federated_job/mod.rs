@@ -41,19 +41,42 @@ pub const FINALIZER: &str = "fl.fedsky.dev/cleanup";
 /// under the applies (measured with `make bench-operator`).
 pub const CONCURRENCY: u16 = 32;
 
-/// Runs the controller until the stream ends.
+/// Runs the controller until the stream ends. A ParticipantPool that appears or changes
+/// re-triggers the jobs that reference it and have not started yet: `kubectl apply -f` of a
+/// directory creates the job before its pool (alphabetical order), and such a job must not
+/// wait for its next periodic check. Running jobs re-read their pool every few seconds.
 pub async fn run(ctx: Arc<Context>) {
     let api: Api<FederatedJob> = Api::all(ctx.client.clone());
-    Controller::new(api, watcher::Config::default())
+    let controller = Controller::new(api, watcher::Config::default());
+    let store = controller.store();
+    controller
         .with_config(kube::runtime::controller::Config::default().concurrency(CONCURRENCY))
         .owns(
             Api::<fedsky_crds::AggregatorPlacement>::all(ctx.client.clone()),
             watcher::Config::default(),
         )
+        .watches(
+            Api::<ParticipantPool>::all(ctx.client.clone()),
+            watcher::Config::default(),
+            move |pool| {
+                super::users_of_pool(&store, &pool, |job, name| {
+                    job.spec.participants.pool_ref.name == name && not_started(job)
+                })
+            },
+        )
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|_| futures::future::ready(()))
         .await;
+}
+
+/// A job that has not reached `Starting` yet (no phase, `Pending` or `Placing`).
+fn not_started(job: &FederatedJob) -> bool {
+    use fedsky_crds::federated_job::JobPhase;
+    matches!(
+        job.status.as_ref().and_then(|s| s.phase.as_ref()),
+        None | Some(JobPhase::Pending | JobPhase::Placing)
+    )
 }
 
 async fn reconcile(job: Arc<FederatedJob>, ctx: Arc<Context>) -> Result<Action, Error> {
