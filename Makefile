@@ -53,9 +53,11 @@ terraform-check:
 	./terraform/check.sh
 
 ## tests: unit tests and the tests against real control planes (kube-apiserver + etcd +
-## kwok on loopback), for every default member (the libtorch participant has its own recipe)
+## kwok on loopback; Toxiproxy for the emulated network), for every default member (the libtorch participant has its own recipe)
 tests: control-plane
-	FEDSKY_BIN_DIR="$$(./e2e/scripts/build-control-plane.sh)" $(CARGO) test --workspace --exclude fedsky-participant
+	FEDSKY_BIN_DIR="$$(./e2e/scripts/build-control-plane.sh)" \
+		FEDSKY_TOXIPROXY_BIN="$$(./e2e/scripts/build-toxiproxy.sh)" \
+		$(CARGO) test --workspace --exclude fedsky-participant
 
 ## participant-test / participant-lint / participant-build: the libtorch participant, which
 ## is not a default member. libtorch comes from the venv's torch==2.11.0 wheel
@@ -134,3 +136,20 @@ experiment-orchestration: control-plane participant-build
 		FEDSKY_PARTICIPANT_BIN="$(CARGO_TARGET_DIR_OR_DEFAULT)/debug/fedsky-participant" \
 		EXPERIMENT_RUNS="$(EXPERIMENT_RUNS)" EXPERIMENT_MAX_MINUTES="$(EXPERIMENT_MAX_MINUTES)" \
 		$(CARGO) test -p fedsky-operator --test orchestration_experiment -- --ignored --nocapture
+
+## experiment-placement: experiment one (docs/experiments/placement.md) — the same three-hospital
+## FederatedJob with the aggregator at the naive spot, the cost-first pick and the latency-first
+## pick, PLACEMENT_RUNS times each, on real control planes with the process runtime and every
+## participant-to-aggregator path shaped by Toxiproxy from the catalog's network matrix; a
+## calibration run measures local compute. Writes docs/experiments/placement-raw.jsonl and the
+## table in docs/experiments/placement.md. Not part of `make test`.
+PLACEMENT_RUNS ?= 3
+.PHONY: experiment-placement
+experiment-placement: control-plane participant-build
+	$(CARGO) build -p fedsky-aggregator --bin fedsky-aggregator
+	$(PARTICIPANT_ENV) FEDSKY_BIN_DIR="$$(./e2e/scripts/build-control-plane.sh)" \
+		FEDSKY_TOXIPROXY_BIN="$$(./e2e/scripts/build-toxiproxy.sh)" \
+		FEDSKY_AGGREGATOR_BIN="$(CARGO_TARGET_DIR_OR_DEFAULT)/debug/fedsky-aggregator" \
+		FEDSKY_PARTICIPANT_BIN="$(CARGO_TARGET_DIR_OR_DEFAULT)/debug/fedsky-participant" \
+		EXPERIMENT_RUNS="$(PLACEMENT_RUNS)" \
+		$(CARGO) test -p fedsky-operator --test placement_experiment -- --ignored --nocapture

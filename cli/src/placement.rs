@@ -194,7 +194,12 @@ pub fn to_input(
             memory: aggregation_memory(ctx.strategy.unwrap_or_default()),
             charge_site_egress: defaults.charge_site_egress,
         },
-        timing: TimingModel::default(),
+        timing: TimingModel {
+            rtts_per_transfer: w
+                .round_trips_per_transfer
+                .unwrap_or(TimingModel::default().rtts_per_transfer),
+            ..TimingModel::default()
+        },
     })
 }
 

@@ -231,6 +231,14 @@ pub struct WorkloadProfile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0.0, max = 86400.0))]
     pub local_compute_seconds: Option<f64>,
+    /// Round trips each model transfer costs besides its bytes (default 2: the request and
+    /// the final acknowledgement, as on a WAN connection that TCP slow start also slows).
+    /// On a warm connection without slow start, fedsky's protocol spends 1.5 per transfer:
+    /// the round's instruction, the download request and the evaluation report, and the
+    /// upload's way to the aggregator (3 per round).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 20.0))]
+    pub round_trips_per_transfer: Option<f64>,
 }
 
 /// Solver selection and settings.

@@ -16,6 +16,7 @@ mod namespace;
 mod pki;
 mod process;
 pub mod testbed;
+pub mod toxiproxy;
 
 pub use binaries::Binaries;
 pub use control_plane::{ControlPlane, Options};

@@ -11,11 +11,11 @@
 //! rejects them.
 
 use crate::error::{Error, io};
-use crate::process::{free_port, tail, watchdog};
+use crate::process::{free_port, tail, wait_listening, watchdog};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How moto runs.
 #[derive(Debug, Clone, Default)]
@@ -115,19 +115,13 @@ impl Moto {
             log,
             _dir: dir,
         };
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if start.elapsed() > Duration::from_secs(60)
-                || moto.child.try_wait().ok().flatten().is_some()
-            {
-                return Err(Error::NotHealthy {
-                    component: "moto".into(),
-                    seconds: start.elapsed().as_secs(),
-                    log_tail: tail(&moto.log, 20),
-                });
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_listening(
+            &mut moto.child,
+            port,
+            &moto.log,
+            "moto",
+            Duration::from_secs(60),
+        )?;
         Ok(moto)
     }
 

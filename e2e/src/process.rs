@@ -100,3 +100,26 @@ pub(crate) fn free_port() -> Result<u16, Error> {
         .port();
     Ok(port)
 }
+
+/// Waits until something listens on loopback `port`; fails with the end of `log` when
+/// `child` exits first or `timeout` passes.
+pub(crate) fn wait_listening(
+    child: &mut Child,
+    port: u16,
+    log: &Path,
+    component: &str,
+    timeout: std::time::Duration,
+) -> Result<(), Error> {
+    let start = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if start.elapsed() > timeout || child.try_wait().ok().flatten().is_some() {
+            return Err(Error::NotHealthy {
+                component: component.into(),
+                seconds: start.elapsed().as_secs(),
+                log_tail: tail(log, 20),
+            });
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Ok(())
+}

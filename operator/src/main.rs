@@ -42,6 +42,12 @@ struct Args {
     /// Process runtime: CPU threads per participant.
     #[arg(long, default_value_t = 1)]
     participant_threads: usize,
+    /// Process runtime: emulate the regions' network. Each participant dials its
+    /// aggregator through a proxy of the Toxiproxy server whose API is at this URL (for
+    /// example http://127.0.0.1:8474), with the latency and bandwidth between its site's
+    /// region and the aggregator's placement from the catalog.
+    #[arg(long)]
+    network_emulator: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -69,6 +75,9 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|| format!("fedsky-operator-{}", std::process::id()));
     let election = (!args.no_leader_election)
         .then(|| fedsky_operator::run::default_election(args.lease_namespace, identity));
+    if args.network_emulator.is_some() && args.runtime != RuntimeKind::Process {
+        anyhow::bail!("--network-emulator needs --runtime process");
+    }
     let runtime = match args.runtime {
         RuntimeKind::Kubernetes => Runtime::Kubernetes,
         RuntimeKind::Process => {
@@ -88,6 +97,13 @@ async fn main() -> anyhow::Result<()> {
                     .map(std::path::absolute)
                     .transpose()?,
                 participant_threads: args.participant_threads,
+                network: match &args.network_emulator {
+                    Some(api) => Some(fedsky_operator::runtime::NetworkEmulator::new(
+                        api,
+                        fedsky_placement::Catalog::builtin()?,
+                    )),
+                    None => None,
+                },
             }))
         }
     };

@@ -14,6 +14,7 @@ mod common;
 
 use common::apply_json;
 use common::processes::{StopOnDrop, bin, kill_group, synth};
+use common::report::{self, env_or, write_atomically};
 use fedsky_crds::FederatedJob;
 use fedsky_crds::federated_job::JobPhase;
 use fedsky_e2e::{ControlPlane, Options};
@@ -182,25 +183,6 @@ fn tables(records: &[RunRecord]) -> String {
 }
 
 const BEGIN: &str = "<!-- results:begin (written by make experiment-orchestration) -->";
-const END: &str = "<!-- results:end -->";
-
-/// `doc` with the text between the markers replaced by `content`; `None` without markers.
-fn splice(doc: &str, content: &str) -> Option<String> {
-    let b = doc.find(BEGIN)? + BEGIN.len();
-    let e = b + doc[b..].find(END)?;
-    Some(format!(
-        "{}\n{}\n{}",
-        &doc[..b],
-        content.trim_end(),
-        &doc[e..]
-    ))
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).unwrap_or_else(|e| panic!("writing {}: {e}", tmp.display()));
-    std::fs::rename(&tmp, path).unwrap_or_else(|e| panic!("renaming to {}: {e}", path.display()));
-}
 
 #[cfg(test)]
 mod pure {
@@ -243,14 +225,6 @@ mod pure {
             t.contains("| Random | 2 | 6 | 2 | 33 % | 33 % | 1.00 | 0 | 50 % (1/2) |"),
             "{t}"
         );
-    }
-
-    #[test]
-    fn splice_replaces_only_between_the_markers() {
-        let doc = format!("head\n{BEGIN}\nold\n{END}\ntail\n");
-        let out = splice(&doc, "new table\n").expect("markers");
-        assert_eq!(out, format!("head\n{BEGIN}\nnew table\n{END}\ntail\n"));
-        assert!(splice("no markers", "x").is_none());
     }
 }
 
@@ -329,13 +303,6 @@ struct Testbed {
     members: BTreeMap<String, kube::Client>,
     runtime: Arc<Runtime>,
     operator: tokio::task::JoinHandle<Result<(), fedsky_operator::run::RunError>>,
-}
-
-fn env_or<T: std::str::FromStr>(var: &str, default: T) -> T {
-    std::env::var(var)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 /// Starts the hub and members (API server, etcd and kwok: no pods run here, the process
@@ -753,19 +720,13 @@ async fn one_run(
     rec
 }
 
-/// Writes the tables into the doc, if it has the markers.
+/// Writes the tables into the experiment's page and the summary into the results page.
 fn write_tables(doc_path: &Path, records: &[RunRecord]) {
-    let t = tables(records);
-    println!("{t}");
-    if let Ok(doc) = std::fs::read_to_string(doc_path) {
-        match splice(&doc, &t) {
-            Some(new) => write_atomically(doc_path, new.as_bytes()),
-            None => println!(
-                "{} has no result markers; tables not written",
-                doc_path.display()
-            ),
-        }
-    }
+    let all = tables(records);
+    report::write_tables(doc_path, BEGIN, &all);
+    let summary = all.split("\nPer run").next().unwrap_or(&all);
+    let results = doc_path.with_file_name("../results.md");
+    report::write_tables(&results, BEGIN, summary);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -777,13 +738,7 @@ async fn orchestration_experiment() {
     // EXPERIMENT_TABLES_ONLY=1: the tables from the records already written (for
     // example by an interrupted run), without running anything.
     if std::env::var_os("EXPERIMENT_TABLES_ONLY").is_some() {
-        let raw = std::fs::read_to_string(&raw_path)
-            .unwrap_or_else(|e| panic!("reading {}: {e}", raw_path.display()));
-        let records: Vec<RunRecord> = raw
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| serde_json::from_str(l).expect("a run record"))
-            .collect();
+        let records: Vec<RunRecord> = common::report::read_records(&raw_path);
         write_tables(&doc_path, &records);
         return;
     }
@@ -813,6 +768,7 @@ async fn orchestration_experiment() {
             participant_bin: participant,
             data_root: Some(work.path().to_path_buf()),
             participant_threads: 1,
+            network: None,
         }))),
         ..Default::default()
     };

@@ -40,6 +40,7 @@ async fn a_job_trains_end_to_end_as_local_processes() {
             participant_bin: participant,
             data_root: Some(work.path().to_path_buf()),
             participant_threads: 1,
+            network: None,
         }))),
         ..Default::default()
     };

@@ -66,6 +66,41 @@ fn pool_sites_become_model_sites_with_flavours() {
     assert_eq!(input.workload.rounds_per_month, 3000.0);
     assert_eq!(input.workload.local_compute_seconds, 40.0);
     assert_eq!(input.workload.memory, AggregationMemory::StreamingMean);
+    assert_eq!(input.timing.rtts_per_transfer, 2.0);
+}
+
+#[test]
+fn round_trips_per_transfer_reach_the_time_model() {
+    let pool = pool();
+    let ctx = SpecContext {
+        pool: Some(("hospitals", &pool)),
+        ..SpecContext::default()
+    };
+    // One aggregator, so both solves price the same placement.
+    let mut base = placement();
+    base.candidates.clouds = vec![CloudProvider::Aws];
+    base.candidates.regions = vec!["eu-central-1".into()];
+    base.candidates.instance_types = vec!["m5.large".into()];
+    base.requirements.max_monthly_cost = None;
+    base.requirements.max_round_time_seconds = None;
+    let mut spec = base.clone();
+    spec.workload.round_trips_per_transfer = Some(1.5);
+    let input = to_input(&spec, &ctx).expect("converts");
+    assert_eq!(input.timing.rtts_per_transfer, 1.5);
+    let time = |s| {
+        let o = solve_spec(catalog(), s, &ctx).expect("solves");
+        o.selected_point().expect("selected").round_time_seconds
+    };
+    // Half a round trip less per transfer on the slowest path (Frankfurt–Seoul), twice.
+    let rtt = 0.001 * {
+        let c = catalog();
+        let id = |k: &str| c.region_id(k).expect("region");
+        c.link(id("aws:eu-central-1"), id("aws:ap-northeast-2"))
+            .expect("link")
+            .rtt_ms
+    };
+    let saved = time(&base) - time(&spec);
+    assert!((saved - rtt).abs() < 1e-6, "saved {saved} s, RTT {rtt} s");
 }
 
 #[test]

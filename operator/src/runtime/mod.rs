@@ -3,8 +3,10 @@
 //! orchestrator, replacements and status are the same in both; only the last step —
 //! starting, observing and stopping the aggregator and participants — differs.
 
+pub mod netem;
 pub mod process;
 
+pub use netem::{NetemError, NetworkEmulator};
 pub use process::{ProcessError, ProcessRuntime, ProcessSettings};
 
 /// The workload runtime the operator uses.

@@ -30,6 +30,9 @@ pub struct ProcessSettings {
     pub data_root: Option<PathBuf>,
     /// CPU threads per participant (several share one machine).
     pub participant_threads: usize,
+    /// Emulated regions: each participant dials the aggregator through a Toxiproxy path
+    /// shaped like the network between its site's region and the aggregator's.
+    pub network: Option<super::netem::NetworkEmulator>,
 }
 
 /// What went wrong running a local process.
@@ -73,6 +76,9 @@ pub enum ProcessError {
         /// The claim name.
         volume: String,
     },
+    /// The emulated network could not shape a participant's path.
+    #[error("emulated network: {0}")]
+    Network(#[from] super::netem::NetemError),
     /// A site has no data volume at all.
     #[error("site {0}: dataVolume sets neither persistentVolumeClaim nor hostPath")]
     NoDataVolume(String),
@@ -409,10 +415,49 @@ impl ProcessRuntime {
         .await
     }
 
+    /// The address a participant dials: the aggregator's own, or with an emulated network
+    /// its path's proxy, shaped for the site's region (`site`) and the aggregator's
+    /// placement (`aggregator`), each `(cloud, region)`.
+    pub async fn participant_endpoint(
+        &self,
+        key: &str,
+        name: &str,
+        aggregator_endpoint: &str,
+        site: Option<(&str, &str)>,
+        aggregator: Option<(&str, &str)>,
+    ) -> Result<String, ProcessError> {
+        let Some(net) = &self.settings.network else {
+            return Ok(aggregator_endpoint.to_string());
+        };
+        let (Some(site), Some(aggregator)) = (site, aggregator) else {
+            return Err(ProcessError::Network(super::netem::NetemError::NoLink(
+                format!("the site of {name} (no cloud/region)"),
+                "the aggregator (not placed)".into(),
+            )));
+        };
+        let proxy = super::netem::proxy_name(key, name);
+        let (listen, shape) = net
+            .ensure_path(&proxy, aggregator_endpoint, site, aggregator)
+            .await?;
+        tracing::info!(
+            participant = name,
+            site = %format!("{}:{}", site.0, site.1),
+            aggregator = %format!("{}:{}", aggregator.0, aggregator.1),
+            rtt_ms = shape.rtt_ms,
+            rate_kb_per_s = shape.rate_kb_per_s,
+            %listen,
+            "emulated path"
+        );
+        Ok(listen)
+    }
+
     /// Stops a participant and forgets it.
     pub async fn remove_participant(&self, key: &str, name: &str) -> Result<(), ProcessError> {
         let dir = self.participant_dir(key, name);
         stop(&dir.join("run")).await;
+        if let Some(net) = &self.settings.network {
+            net.remove(&super::netem::proxy_name(key, name)).await?;
+        }
         remove_dir(&dir)
     }
 
@@ -422,6 +467,9 @@ impl ProcessRuntime {
             stop(&self.participant_dir(key, &p.name).join("run")).await;
         }
         stop(&self.aggregator_dir(key).join("run")).await;
+        if let Some(net) = &self.settings.network {
+            net.remove_job(key).await?;
+        }
         remove_dir(&self.job_dir(key))
     }
 }
@@ -657,6 +705,7 @@ mod tests {
             participant_bin: "/bin/sleep".into(),
             data_root: None,
             participant_threads: 1,
+            network: None,
         })
     }
 

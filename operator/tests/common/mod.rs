@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod processes;
+pub mod report;
 
 use fedsky_e2e::{ControlPlane, Options};
 use fedsky_operator::run::{Settings, run};

@@ -53,16 +53,21 @@ impl Drop for StopOnDrop {
 /// A small non-IID synthetic X-ray site (32 px, 90 training images) whose dominant class
 /// is `dominant`, written by `fedsky-participant synth`.
 pub fn synth(participant: &Path, out: &Path, dominant: usize) {
+    synth_sized(participant, out, dominant, 32, 90);
+}
+
+/// A non-IID synthetic X-ray site of `images` training images of `size` pixels (10 test
+/// images per class), 60 % of them of class `dominant`.
+pub fn synth_sized(participant: &Path, out: &Path, dominant: usize, size: u32, images: u32) {
     let status = std::process::Command::new(participant)
         .args([
             "synth",
             "--size",
-            "32",
-            "--train",
-            "90",
+            &size.to_string(),
             "--test-per-class",
             "10",
         ])
+        .args(["--train", &images.to_string()])
         .args(["--share", "0.6", "--dominant-class", &dominant.to_string()])
         .args(["--seed", &(100 + dominant).to_string(), "--out"])
         .arg(out)

@@ -48,6 +48,15 @@ pub use solve::{
     BindingConstraint, CostBreakdown, Infeasibility, PlacementOutcome, PlacementPoint,
     PlacementSolver, SiteFlavour, StandbyPoint, solve_placement,
 };
+
+/// The rate one model stream gets on `link`: the measured throughput, capped at one TCP
+/// window per RTT (the catalog's throughput was measured with many parallel streams).
+/// The emulated testbed gives every participant-to-aggregator path this rate.
+pub fn stream_bits_per_second(link: crate::catalog::Link, timing: &TimingModel) -> f64 {
+    let window_bps = timing.tcp_window_mib * BYTES_PER_MIB * 8.0 / (link.rtt_ms / 1000.0);
+    link.throughput_gbps
+        .map_or(window_bps, |g| window_bps.min(g * 1.0e9))
+}
 use standby::StandbyModel;
 
 const BYTES_PER_MB: f64 = 1.0e6;
@@ -175,7 +184,6 @@ impl PlacementModel {
         }
         let size_bytes = workload.model_size_mb * BYTES_PER_MB;
         let size_gb = size_bytes / BYTES_PER_GB;
-        let window_bits = timing.tcp_window_mib * BYTES_PER_MIB * 8.0;
         let mut site_time = Vec::with_capacity(aggregators.len() * row_len);
         let mut site_egress = Vec::with_capacity(aggregators.len() * row_len);
         let mut site_flavour_cost = Vec::with_capacity(aggregators.len() * row_len);
@@ -196,10 +204,7 @@ impl PlacementModel {
                             throughput_gbps: None,
                         });
                 let rtt_s = link.rtt_ms / 1000.0;
-                let window_bps = window_bits / rtt_s;
-                let bps = link
-                    .throughput_gbps
-                    .map_or(window_bps, |g| window_bps.min(g * 1.0e9));
+                let bps = stream_bits_per_second(link, timing);
                 let transfer = timing.rtts_per_transfer * rtt_s + size_bytes * 8.0 / bps;
                 let down = catalog.egress_per_gb(agg.region_id, site.region);
                 let up = if workload.charge_site_egress {

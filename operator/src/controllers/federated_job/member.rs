@@ -368,6 +368,7 @@ pub async fn run_participants(
     ctx: &Context,
     job: &ValidJob,
     endpoint: &str,
+    placed: Option<(&str, &str)>,
     queue: &mut QueueState,
     replacements: u32,
     now: k8s_openapi::jiff::Timestamp,
@@ -468,10 +469,18 @@ pub async fn run_participants(
         let site = job.site(&c.site);
         let name = names::participant(&job.key, &c.site, c.n);
         if let Some(rt) = ctx.runtime.process() {
-            let msg = start_process(rt, job, c, &name, endpoint)
-                .await
-                .err()
-                .map(|e| format!("cannot start: {e}"));
+            let started = async {
+                let region = match rt.settings().network {
+                    Some(_) => site_region(ctx, site).await,
+                    None => None,
+                };
+                let site_at = region.as_ref().map(|(c, r)| (c.as_str(), r.as_str()));
+                let dial = rt
+                    .participant_endpoint(&job.key, &name, endpoint, site_at, placed)
+                    .await?;
+                start_process(rt, job, c, &name, &dial).await
+            };
+            let msg = started.await.err().map(|e| format!("cannot start: {e}"));
             states.push(state(&name, &c.site, &c.node, "Pending", msg));
             continue;
         }
@@ -523,6 +532,25 @@ fn state(name: &str, site: &str, node: &str, s: &str, message: Option<String>) -
         message,
         last_heartbeat: None,
     }
+}
+
+/// The `(cloud, region)` whose network models a site: its own fields, else its member
+/// cluster's (as the placement takes them).
+async fn site_region(
+    ctx: &Context,
+    site: &fedsky_crds::participant_pool::Site,
+) -> Option<(String, String)> {
+    let cluster = match (&site.cloud, &site.region) {
+        (Some(_), Some(_)) => None,
+        _ => Api::<MemberCluster>::all(ctx.client.clone())
+            .get_opt(&site.member_cluster)
+            .await
+            .ok()
+            .flatten(),
+    };
+    let cloud = site.cloud.or(cluster.as_ref().map(|m| m.spec.provider))?;
+    let region = site.region.clone().or(cluster.map(|m| m.spec.region))?;
+    Some((super::vm::provider_name(cloud).to_string(), region))
 }
 
 async fn start_process(

@@ -168,6 +168,12 @@ async fn apply(job: &FederatedJob, ctx: &Context) -> Result<Action, Error> {
     }
     let mut queue = queue_state(&prev);
     let mut replacements = u32::try_from(prev.replacements.unwrap_or(0)).unwrap_or(0);
+    let placed = match &obs.placement {
+        PlacementObs::Placed { option, .. } => {
+            Some((option.cloud.as_str(), option.region.as_str()))
+        }
+        _ => None,
+    };
     if let AggregatorObs::Ready {
         endpoint,
         model_url,
@@ -175,7 +181,8 @@ async fn apply(job: &FederatedJob, ctx: &Context) -> Result<Action, Error> {
     } = &obs.aggregator
     {
         let outcome =
-            member::run_participants(ctx, &valid, endpoint, &mut queue, replacements, now).await;
+            member::run_participants(ctx, &valid, endpoint, placed, &mut queue, replacements, now)
+                .await;
         // The next reader of these sites must see the participants just started.
         for c in &outcome.plan.create {
             ctx.sites.invalidate(valid.site(&c.site));

@@ -44,7 +44,7 @@ pub fn parse_vm_ref(s: &str) -> Option<(String, String, String)> {
     ))
 }
 
-fn provider_name(p: CloudProvider) -> &'static str {
+pub(crate) fn provider_name(p: CloudProvider) -> &'static str {
     match p {
         CloudProvider::Aws => "aws",
         CloudProvider::Gcp => "gcp",
