@@ -145,11 +145,14 @@ experiment-orchestration: control-plane participant-build
 ## table in docs/experiments/placement.md. Not part of `make test`.
 PLACEMENT_RUNS ?= 3
 .PHONY: experiment-placement
-experiment-placement: control-plane participant-build
-	$(CARGO) build -p fedsky-aggregator --bin fedsky-aggregator
+# Release binaries: three participants and the aggregator share this machine's cores, and
+# debug builds' CPU time would blur what the network adds to a round.
+experiment-placement: control-plane
+	$(CARGO) build --release -p fedsky-aggregator --bin fedsky-aggregator
+	$(PARTICIPANT_ENV) $(CARGO) build --release -p fedsky-participant --bins
 	$(PARTICIPANT_ENV) FEDSKY_BIN_DIR="$$(./e2e/scripts/build-control-plane.sh)" \
 		FEDSKY_TOXIPROXY_BIN="$$(./e2e/scripts/build-toxiproxy.sh)" \
-		FEDSKY_AGGREGATOR_BIN="$(CARGO_TARGET_DIR_OR_DEFAULT)/debug/fedsky-aggregator" \
-		FEDSKY_PARTICIPANT_BIN="$(CARGO_TARGET_DIR_OR_DEFAULT)/debug/fedsky-participant" \
+		FEDSKY_AGGREGATOR_BIN="$(CARGO_TARGET_DIR_OR_DEFAULT)/release/fedsky-aggregator" \
+		FEDSKY_PARTICIPANT_BIN="$(CARGO_TARGET_DIR_OR_DEFAULT)/release/fedsky-participant" \
 		EXPERIMENT_RUNS="$(PLACEMENT_RUNS)" \
 		$(CARGO) test -p fedsky-operator --test placement_experiment -- --ignored --nocapture

@@ -502,7 +502,7 @@ async fn placement_experiment() {
     let participant = bin("FEDSKY_PARTICIPANT_BIN");
     let reps: u32 = env_or("EXPERIMENT_RUNS", 3);
     let rounds: u64 = env_or("EXPERIMENT_ROUNDS", 8);
-    let images: u32 = env_or("EXPERIMENT_IMAGES", 150);
+    let images: u32 = env_or("EXPERIMENT_IMAGES", 32);
 
     let work = tempfile::tempdir().expect("tempdir");
     for (i, (site, _)) in HOSPITALS.iter().enumerate() {
