@@ -63,6 +63,10 @@ const NAIVE: (&str, &str, &str) = ("aws", "eu-central-1", "m5.large");
 /// Toxiproxy ends TCP on each side locally, so no slow start or handshake adds to them.
 const ROUND_TRIPS_PER_TRANSFER: f64 = 1.5;
 
+/// Pixels of the synthetic X-rays: small, so that local compute stays a small share of a
+/// round on this machine (ResNet-18's size on the wire does not depend on it).
+const IMAGE_SIZE: u32 = 32;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 enum Variant {
@@ -76,7 +80,7 @@ enum Variant {
 impl Variant {
     fn label(self) -> &'static str {
         match self {
-            Self::Calibration => "calibration (all paths inside eu-central-1)",
+            Self::Calibration => "calibration (one hospital, inside eu-central-1)",
             Self::Naive => "naive (first hospital's region, m5.large)",
             Self::CostFirst => "cost first (costWeight 1)",
             Self::LatencyFirst => "latency first within the naive cost (costWeight 0)",
@@ -154,7 +158,8 @@ fn tables(records: &[RunRecord]) -> String {
     let _ = writeln!(
         s,
         "Model {:.3} MB on the wire; local compute and protocol overhead {:.3} s per round \
-         (calibration: mean of rounds 2..{} with every path inside one region); \
+         (calibration: one participant alone, in the aggregator's region, mean of rounds \
+         2..{}); \
          {ROUND_TRIPS_PER_TRANSFER} round trips per transfer; 720 rounds and 730 aggregator \
          hours a month.\n",
         cal.model_size_mb,
@@ -310,6 +315,8 @@ struct Workload {
 
 #[derive(Debug, Clone, Copy)]
 struct RunSpec {
+    /// `ResNet18` (45 MB, the seed's model size) or `SmallCNN` (0.6 MB).
+    architecture: &'static str,
     variant: Variant,
     repetition: u32,
     rounds: u64,
@@ -357,15 +364,21 @@ async fn one_run(tb: &Testbed, state_dir: &Path, spec: &RunSpec) -> RunRecord {
         .create(&PostParams::default(), &nsobj)
         .await
         .expect("namespace");
-    let sites: Vec<serde_json::Value> = HOSPITALS
+    // The calibration runs one hospital, in the aggregator's region: one participant
+    // alone on this machine computes as a hospital's own node would, which is what the
+    // model's local compute means (three participants computing at once on two cores
+    // would each take longer than on their own machines).
+    let calibration = spec.variant == Variant::Calibration;
+    let hospitals = if calibration {
+        &HOSPITALS[..1]
+    } else {
+        &HOSPITALS[..]
+    };
+    let per_round = hospitals.len();
+    let sites: Vec<serde_json::Value> = hospitals
         .iter()
         .map(|(site, region)| {
-            // The calibration puts every hospital in the aggregator's region.
-            let region = if spec.variant == Variant::Calibration {
-                NAIVE.1
-            } else {
-                region
-            };
+            let region = if calibration { NAIVE.1 } else { region };
             serde_json::json!({
                 "name": site, "memberCluster": format!("hospital-{site}"), "cloud": "aws",
                 "region": region, "nodeSelector": { "fedsky.dev/site": site },
@@ -397,13 +410,14 @@ async fn one_run(tb: &Testbed, state_dir: &Path, spec: &RunSpec) -> RunRecord {
             "apiVersion": "fl.fedsky.dev/v1alpha1", "kind": "FederatedJob",
             "metadata": { "name": "xray", "namespace": ns },
             "spec": {
-                "model": { "builtin": { "architecture": "SmallCNN", "numClasses": 3, "imageSize": 64 } },
+                "model": { "builtin": { "architecture": spec.architecture, "numClasses": 3, "imageSize": IMAGE_SIZE } },
                 "dataset": { "format": "ImageFolder", "path": "xray",
                              "classes": ["Covid", "Normal", "Viral Pneumonia"] },
                 "training": { "rounds": spec.rounds, "localEpochs": 1, "batchSize": 32,
                               "learningRate": 0.01, "seed": 7 },
                 "participants": { "poolRef": { "name": "hospitals" },
-                                  "minPerRound": 3, "maxPerRound": 3, "roundTimeoutSeconds": 120,
+                                  "minPerRound": per_round, "maxPerRound": per_round,
+                                  "roundTimeoutSeconds": 120,
                                   "minResources": { "cpu": "1", "memory": "1Gi" } },
                 "placement": { "placementRef": { "name": "xray" } }
             }
@@ -501,13 +515,13 @@ async fn placement_experiment() {
     let aggregator = bin("FEDSKY_AGGREGATOR_BIN");
     let participant = bin("FEDSKY_PARTICIPANT_BIN");
     let reps: u32 = env_or("EXPERIMENT_RUNS", 3);
-    let rounds: u64 = env_or("EXPERIMENT_ROUNDS", 8);
+    let rounds: u64 = env_or("EXPERIMENT_ROUNDS", 6);
     let images: u32 = env_or("EXPERIMENT_IMAGES", 32);
 
     let work = tempfile::tempdir().expect("tempdir");
     for (i, (site, _)) in HOSPITALS.iter().enumerate() {
         let out = work.path().join(format!("xray-{site}")).join("xray");
-        synth_sized(&participant, &out, i, 64, images);
+        synth_sized(&participant, &out, i, IMAGE_SIZE, images);
     }
     let toxiproxy = tokio::task::spawn_blocking(Toxiproxy::start)
         .await
@@ -555,7 +569,12 @@ async fn placement_experiment() {
 
     // Calibration: local compute is the round time left when every path is inside one
     // region, less what the model itself predicts for those short paths.
+    let architecture = match std::env::var("EXPERIMENT_MODEL").as_deref() {
+        Ok("SmallCNN") => "SmallCNN",
+        _ => "ResNet18",
+    };
     let mut spec = RunSpec {
+        architecture,
         variant: Variant::Calibration,
         repetition: 0,
         rounds,
