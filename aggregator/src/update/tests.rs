@@ -609,3 +609,30 @@ fn streamed_check_refuses_short_and_long_buffers() {
     );
     assert!(check.finish(&bytes, &g).is_ok());
 }
+
+/// The vector finiteness test agrees with the bit test for every kind of
+/// non-finite value, in every lane, a later block and the tail, and lets
+/// extreme finite values (largest, smallest subnormal, -0) through.
+#[test]
+fn f32_scan_finds_each_non_finite_value_in_lanes_blocks_and_tail() {
+    let n = 2 * BLOCK + CHECK_LANES + 5;
+    let finite = [f32::MAX, f32::MIN, f32::from_bits(1), -0.0, 1.5];
+    let clean: Vec<[u8; 4]> = (0..n)
+        .map(|i| finite[i % finite.len()].to_le_bytes())
+        .collect();
+    assert_eq!(first_non_finite_f32(&clean), None);
+    let spots = (0..CHECK_LANES).chain([BLOCK + 7, n - 1, n - 3]);
+    for at in spots {
+        for bad in [f32::NAN, -f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let mut words = clean.clone();
+            words[at] = bad.to_le_bytes();
+            // A second bad value later must not hide the first.
+            words[n - 2] = f32::NAN.to_le_bytes();
+            assert_eq!(
+                first_non_finite_f32(&words),
+                Some(at.min(n - 2)),
+                "{bad} at {at}"
+            );
+        }
+    }
+}
