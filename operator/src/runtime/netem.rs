@@ -19,6 +19,11 @@ pub enum NetemError {
         "region {0} is not in the catalog: the emulated network needs the catalog's matrix for every site and aggregator region"
     )]
     UnknownRegion(String),
+    /// A participant's site or its aggregator has no region to shape the path by.
+    #[error(
+        "{0} has no cloud/region: the emulated network shapes each path by the regions at both ends"
+    )]
+    MissingRegion(String),
     /// The catalog has no network data between two regions.
     #[error("the catalog has no network data between {0} and {1}")]
     NoLink(String, String),

@@ -9,6 +9,7 @@
 //! `sh` wrapper in its own process group that records the exit status even when the
 //! operator is gone, like a kubelet records a container's.
 
+use super::netem::NetemError;
 use crate::controllers::federated_job::command::{self, AggregatorIo, TlsPaths};
 use crate::controllers::federated_job::pki::Leaf;
 use serde::{Deserialize, Serialize};
@@ -429,12 +430,10 @@ impl ProcessRuntime {
         let Some(net) = &self.settings.network else {
             return Ok(aggregator_endpoint.to_string());
         };
-        let (Some(site), Some(aggregator)) = (site, aggregator) else {
-            return Err(ProcessError::Network(super::netem::NetemError::NoLink(
-                format!("the site of {name} (no cloud/region)"),
-                "the aggregator (not placed)".into(),
-            )));
-        };
+        let missing = |what: String| ProcessError::Network(NetemError::MissingRegion(what));
+        let site = site.ok_or_else(|| missing(format!("the site of participant {name}")))?;
+        let aggregator =
+            aggregator.ok_or_else(|| missing(format!("the aggregator of job {key}")))?;
         let proxy = super::netem::proxy_name(key, name);
         let (listen, shape) = net
             .ensure_path(&proxy, aggregator_endpoint, site, aggregator)
