@@ -29,7 +29,8 @@ use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use status::{AggregatorObs, Observation, PlacementObs};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// Name used in metrics and logs.
@@ -49,6 +50,10 @@ pub async fn run(ctx: Arc<Context>) {
     let api: Api<FederatedJob> = Api::all(ctx.client.clone());
     let controller = Controller::new(api, watcher::Config::default());
     let store = controller.store();
+    // Only a pool that is new or whose spec changed (a new generation) matters to a job
+    // waiting for it; its status changes with every capacity update, and re-triggering
+    // every waiting job on each would flood the queue in a burst of new jobs.
+    let generations: Mutex<HashMap<PoolKey, Option<i64>>> = Mutex::new(HashMap::new());
     controller
         .with_config(kube::runtime::controller::Config::default().concurrency(CONCURRENCY))
         .owns(
@@ -59,6 +64,12 @@ pub async fn run(ctx: Arc<Context>) {
             Api::<ParticipantPool>::all(ctx.client.clone()),
             watcher::Config::default(),
             move |pool| {
+                let key = (pool.namespace(), pool.name_any());
+                let mut seen = generations.lock().unwrap_or_else(PoisonError::into_inner);
+                if seen.insert(key, pool.metadata.generation) == Some(pool.metadata.generation) {
+                    return Vec::new();
+                }
+                drop(seen);
                 super::users_of_pool(&store, &pool, |job, name| {
                     job.spec.participants.pool_ref.name == name && not_started(job)
                 })
@@ -69,6 +80,9 @@ pub async fn run(ctx: Arc<Context>) {
         .for_each(|_| futures::future::ready(()))
         .await;
 }
+
+/// A pool by namespace and name.
+type PoolKey = (Option<String>, String);
 
 /// A job that has not reached `Starting` yet (no phase, `Pending` or `Placing`).
 fn not_started(job: &FederatedJob) -> bool {
