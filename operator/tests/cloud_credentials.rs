@@ -13,8 +13,8 @@ use fedsky_crds::conditions;
 use fedsky_e2e::moto::{Moto, MotoOptions};
 use fedsky_e2e::{ControlPlane, Options, kubectl};
 use fedsky_operator::run::{Settings, run};
-use k8s_openapi::api::core::v1::{Namespace, Secret};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 
 const WRONG: &str = "wrong-secret-never-shown";
 
@@ -92,22 +92,8 @@ async fn credentials_condition_follows_the_secret_without_a_restart() {
     .await
     .expect("start");
     let client = hub.client().await.expect("hub client");
-    let ns: Namespace =
-        serde_json::from_value(serde_json::json!({ "metadata": { "name": "fedsky-system" } }))
-            .expect("ns");
-    Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &ns)
-        .await
-        .expect("namespace");
-    let kubeconfig: Secret = serde_json::from_value(serde_json::json!({
-        "metadata": { "name": "eu-kubeconfig", "namespace": "fedsky-system" },
-        "stringData": { "kubeconfig": member.kubeconfig_yaml() },
-    }))
-    .expect("secret");
-    Api::<Secret>::namespaced(client.clone(), "fedsky-system")
-        .create(&PostParams::default(), &kubeconfig)
-        .await
-        .expect("kubeconfig secret");
+    common::system_namespace(&client).await;
+    common::kubeconfig_secret(&client, "eu", &member).await;
     put_secret(
         &client,
         serde_json::json!({

@@ -12,16 +12,16 @@
 
 mod common;
 
-use common::apply_json;
 use common::processes::{StopOnDrop, bin, kill_group, synth};
 use common::report::{self, env_or, write_atomically};
+use common::{apply_json, capacity, kubeconfig_secret, system_namespace};
 use fedsky_crds::FederatedJob;
 use fedsky_crds::federated_job::JobPhase;
 use fedsky_e2e::{ControlPlane, Options};
 use fedsky_operator::run::{Settings, run};
 use fedsky_operator::runtime::process::ProcState;
 use fedsky_operator::runtime::{ProcessRuntime, ProcessSettings, Runtime};
-use k8s_openapi::api::core::v1::{Namespace, Node, Secret};
+use k8s_openapi::api::core::v1::{Namespace, Node};
 use kube::api::{Api, DeleteParams, PostParams};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -337,35 +337,17 @@ async fn testbed(settings: Settings) -> Testbed {
     .await
     .expect("start");
     let hub = hub_plane.client().await.expect("hub client");
-    let ns: Namespace =
-        serde_json::from_value(serde_json::json!({"metadata": {"name": "fedsky-system"}}))
-            .expect("ns");
-    Api::<Namespace>::all(hub.clone())
-        .create(&PostParams::default(), &ns)
-        .await
-        .expect("namespace");
+    system_namespace(&hub).await;
     let mut clients = BTreeMap::new();
     for ((name, provider, region, nodes), plane) in members.iter().zip(&planes) {
         let client = plane.client().await.expect("member client");
         for (node, cpu, mem) in nodes {
-            let cap = BTreeMap::from([
-                ("cpu".to_string(), cpu.to_string()),
-                ("memory".to_string(), mem.to_string()),
-            ]);
             plane
-                .add_node(&client, node, BTreeMap::new(), cap)
+                .add_node(&client, node, BTreeMap::new(), capacity(cpu, mem))
                 .await
                 .expect("node");
         }
-        let secret: Secret = serde_json::from_value(serde_json::json!({
-            "metadata": { "name": format!("{name}-kubeconfig"), "namespace": "fedsky-system" },
-            "stringData": { "kubeconfig": plane.kubeconfig_yaml() }
-        }))
-        .expect("secret");
-        Api::<Secret>::namespaced(hub.clone(), "fedsky-system")
-            .create(&PostParams::default(), &secret)
-            .await
-            .expect("secret");
+        let secret = kubeconfig_secret(&hub, name, plane).await;
         apply_json(
             &hub,
             serde_json::json!({
@@ -375,7 +357,7 @@ async fn testbed(settings: Settings) -> Testbed {
                     "provider": provider, "region": region, "probeIntervalSeconds": 5,
                     // The aggregator's cluster is public (placement requires it).
                     "tier": if *name == "aggregators" { "public" } else { "private" },
-                    "kubeconfigSecretRef": { "namespace": "fedsky-system", "name": format!("{name}-kubeconfig") }
+                    "kubeconfigSecretRef": { "namespace": "fedsky-system", "name": secret }
                 }
             }),
         )

@@ -14,9 +14,9 @@
 
 mod common;
 
-use common::apply_json;
 use common::processes::{StopOnDrop, bin, synth_sized};
 use common::report::{env_or, write_atomically, write_tables};
+use common::{apply_json, capacity, kubeconfig_secret, system_namespace};
 use fedsky_crds::federated_job::JobPhase;
 use fedsky_crds::{AggregatorPlacement, FederatedJob};
 use fedsky_e2e::toxiproxy::Toxiproxy;
@@ -24,7 +24,7 @@ use fedsky_e2e::{ControlPlane, Options};
 use fedsky_operator::run::{Settings, run};
 use fedsky_operator::runtime::{NetworkEmulator, ProcessRuntime, ProcessSettings, Runtime};
 use fedsky_placement::Catalog;
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams, PostParams};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -228,22 +228,15 @@ async fn testbed(settings: Settings) -> Testbed {
     .await
     .expect("start");
     let hub = hub_plane.client().await.expect("hub client");
-    let ns: Namespace =
-        serde_json::from_value(serde_json::json!({"metadata": {"name": "fedsky-system"}}))
-            .expect("ns");
-    Api::<Namespace>::all(hub.clone())
-        .create(&PostParams::default(), &ns)
-        .await
-        .expect("namespace");
-    let cap = |cpu: &str, mem: &str| {
-        BTreeMap::from([
-            ("cpu".to_string(), cpu.to_string()),
-            ("memory".to_string(), mem.to_string()),
-        ])
-    };
+    system_namespace(&hub).await;
     let public_client = public.client().await.expect("public client");
     public
-        .add_node(&public_client, "agg-1", BTreeMap::new(), cap("8", "32Gi"))
+        .add_node(
+            &public_client,
+            "agg-1",
+            BTreeMap::new(),
+            capacity("8", "32Gi"),
+        )
         .await
         .expect("node");
     let private_client = private.client().await.expect("hospitals client");
@@ -254,21 +247,13 @@ async fn testbed(settings: Settings) -> Testbed {
                 &private_client,
                 &format!("{site}-1"),
                 labels,
-                cap("8", "16Gi"),
+                capacity("8", "16Gi"),
             )
             .await
             .expect("node");
     }
     for (plane, name) in [(&public, "public"), (&private, "hospitals")] {
-        let secret: Secret = serde_json::from_value(serde_json::json!({
-            "metadata": { "name": format!("{name}-kubeconfig"), "namespace": "fedsky-system" },
-            "stringData": { "kubeconfig": plane.kubeconfig_yaml() }
-        }))
-        .expect("secret");
-        Api::<Secret>::namespaced(hub.clone(), "fedsky-system")
-            .create(&PostParams::default(), &secret)
-            .await
-            .expect("secret");
+        kubeconfig_secret(&hub, name, plane).await;
     }
     let member = |name: String, provider: &str, region: &str, tier: &str, secret: &str| {
         serde_json::json!({

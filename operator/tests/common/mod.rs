@@ -48,13 +48,7 @@ pub async fn fleet_with(members: &[MemberSpec<'_>], settings: Settings) -> Fleet
     .await
     .expect("start");
     let hub_client = hub.client().await.expect("hub client");
-    let ns: Namespace =
-        serde_json::from_value(serde_json::json!({"metadata": {"name": "fedsky-system"}}))
-            .expect("ns");
-    Api::<Namespace>::all(hub_client.clone())
-        .create(&PostParams::default(), &ns)
-        .await
-        .expect("namespace");
+    system_namespace(&hub_client).await;
 
     let mut out = Vec::new();
     for ((name, provider, region, tier, nodes), plane) in members.iter().zip(planes) {
@@ -64,24 +58,12 @@ pub async fn fleet_with(members: &[MemberSpec<'_>], settings: Settings) -> Fleet
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect();
-            let cap = BTreeMap::from([
-                ("cpu".to_string(), cpu.to_string()),
-                ("memory".to_string(), mem.to_string()),
-            ]);
             plane
-                .add_node(&client, node, labels, cap)
+                .add_node(&client, node, labels, capacity(cpu, mem))
                 .await
                 .expect("node");
         }
-        let secret: Secret = serde_json::from_value(serde_json::json!({
-            "metadata": { "name": format!("{name}-kubeconfig"), "namespace": "fedsky-system" },
-            "stringData": { "kubeconfig": plane.kubeconfig_yaml() }
-        }))
-        .expect("secret");
-        Api::<Secret>::namespaced(hub_client.clone(), "fedsky-system")
-            .create(&PostParams::default(), &secret)
-            .await
-            .expect("secret");
+        let secret = kubeconfig_secret(&hub_client, name, &plane).await;
         apply_json(
             &hub_client,
             serde_json::json!({
@@ -90,7 +72,7 @@ pub async fn fleet_with(members: &[MemberSpec<'_>], settings: Settings) -> Fleet
                 "metadata": { "name": name },
                 "spec": {
                     "provider": provider, "region": region, "tier": tier, "probeIntervalSeconds": 5,
-                    "kubeconfigSecretRef": { "namespace": "fedsky-system", "name": format!("{name}-kubeconfig") }
+                    "kubeconfigSecretRef": { "namespace": "fedsky-system", "name": secret }
                 }
             }),
         )
@@ -104,6 +86,41 @@ pub async fn fleet_with(members: &[MemberSpec<'_>], settings: Settings) -> Fleet
         members: out,
         operator,
     }
+}
+
+/// Creates the operator's namespace, `fedsky-system`, on the hub.
+pub async fn system_namespace(hub: &kube::Client) {
+    let ns: Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "fedsky-system"}}))
+            .expect("ns");
+    Api::<Namespace>::all(hub.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("namespace");
+}
+
+/// Stores `plane`'s kubeconfig in the hub Secret `fedsky-system/<name>-kubeconfig`, the one
+/// a MemberCluster's `kubeconfigSecretRef` names; returns the Secret's name.
+pub async fn kubeconfig_secret(hub: &kube::Client, name: &str, plane: &ControlPlane) -> String {
+    let secret_name = format!("{name}-kubeconfig");
+    let secret: Secret = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": secret_name, "namespace": "fedsky-system" },
+        "stringData": { "kubeconfig": plane.kubeconfig_yaml() }
+    }))
+    .expect("secret");
+    Api::<Secret>::namespaced(hub.clone(), "fedsky-system")
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("kubeconfig secret");
+    secret_name
+}
+
+/// A node's capacity: `cpu` and `memory` quantities.
+pub fn capacity(cpu: &str, memory: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("cpu".to_string(), cpu.to_string()),
+        ("memory".to_string(), memory.to_string()),
+    ])
 }
 
 /// Creates any object from JSON through the dynamic API.

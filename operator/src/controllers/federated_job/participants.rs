@@ -199,6 +199,15 @@ mod tests {
         }
     }
 
+    /// Everything `first` planned, observed running.
+    fn running(first: &Plan) -> Vec<Observed> {
+        first
+            .create
+            .iter()
+            .map(|c| observed(c, Phase::Running, true))
+            .collect()
+    }
+
     #[test]
     fn fills_round_robin_across_sites() {
         let mut st = QueueState::default();
@@ -212,11 +221,7 @@ mod tests {
     fn steady_state_plans_nothing() {
         let mut st = QueueState::default();
         let first = plan(&[], &pool(), &need(), POLICY, &mut st, 3, 0, 5, 0);
-        let obs: Vec<Observed> = first
-            .create
-            .iter()
-            .map(|c| observed(c, Phase::Running, true))
-            .collect();
+        let obs = running(&first);
         let again = plan(&obs, &pool(), &need(), POLICY, &mut st, 3, 0, 5, 10);
         assert_eq!(again, Plan::default());
     }
@@ -225,11 +230,7 @@ mod tests {
     fn failed_participant_and_not_ready_node_are_replaced_elsewhere() {
         let mut st = QueueState::default();
         let first = plan(&[], &pool(), &need(), POLICY, &mut st, 3, 0, 5, 0);
-        let mut obs: Vec<Observed> = first
-            .create
-            .iter()
-            .map(|c| observed(c, Phase::Running, true))
-            .collect();
+        let mut obs = running(&first);
         obs[1].phase = Phase::Failed; // eu-1
         let p = plan(&obs, &pool(), &need(), POLICY, &mut st, 3, 0, 5, 100);
         assert_eq!(p.replaced.len(), 1);
@@ -254,11 +255,7 @@ mod tests {
     fn budget_exhaustion_is_reported() {
         let mut st = QueueState::default();
         let first = plan(&[], &pool(), &need(), POLICY, &mut st, 3, 0, 1, 0);
-        let mut obs: Vec<Observed> = first
-            .create
-            .iter()
-            .map(|c| observed(c, Phase::Running, true))
-            .collect();
+        let mut obs = running(&first);
         obs[0].phase = Phase::Failed;
         let p = plan(&obs, &pool(), &need(), POLICY, &mut st, 3, 1, 1, 100);
         assert!(p.create.is_empty());
@@ -273,11 +270,7 @@ mod tests {
         // maxReplacements: 0, the experiments' baseline without replacement.
         let mut st = QueueState::default();
         let first = plan(&[], &pool(), &need(), POLICY, &mut st, 3, 0, 0, 0);
-        let mut obs: Vec<Observed> = first
-            .create
-            .iter()
-            .map(|c| observed(c, Phase::Running, true))
-            .collect();
+        let mut obs = running(&first);
         obs[0].phase = Phase::Failed;
         obs[1].node_ready = false;
         for now in [100, 105, 110] {
