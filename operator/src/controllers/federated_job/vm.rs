@@ -13,6 +13,7 @@ use super::status::AggregatorObs;
 use super::validate::ValidJob;
 use crate::controllers::member_cluster::credentials::{cloud_of, secret_data};
 use crate::{Context, Error};
+use fedsky_cli::placement::cloud_name;
 use fedsky_clouds::Sensitive;
 use fedsky_clouds::credentials::{self, Credentials};
 use fedsky_clouds::initializer::{self, InitSpec, TlsFiles};
@@ -44,14 +45,6 @@ pub fn parse_vm_ref(s: &str) -> Option<(String, String, String)> {
     ))
 }
 
-pub(crate) fn provider_name(p: CloudProvider) -> &'static str {
-    match p {
-        CloudProvider::Aws => "aws",
-        CloudProvider::Gcp => "gcp",
-        CloudProvider::Openstack => "openstack",
-    }
-}
-
 /// The image for `region`: its own entry, else `*`.
 pub fn image_for<'a>(entry: &'a CloudProvisioning, region: &str) -> Option<&'a str> {
     entry
@@ -77,7 +70,7 @@ impl Placement {
         self.provisioning()?
             .clouds
             .iter()
-            .find(|c| provider_name(c.cloud) == cloud)
+            .find(|c| cloud_name(c.cloud) == cloud)
     }
 }
 
