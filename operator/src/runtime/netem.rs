@@ -93,18 +93,28 @@ pub fn proxy_name(job_key: &str, participant: &str) -> String {
         .collect()
 }
 
-/// The toxics that give a path its shape: latency and bandwidth in both directions.
-fn toxics(shape: &PathShape) -> Vec<serde_json::Value> {
+/// The toxics that give a path its shape, by name: latency and bandwidth in both
+/// directions.
+fn toxics(shape: &PathShape) -> Vec<(String, serde_json::Value)> {
     let mut out = Vec::new();
     for stream in ["upstream", "downstream"] {
-        out.push(serde_json::json!({
-            "name": format!("latency_{stream}"), "type": "latency", "stream": stream,
-            "toxicity": 1.0, "attributes": { "latency": shape.one_way_ms, "jitter": 0 }
-        }));
-        out.push(serde_json::json!({
-            "name": format!("bandwidth_{stream}"), "type": "bandwidth", "stream": stream,
-            "toxicity": 1.0, "attributes": { "rate": shape.rate_kb_per_s }
-        }));
+        for (kind, attributes) in [
+            (
+                "latency",
+                serde_json::json!({ "latency": shape.one_way_ms, "jitter": 0 }),
+            ),
+            (
+                "bandwidth",
+                serde_json::json!({ "rate": shape.rate_kb_per_s }),
+            ),
+        ] {
+            let name = format!("{kind}_{stream}");
+            let body = serde_json::json!({
+                "name": name, "type": kind, "stream": stream,
+                "toxicity": 1.0, "attributes": attributes
+            });
+            out.push((name, body));
+        }
     }
     out
 }
@@ -159,18 +169,12 @@ impl NetworkEmulator {
     ) -> Result<(String, PathShape), NetemError> {
         let shape = path_shape(self.catalog, &self.timing, site, aggregator)?;
         let url = format!("{}/proxies/{name}", self.api);
-        let resp = self.http.get(&url).send().await.map_err(|e| self.err(e))?;
+        let resp = self.send(self.http.get(&url)).await?;
         let proxy: Proxy = if resp.status() == reqwest::StatusCode::NOT_FOUND {
             let body = serde_json::json!({
                 "name": name, "listen": "127.0.0.1:0", "upstream": upstream, "enabled": true
             });
-            let resp = self
-                .http
-                .post(format!("{}/proxies", self.api))
-                .json(&body)
-                .send()
-                .await
-                .map_err(|e| self.err(e))?;
+            let resp = self.post(&format!("{}/proxies", self.api), &body).await?;
             self.json(resp, "creating proxy").await?
         } else {
             let existing: Proxy = self.json(resp, "reading proxy").await?;
@@ -178,39 +182,22 @@ impl NetworkEmulator {
                 existing
             } else {
                 let body = serde_json::json!({ "upstream": upstream, "enabled": true });
-                let resp = self
-                    .http
-                    .post(&url)
-                    .json(&body)
-                    .send()
-                    .await
-                    .map_err(|e| self.err(e))?;
+                let resp = self.post(&url, &body).await?;
                 self.json(resp, "updating proxy").await?
             }
         };
-        for toxic in toxics(&shape) {
-            let tname = toxic["name"].as_str().unwrap_or_default();
+        for (tname, toxic) in toxics(&shape) {
             // Update in place when it exists (a re-placed aggregator changes the shape).
-            let resp = self
-                .http
-                .post(format!("{url}/toxics/{tname}"))
-                .json(&toxic)
-                .send()
-                .await
-                .map_err(|e| self.err(e))?;
-            if resp.status() == reqwest::StatusCode::NOT_FOUND {
-                let resp = self
-                    .http
-                    .post(format!("{url}/toxics"))
-                    .json(&toxic)
-                    .send()
-                    .await
-                    .map_err(|e| self.err(e))?;
-                self.json::<serde_json::Value>(resp, "adding toxic").await?;
+            let resp = self.post(&format!("{url}/toxics/{tname}"), &toxic).await?;
+            let (resp, what) = if resp.status() == reqwest::StatusCode::NOT_FOUND {
+                (
+                    self.post(&format!("{url}/toxics"), &toxic).await?,
+                    "adding toxic",
+                )
             } else {
-                self.json::<serde_json::Value>(resp, "updating toxic")
-                    .await?;
-            }
+                (resp, "updating toxic")
+            };
+            self.json::<serde_json::Value>(resp, what).await?;
         }
         Ok((proxy.listen, shape))
     }
@@ -218,11 +205,8 @@ impl NetworkEmulator {
     /// Removes proxy `name` (nothing when it is gone already).
     pub async fn remove(&self, name: &str) -> Result<(), NetemError> {
         let resp = self
-            .http
-            .delete(format!("{}/proxies/{name}", self.api))
-            .send()
-            .await
-            .map_err(|e| self.err(e))?;
+            .send(self.http.delete(format!("{}/proxies/{name}", self.api)))
+            .await?;
         let status = resp.status();
         if status.is_success() || status == reqwest::StatusCode::NOT_FOUND {
             Ok(())
@@ -234,11 +218,8 @@ impl NetworkEmulator {
     /// Removes every proxy of a job.
     pub async fn remove_job(&self, job_key: &str) -> Result<(), NetemError> {
         let resp = self
-            .http
-            .get(format!("{}/proxies", self.api))
-            .send()
-            .await
-            .map_err(|e| self.err(e))?;
+            .send(self.http.get(format!("{}/proxies", self.api)))
+            .await?;
         let all: std::collections::BTreeMap<String, serde_json::Value> =
             self.json(resp, "listing proxies").await?;
         let prefix = proxy_name(job_key, "");
@@ -246,6 +227,18 @@ impl NetworkEmulator {
             self.remove(name).await?;
         }
         Ok(())
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, NetemError> {
+        req.send().await.map_err(|e| self.err(e))
+    }
+
+    async fn post(
+        &self,
+        url: &str,
+        body: &serde_json::Value,
+    ) -> Result<reqwest::Response, NetemError> {
+        self.send(self.http.post(url).json(body)).await
     }
 
     async fn json<T: serde::de::DeserializeOwned>(
@@ -332,7 +325,7 @@ mod tests {
             one_way_ms: 50,
             rate_kb_per_s: 4000,
         };
-        let t = toxics(&shape);
+        let t: Vec<serde_json::Value> = toxics(&shape).into_iter().map(|(_, b)| b).collect();
         assert_eq!(t.len(), 4);
         for stream in ["upstream", "downstream"] {
             assert!(t.iter().any(|x| x["stream"] == stream
