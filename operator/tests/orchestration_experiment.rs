@@ -12,15 +12,15 @@
 
 mod common;
 
-use common::processes::{StopOnDrop, bin, kill_group, synth};
+use common::processes::{StopOnDrop, bin, kill_group, process_settings, synth};
 use common::report::{self, env_or, write_atomically};
 use common::{apply_json, capacity, kubeconfig_secret, system_namespace};
 use fedsky_crds::FederatedJob;
 use fedsky_crds::federated_job::JobPhase;
 use fedsky_e2e::{ControlPlane, Options};
 use fedsky_operator::run::{Settings, run};
+use fedsky_operator::runtime::Runtime;
 use fedsky_operator::runtime::process::ProcState;
-use fedsky_operator::runtime::{ProcessRuntime, ProcessSettings, Runtime};
 use k8s_openapi::api::core::v1::{Namespace, Node};
 use kube::api::{Api, DeleteParams, PostParams};
 use serde::{Deserialize, Serialize};
@@ -724,7 +724,6 @@ async fn orchestration_experiment() {
         write_tables(&doc_path, &records);
         return;
     }
-    let aggregator = bin("FEDSKY_AGGREGATOR_BIN");
     let participant = bin("FEDSKY_PARTICIPANT_BIN");
     let runs: u32 = env_or("EXPERIMENT_RUNS", 10);
     let rounds: u64 = env_or("EXPERIMENT_ROUNDS", 3);
@@ -743,17 +742,7 @@ async fn orchestration_experiment() {
     }
     let state_dir = work.path().join("state");
     let _stop = StopOnDrop(state_dir.clone());
-    let settings = Settings {
-        runtime: Arc::new(Runtime::Process(ProcessRuntime::new(ProcessSettings {
-            state_dir: state_dir.clone(),
-            aggregator_bin: aggregator,
-            participant_bin: participant,
-            data_root: Some(work.path().to_path_buf()),
-            participant_threads: 1,
-            network: None,
-        }))),
-        ..Default::default()
-    };
+    let settings = process_settings(&state_dir, work.path(), None);
     let tb = testbed(settings).await;
     set_ready(&tb, Faults::DEAD_FROM_START, false).await;
 

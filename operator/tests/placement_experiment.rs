@@ -14,7 +14,7 @@
 
 mod common;
 
-use common::processes::{StopOnDrop, bin, synth_sized};
+use common::processes::{StopOnDrop, bin, process_settings, synth_sized};
 use common::report::{env_or, write_atomically, write_tables};
 use common::{apply_json, capacity, kubeconfig_secret, system_namespace};
 use fedsky_crds::federated_job::JobPhase;
@@ -22,14 +22,13 @@ use fedsky_crds::{AggregatorPlacement, FederatedJob};
 use fedsky_e2e::toxiproxy::Toxiproxy;
 use fedsky_e2e::{ControlPlane, Options};
 use fedsky_operator::run::{Settings, run};
-use fedsky_operator::runtime::{NetworkEmulator, ProcessRuntime, ProcessSettings, Runtime};
+use fedsky_operator::runtime::NetworkEmulator;
 use fedsky_placement::Catalog;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams, PostParams};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Public regions with a member cluster the aggregator can run in (all on one control
@@ -497,7 +496,6 @@ async fn placement_experiment() {
         write_tables(&docs.join("../results.md"), BEGIN, &tables(&records));
         return;
     }
-    let aggregator = bin("FEDSKY_AGGREGATOR_BIN");
     let participant = bin("FEDSKY_PARTICIPANT_BIN");
     let reps: u32 = env_or("EXPERIMENT_RUNS", 3);
     let rounds: u64 = env_or("EXPERIMENT_ROUNDS", 6);
@@ -514,20 +512,14 @@ async fn placement_experiment() {
         .expect("toxiproxy starts");
     let state_dir = work.path().join("state");
     let _stop = StopOnDrop(state_dir.clone());
-    let settings = Settings {
-        runtime: Arc::new(Runtime::Process(ProcessRuntime::new(ProcessSettings {
-            state_dir: state_dir.clone(),
-            aggregator_bin: aggregator,
-            participant_bin: participant,
-            data_root: Some(work.path().to_path_buf()),
-            participant_threads: 1,
-            network: Some(NetworkEmulator::new(
-                &toxiproxy.api(),
-                Catalog::builtin().expect("catalog"),
-            )),
-        }))),
-        ..Default::default()
-    };
+    let settings = process_settings(
+        &state_dir,
+        work.path(),
+        Some(NetworkEmulator::new(
+            &toxiproxy.api(),
+            Catalog::builtin().expect("catalog"),
+        )),
+    );
     let tb = testbed(settings).await;
 
     let mut records: Vec<RunRecord> = Vec::new();

@@ -11,21 +11,17 @@
 
 mod common;
 
-use common::processes::{StopOnDrop, bin, synth};
+use common::processes::{StopOnDrop, bin, process_settings, synth};
 use common::{apply_json, eventually, fleet_with};
 use fedsky_crds::FederatedJob;
 use fedsky_crds::federated_job::JobPhase;
-use fedsky_operator::run::Settings;
-use fedsky_operator::runtime::{ProcessRuntime, ProcessSettings, Runtime};
 use kube::api::{Api, DeleteParams};
-use std::sync::Arc;
 
 const SITES: [(&str, &str); 3] = [("eu", "xray-eu"), ("asia", "xray-asia"), ("us", "xray-us")];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the aggregator and libtorch participant binaries: make process-runtime-test"]
 async fn a_job_trains_end_to_end_as_local_processes() {
-    let aggregator = bin("FEDSKY_AGGREGATOR_BIN");
     let participant = bin("FEDSKY_PARTICIPANT_BIN");
     let work = tempfile::tempdir().expect("tempdir");
     for (i, (_, claim)) in SITES.iter().enumerate() {
@@ -33,17 +29,7 @@ async fn a_job_trains_end_to_end_as_local_processes() {
     }
     let state_dir = work.path().join("state");
     let _stop = StopOnDrop(state_dir.clone());
-    let settings = Settings {
-        runtime: Arc::new(Runtime::Process(ProcessRuntime::new(ProcessSettings {
-            state_dir: state_dir.clone(),
-            aggregator_bin: aggregator,
-            participant_bin: participant,
-            data_root: Some(work.path().to_path_buf()),
-            participant_threads: 1,
-            network: None,
-        }))),
-        ..Default::default()
-    };
+    let settings = process_settings(&state_dir, work.path(), None);
     // One node per site, so the orchestrator's choice is visible in the result.
     let site_label = |s: &'static str| [("fedsky.dev/site", s)];
     let (eu, asia, us) = (site_label("eu"), site_label("asia"), site_label("us"));

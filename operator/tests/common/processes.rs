@@ -1,7 +1,10 @@
 //! Helpers for tests that run the operator's process runtime with the real aggregator and
 //! libtorch participant binaries.
 
+use fedsky_operator::run::Settings;
+use fedsky_operator::runtime::{NetworkEmulator, ProcessRuntime, ProcessSettings, Runtime};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The binary named by the environment variable `var` (set by the test's make target).
 pub fn bin(var: &str) -> PathBuf {
@@ -12,6 +15,27 @@ pub fn bin(var: &str) -> PathBuf {
     }));
     assert!(p.is_file(), "{var}={} is not a file", p.display());
     p
+}
+
+/// Operator settings with the process runtime over the binaries named by
+/// `FEDSKY_AGGREGATOR_BIN` and `FEDSKY_PARTICIPANT_BIN`: job state under `state_dir`,
+/// PersistentVolumeClaim data under `data_root`, one thread per participant.
+pub fn process_settings(
+    state_dir: &Path,
+    data_root: &Path,
+    network: Option<NetworkEmulator>,
+) -> Settings {
+    Settings {
+        runtime: Arc::new(Runtime::Process(ProcessRuntime::new(ProcessSettings {
+            state_dir: state_dir.to_path_buf(),
+            aggregator_bin: bin("FEDSKY_AGGREGATOR_BIN"),
+            participant_bin: bin("FEDSKY_PARTICIPANT_BIN"),
+            data_root: Some(data_root.to_path_buf()),
+            participant_threads: 1,
+            network,
+        }))),
+        ..Default::default()
+    }
 }
 
 /// Kills the process group `pgid` (never 0 or 1).
