@@ -180,9 +180,28 @@ fn immutable_fields_cannot_change() {
     k_ok(&["delete", "mc", "immutable-mc"]);
 }
 
+/// `kubectl explain what`, once the API server has published the CRDs' OpenAPI schema:
+/// it does so a moment after they are Established and in discovery, which is all
+/// installing them waits for.
+fn explain(what: &str) -> String {
+    let start = std::time::Instant::now();
+    loop {
+        let out = k(&["explain", what]);
+        if out.success {
+            return out.stdout;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "kubectl explain {what} failed:\n{}",
+            out.stderr
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+}
+
 #[test]
 fn explain_shows_field_descriptions() {
-    let out = k_ok(&["explain", "federatedjob.spec.training"]);
+    let out = explain("federatedjob.spec.training");
     for text in [
         "Training hyper-parameters",
         "localEpochs",
@@ -191,12 +210,9 @@ fn explain_shows_field_descriptions() {
     ] {
         assert!(out.contains(text), "kubectl explain lacks {text:?}:\n{out}");
     }
-    let out = k_ok(&[
-        "explain",
-        "aggregatorplacement.spec.requirements.costWeight",
-    ]);
+    let out = explain("aggregatorplacement.spec.requirements.costWeight");
     assert!(out.contains("Weight of cost against latency"), "{out}");
-    let out = k_ok(&["explain", "mc.spec.tier"]);
+    let out = explain("mc.spec.tier");
     assert!(out.contains("may host aggregators"), "{out}");
 }
 

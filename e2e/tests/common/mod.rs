@@ -3,13 +3,10 @@
 
 #![allow(dead_code)]
 
+pub use fedsky_e2e::repo_root;
 use fedsky_e2e::{ControlPlane, kubectl};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::OnceLock;
-
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 pub fn crd_yaml_path() -> PathBuf {
     repo_root().join("charts/fedsky/crds/fedsky.yaml")
