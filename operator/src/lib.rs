@@ -3,6 +3,7 @@
 //! Controllers follow one shape: `mod.rs` wires reconcile and error policy, pure modules
 //! compute desired state and status, and a thin layer applies them with server-side apply.
 
+pub mod cache;
 pub mod capacity;
 pub mod clusters;
 pub mod context;

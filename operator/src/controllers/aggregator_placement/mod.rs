@@ -31,6 +31,7 @@ pub async fn run(ctx: Arc<Context>) {
     let api: Api<AggregatorPlacement> = Api::all(ctx.client.clone());
     let controller = Controller::new(api, watcher::Config::default());
     let store = controller.store();
+    ctx.placements.set(controller.store());
     controller
         .watches(
             Api::<ParticipantPool>::all(ctx.client.clone()),

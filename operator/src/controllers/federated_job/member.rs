@@ -122,21 +122,59 @@ pub async fn ensure_ca(ctx: &Context, job: &FederatedJob) -> Result<Ca, Error> {
     )?)
 }
 
+/// The job's token and CA: from memory once read, else from (or into) their hub Secrets.
+pub async fn credentials(
+    ctx: &Context,
+    job: &FederatedJob,
+) -> Result<super::credentials::JobCredentials, Error> {
+    let uid = job.uid().unwrap_or_default();
+    if let Some(c) = ctx.credentials.get(&uid) {
+        return Ok(c);
+    }
+    let creds = super::credentials::JobCredentials {
+        token: ensure_token(ctx, job).await?,
+        ca: ensure_ca(ctx, job).await?,
+    };
+    ctx.credentials.insert(&uid, creds.clone());
+    Ok(creds)
+}
+
 /// Adopts the referenced AggregatorPlacement or applies one from the inline requirements,
 /// and reads its result.
 pub async fn ensure_placement(ctx: &Context, job: &FederatedJob) -> Result<PlacementObs, Error> {
     let ns = job.namespace().unwrap_or_default();
     let api: Api<AggregatorPlacement> = Api::namespaced(ctx.client.clone(), &ns);
     let name = match &job.spec.placement.placement_ref {
-        Some(r) => r.name.clone(),
+        Some(r) => match ctx.placements.get(Some(&ns), &r.name).await {
+            Some(ap) => return Ok(placement_obs(r.name.clone(), &ap)),
+            None => r.name.clone(),
+        },
         None => {
+            let requirements = job.spec.placement.requirements.clone().unwrap_or_default();
+            // Applied once: a cached placement with this spec and owner needs no request.
+            if let Some(ap) = ctx.placements.get(Some(&ns), &job.name_any()).await
+                && ap
+                    .spec
+                    .participants
+                    .pool_ref
+                    .as_ref()
+                    .map(|r| r.name.as_str())
+                    == Some(job.spec.participants.pool_ref.name.as_str())
+                && ap.spec.requirements == requirements
+                && ap
+                    .owner_references()
+                    .iter()
+                    .any(|o| Some(&o.uid) == job.metadata.uid.as_ref())
+            {
+                return Ok(placement_obs(job.name_any(), &ap));
+            }
             let mut ap = serde_json::json!({
                 "apiVersion": "fl.fedsky.dev/v1alpha1",
                 "kind": "AggregatorPlacement",
                 "metadata": { "name": job.name_any(), "namespace": ns },
                 "spec": {
                     "participants": { "poolRef": { "name": job.spec.participants.pool_ref.name } },
-                    "requirements": job.spec.placement.requirements.clone().unwrap_or_default(),
+                    "requirements": requirements,
                 },
             });
             if let Some(owner) = job.controller_owner_ref(&()) {
@@ -156,26 +194,34 @@ pub async fn ensure_placement(ctx: &Context, job: &FederatedJob) -> Result<Place
             "spec.placement.placementRef: AggregatorPlacement {ns}/{name} not found"
         )));
     };
-    let st = ap.status.unwrap_or_default();
-    if st.observed_generation != ap.metadata.generation {
-        return Ok(PlacementObs::Pending(format!(
+    Ok(placement_obs(name, &ap))
+}
+
+/// What a placement's status says for the jobs using it.
+fn placement_obs(name: String, ap: &AggregatorPlacement) -> PlacementObs {
+    let pending = || {
+        PlacementObs::Pending(format!(
             "waiting for AggregatorPlacement {name} to be solved"
-        )));
+        ))
+    };
+    let Some(st) = &ap.status else {
+        return pending();
+    };
+    if st.observed_generation != ap.metadata.generation {
+        return pending();
     }
     if let Some(c) = conditions::find(&st.conditions, "Feasible")
         && c.status == "False"
     {
-        return Ok(PlacementObs::Infeasible(format!(
-            "AggregatorPlacement {name}: {}",
-            c.message
-        )));
+        return PlacementObs::Infeasible(format!("AggregatorPlacement {name}: {}", c.message));
     }
-    Ok(match st.selected {
-        Some(option) => PlacementObs::Placed { name, option },
-        None => PlacementObs::Pending(format!(
-            "waiting for AggregatorPlacement {name} to be solved"
-        )),
-    })
+    match &st.selected {
+        Some(option) => PlacementObs::Placed {
+            option: option.clone(),
+            name,
+        },
+        None => pending(),
+    }
 }
 
 async fn ssa<K>(api: &Api<K>, obj: &K) -> Result<K, kube::Error>
@@ -207,11 +253,16 @@ async fn aggregator_cluster(
     ctx: &Context,
     option: &PlacementOption,
 ) -> Result<Option<MemberCluster>, kube::Error> {
-    let all = Api::<MemberCluster>::all(ctx.client.clone())
-        .list(&ListParams::default())
-        .await?;
+    let all: Vec<MemberCluster> = match ctx.member_clusters.ready().await {
+        Some(store) => store.state().iter().map(|mc| (**mc).clone()).collect(),
+        None => {
+            Api::<MemberCluster>::all(ctx.client.clone())
+                .list(&ListParams::default())
+                .await?
+                .items
+        }
+    };
     let mut matching: Vec<MemberCluster> = all
-        .items
         .into_iter()
         .filter(|mc| {
             mc.spec.tier == ClusterTier::Public
@@ -303,6 +354,37 @@ async fn apply_aggregator(
 ) -> Result<Option<(String, String)>, Error> {
     let client = ctx.clusters.get(cluster)?;
     let objs = build::aggregator(job, &ctx.images)?;
+    let digest = super::applied::digest(
+        cluster,
+        &(&objs.secret, &objs.pvc, &objs.service, &objs.deployment),
+    );
+    // Unchanged since the last apply: read back, and apply again only if it was deleted
+    // or changed by someone else.
+    if let Some(generation) = ctx.applied.current(&job.key, digest) {
+        let read = async {
+            let dep = Api::<Deployment>::namespaced(client.clone(), AGGREGATOR_NAMESPACE)
+                .get_opt(&names::aggregator(&job.key))
+                .await?;
+            let svc = Api::<Service>::namespaced(client.clone(), AGGREGATOR_NAMESPACE)
+                .get_opt(&names::aggregator(&job.key))
+                .await?;
+            Ok::<_, kube::Error>(dep.zip(svc))
+        };
+        match tokio::time::timeout(MEMBER_TIMEOUT, read).await {
+            Ok(Ok(Some((dep, svc)))) if dep.metadata.generation == generation => {
+                return Ok(served(job, svc, dep));
+            }
+            Ok(Ok(_)) => ctx.applied.forget(&job.key),
+            Ok(Err(e)) => return Err(e.into()),
+            Err(_) => {
+                return Err(ClusterError::Unreachable {
+                    cluster: cluster.into(),
+                    reason: "reading the aggregator timed out".into(),
+                }
+                .into());
+            }
+        }
+    }
     let run = async {
         ensure_namespace(&client, AGGREGATOR_NAMESPACE).await?;
         ssa(
@@ -333,9 +415,16 @@ async fn apply_aggregator(
             cluster: cluster.into(),
             reason: "applying aggregator timed out".into(),
         })??;
+    ctx.applied
+        .record(&job.key, digest, dep.metadata.generation);
+    Ok(served(job, svc, dep))
+}
+
+/// The aggregator's gRPC endpoint and model URL once its Deployment is available.
+fn served(job: &ValidJob, svc: Service, dep: Deployment) -> Option<(String, String)> {
     let available = dep.status.and_then(|s| s.available_replicas).unwrap_or(0) >= 1;
     if !available {
-        return Ok(None);
+        return None;
     }
     // A LoadBalancer address where the cloud assigned one; otherwise the in-cluster name.
     let host = svc
@@ -345,10 +434,10 @@ async fn apply_aggregator(
         .and_then(|i| i.into_iter().next())
         .and_then(|i| i.ip.or(i.hostname))
         .unwrap_or_else(|| format!("{}.{AGGREGATOR_NAMESPACE}.svc", names::aggregator(&job.key)));
-    Ok(Some((
+    Some((
         format!("{host}:{GRPC_PORT}"),
         format!("http://{host}:{HTTP_PORT}"),
-    )))
+    ))
 }
 
 /// What happened to participants this reconcile.
@@ -694,13 +783,10 @@ fn history(versions: &[VersionInfo]) -> Vec<RoundMetrics> {
 }
 
 /// Reads progress from the aggregator's model manager; `None` while it cannot be reached.
-pub async fn read_progress(model_url: &str) -> Option<Progress> {
-    let client = reqwest::Client::builder()
-        .timeout(MEMBER_TIMEOUT)
-        .build()
-        .ok()?;
+pub async fn read_progress(client: &reqwest::Client, model_url: &str) -> Option<Progress> {
     let st: AggregatorStatus = client
         .get(format!("{model_url}/v1/status"))
+        .timeout(MEMBER_TIMEOUT)
         .send()
         .await
         .ok()?
@@ -710,11 +796,15 @@ pub async fn read_progress(model_url: &str) -> Option<Progress> {
     let round = i32::try_from(st.completed_rounds).unwrap_or(i32::MAX);
     let metric = |m: &std::collections::BTreeMap<String, f64>, k: &str| m.get(k).copied();
     // Every version, so that no round is missed between two reconciles.
-    let versions: Vec<VersionInfo> =
-        match client.get(format!("{model_url}/v1/versions")).send().await {
-            Ok(r) => r.json().await.unwrap_or_default(),
-            Err(_) => Vec::new(),
-        };
+    let versions: Vec<VersionInfo> = match client
+        .get(format!("{model_url}/v1/versions"))
+        .timeout(MEMBER_TIMEOUT)
+        .send()
+        .await
+    {
+        Ok(r) => r.json().await.unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
     Some(Progress {
         phase: st.phase,
         completed_rounds: round,

@@ -3,13 +3,19 @@
 //! status. A finalizer removes what the job created in other clusters, which owner
 //! references cannot reach.
 
+pub mod applied;
 pub mod build;
 pub mod command;
+pub mod credentials;
 mod member;
 pub mod names;
 pub mod participants;
 pub mod pki;
+mod place;
+pub use place::Arrivals;
+mod requeue;
 pub mod status;
+mod triggers;
 pub mod validate;
 pub mod vm;
 
@@ -26,74 +32,77 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Resource, ResourceExt};
 use status::{AggregatorObs, Observation, PlacementObs};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Name used in metrics and logs.
 pub const CONTROLLER: &str = "federatedjob";
 /// Finalizer guarding cross-cluster cleanup.
 pub const FINALIZER: &str = "fl.fedsky.dev/cleanup";
-/// Jobs reconciled at once. Unbounded, a burst of 1,000 jobs meant 1,000 reconciles in
-/// flight: over a thousand sockets, 330 MB resident, and member API servers timing out
-/// under the applies (measured with `make bench-operator`).
+/// Placed jobs reconciled at once (member-cluster work). Unbounded, a burst of 1,000 jobs
+/// meant 1,000 reconciles in flight: over a thousand sockets, 330 MB resident, and member
+/// API servers timing out under the applies (measured with `make bench-operator`).
 pub const CONCURRENCY: u16 = 32;
+/// Jobs placed at once: each is a few cached reads and one status write on the hub.
+pub const PLACE_CONCURRENCY: u16 = 32;
+/// Jobs' objects a controller may lag behind the watch before the watch waits.
+const SHARED_BUFFER: usize = 1024;
 
-/// Runs the controller until the stream ends. A ParticipantPool that appears or changes
-/// re-triggers the jobs that reference it and have not started yet: `kubectl apply -f` of a
-/// directory creates the job before its pool (alphabetical order), and such a job must not
-/// wait for its next periodic check. Running jobs re-read their pool every few seconds.
+/// Runs both FederatedJob controllers until they stop. They share one watch and cache of
+/// the jobs: the placer takes jobs that are not placed yet (hub only, fast), the lifecycle
+/// controller everything after (member clusters, slow), so that a new job is never queued
+/// behind member API servers.
 pub async fn run(ctx: Arc<Context>) {
     let api: Api<FederatedJob> = Api::all(ctx.client.clone());
-    let controller = Controller::new(api, watcher::Config::default());
-    let store = controller.store();
-    // Only a pool that is new or whose spec changed (a new generation) matters to a job
-    // waiting for it; its status changes with every capacity update, and re-triggering
-    // every waiting job on each would flood the queue in a burst of new jobs.
-    let generations: Mutex<HashMap<PoolKey, Option<i64>>> = Mutex::new(HashMap::new());
-    controller
+    let (reader, writer) = reflector::store_shared(SHARED_BUFFER);
+    let (Some(to_placer), Some(to_lifecycle)) = (writer.subscribe(), writer.subscribe()) else {
+        // Only a store that is not shared has no subscribers; ours is.
+        tracing::error!("the FederatedJob cache cannot be shared; controllers not started");
+        return;
+    };
+    ctx.jobs.set(reader.clone());
+    let arrivals = ctx.arrivals.clone();
+    let jobs = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .reflect_shared(writer)
+        .for_each(move |event| {
+            if let Ok(event) = event {
+                arrivals.observe(&event);
+            }
+            futures::future::ready(())
+        });
+    let placer = place::controller(
+        Controller::for_shared_stream(to_placer, reader.clone()),
+        &ctx,
+    )
+    .shutdown_on_signal()
+    .run(place::reconcile, error_policy, ctx.clone())
+    .for_each(|_| futures::future::ready(()));
+    let to_lifecycle = triggers::Relevant::default().filter(to_lifecycle);
+    let lifecycle = Controller::for_shared_stream(to_lifecycle, reader)
         .with_config(kube::runtime::controller::Config::default().concurrency(CONCURRENCY))
         .owns(
             Api::<fedsky_crds::AggregatorPlacement>::all(ctx.client.clone()),
             watcher::Config::default(),
         )
-        .watches(
-            Api::<ParticipantPool>::all(ctx.client.clone()),
-            watcher::Config::default(),
-            move |pool| {
-                let key = (pool.namespace(), pool.name_any());
-                let mut seen = generations.lock().unwrap_or_else(PoisonError::into_inner);
-                if seen.insert(key, pool.metadata.generation) == Some(pool.metadata.generation) {
-                    return Vec::new();
-                }
-                drop(seen);
-                super::users_of_pool(&store, &pool, |job, name| {
-                    job.spec.participants.pool_ref.name == name && not_started(job)
-                })
-            },
-        )
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
-        .for_each(|_| futures::future::ready(()))
-        .await;
-}
-
-/// A pool by namespace and name.
-type PoolKey = (Option<String>, String);
-
-/// A job that has not reached `Starting` yet (no phase, `Pending` or `Placing`).
-fn not_started(job: &FederatedJob) -> bool {
-    use fedsky_crds::federated_job::JobPhase;
-    matches!(
-        job.status.as_ref().and_then(|s| s.phase.as_ref()),
-        None | Some(JobPhase::Pending | JobPhase::Placing)
-    )
+        .for_each(|_| futures::future::ready(()));
+    tokio::select! {
+        () = jobs => {}
+        ((), ()) = futures::future::join(placer, lifecycle) => {}
+    }
 }
 
 async fn reconcile(job: Arc<FederatedJob>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if place::hub_only(&job) {
+        // The placer's; its status write brings the job back here once placed.
+        return Ok(Action::await_change());
+    }
+    place::yield_to_placing(&ctx).await;
     let start = Instant::now();
     let ns = job.namespace().unwrap_or_default();
     let api: Api<FederatedJob> = Api::namespaced(ctx.client.clone(), &ns);
@@ -125,36 +134,18 @@ fn error_policy(job: Arc<FederatedJob>, error: &Error, ctx: Arc<Context>) -> Act
 
 #[tracing::instrument(skip_all, fields(job = %job.name_any()))]
 async fn apply(job: &FederatedJob, ctx: &Context) -> Result<Action, Error> {
-    let ns = job.namespace().unwrap_or_default();
     let mut prev = job.status.clone().unwrap_or_default();
     let now = Timestamp::now();
-    let pools: Api<ParticipantPool> = Api::namespaced(ctx.client.clone(), &ns);
-    let pool_name = &job.spec.participants.pool_ref.name;
-    let mut obs = Observation {
-        invalid: None,
-        placement: PlacementObs::Pending(String::new()),
-        aggregator: AggregatorObs::Waiting(
-            "WaitingForPlacement",
-            "the placement is not solved yet".into(),
-        ),
-        participants: Vec::new(),
-        running: 0,
-        min_per_round: usize::try_from(job.spec.participants.min_per_round).unwrap_or(1),
-        max_per_round: usize::try_from(job.spec.participants.max_per_round).unwrap_or(1),
-        shortfall: None,
-        budget_exhausted: false,
-        rounds: job.spec.training.rounds,
-        progress: None,
+    let mut obs = initial_observation(job);
+    let pool = match pool_of(job, ctx).await? {
+        Ok(pool) => pool,
+        Err(why) => {
+            obs.invalid = Some(why);
+            return finish(job, ctx, &prev, &obs, None, 0, now).await;
+        }
     };
-    let Some(pool) = pools.get_opt(pool_name).await? else {
-        obs.invalid = Some(format!(
-            "spec.participants.poolRef: ParticipantPool {ns}/{pool_name} not found"
-        ));
-        return finish(job, ctx, &prev, &obs, None, 0, now).await;
-    };
-    let token = member::ensure_token(ctx, job).await?;
-    let ca = member::ensure_ca(ctx, job).await?;
-    let valid = match validate::validate(job, &pool, &token, &ca) {
+    let creds = member::credentials(ctx, job).await?;
+    let valid = match validate::validate(job, &pool, &creds.token, &creds.ca) {
         Ok(v) => v,
         Err(e) => {
             obs.invalid = Some(e.to_string());
@@ -167,16 +158,12 @@ async fn apply(job: &FederatedJob, ctx: &Context) -> Result<Action, Error> {
             // Report the decision before touching member clusters, so that `Placed` does
             // not wait on their API servers (slow or unreachable ones held it for minutes).
             let realising = Observation {
-                aggregator: AggregatorObs::Waiting(
-                    "Starting",
-                    format!(
-                        "applying the aggregator in {}/{}",
-                        option.cloud, option.region
-                    ),
-                ),
+                aggregator: place::realising(option),
                 ..obs.clone()
             };
-            prev = write_status(job, ctx, &prev, &realising, None, 0, now).await?;
+            if let Some(next) = write_status(job, ctx, &prev, &realising, None, 0, now).await? {
+                prev = next;
+            }
         }
         obs.aggregator = member::realise_aggregator(ctx, &valid, option).await;
     }
@@ -231,9 +218,47 @@ async fn apply(job: &FederatedJob, ctx: &Context) -> Result<Action, Error> {
             Some(crate::orchestrator::SelectError::BudgetExhausted { .. })
         );
         obs.shortfall = outcome.plan.shortfall.map(|e| e.to_string());
-        obs.progress = member::read_progress(model_url).await;
+        obs.progress = member::read_progress(&ctx.http, model_url).await;
     }
     finish(job, ctx, &prev, &obs, Some(queue), replacements, now).await
+}
+
+/// What is known of a job before anything is looked at.
+fn initial_observation(job: &FederatedJob) -> Observation {
+    Observation {
+        invalid: None,
+        placement: PlacementObs::Pending(String::new()),
+        aggregator: AggregatorObs::Waiting(
+            "WaitingForPlacement",
+            "the placement is not solved yet".into(),
+        ),
+        participants: Vec::new(),
+        running: 0,
+        min_per_round: usize::try_from(job.spec.participants.min_per_round).unwrap_or(1),
+        max_per_round: usize::try_from(job.spec.participants.max_per_round).unwrap_or(1),
+        shortfall: None,
+        budget_exhausted: false,
+        rounds: job.spec.training.rounds,
+        progress: None,
+    }
+}
+
+/// The job's pool from the cache (or the hub when the cache does not hold it); the inner
+/// error says why the job is invalid without it.
+async fn pool_of(
+    job: &FederatedJob,
+    ctx: &Context,
+) -> Result<Result<ParticipantPool, String>, Error> {
+    let ns = job.namespace().unwrap_or_default();
+    let name = &job.spec.participants.pool_ref.name;
+    if let Some(p) = ctx.pools.get(Some(&ns), name).await {
+        return Ok(Ok((*p).clone()));
+    }
+    let pools: Api<ParticipantPool> = Api::namespaced(ctx.client.clone(), &ns);
+    Ok(pools
+        .get_opt(name)
+        .await?
+        .ok_or_else(|| format!("spec.participants.poolRef: ParticipantPool {ns}/{name} not found")))
 }
 
 /// Keeps replaced participants visible (bounded) next to the live ones.
@@ -291,7 +316,8 @@ async fn finish(
     replacements: u32,
     now: Timestamp,
 ) -> Result<Action, Error> {
-    let next = write_status(job, ctx, prev, obs, queue, replacements, now).await?;
+    let written = write_status(job, ctx, prev, obs, queue, replacements, now).await?;
+    let next = written.as_ref().unwrap_or(prev);
     let terminal = matches!(
         next.phase,
         Some(
@@ -301,13 +327,18 @@ async fn finish(
     );
     Ok(if obs.invalid.is_some() || terminal {
         Action::requeue(Duration::from_secs(60))
+    } else if written.is_some() {
+        Action::requeue(requeue::ACTIVE)
     } else {
-        Action::requeue(Duration::from_secs(5))
+        let last =
+            requeue::last_status_change(job.metadata.managed_fields.as_deref(), FIELD_MANAGER);
+        Action::requeue(requeue::after(requeue::unchanged_for(last, now)))
     })
 }
 
-/// Computes and writes the status; returns what was written. Without `queue` the queue
-/// cursor, failure marks and replacement count stay as they were.
+/// Computes and writes the status; returns what was written, `None` when it equals `prev`
+/// (nothing is sent: an unchanged status is no work for the hub). Without `queue` the
+/// queue cursor, failure marks and replacement count stay as they were.
 async fn write_status(
     job: &FederatedJob,
     ctx: &Context,
@@ -316,7 +347,7 @@ async fn write_status(
     queue: Option<QueueState>,
     replacements: u32,
     now: Timestamp,
-) -> Result<FederatedJobStatus, Error> {
+) -> Result<Option<FederatedJobStatus>, Error> {
     let mut next = status::compute(prev, obs, job.metadata.generation, now);
     if let Some(q) = queue {
         next.queue_cursor = i64::try_from(q.cursor).ok();
@@ -331,6 +362,9 @@ async fn write_status(
             })
             .collect();
         next.replacements = Some(i32::try_from(replacements).unwrap_or(i32::MAX));
+    }
+    if next == *prev {
+        return Ok(None);
     }
     if prev.phase != next.phase
         && let Some(p) = next.phase
@@ -357,11 +391,16 @@ async fn write_status(
             &Patch::Apply(&patch),
         )
         .await?;
-    Ok(next)
+    Ok(Some(next))
 }
 
 async fn cleanup(job: &FederatedJob, ctx: &Context) -> Result<Action, Error> {
     member::cleanup(ctx, job).await?;
+    ctx.applied.forget(&names::job_key(
+        &job.namespace().unwrap_or_default(),
+        &job.name_any(),
+    ));
+    ctx.credentials.forget(&job.uid().unwrap_or_default());
     publish(
         ctx,
         job,
@@ -373,6 +412,11 @@ async fn cleanup(job: &FederatedJob, ctx: &Context) -> Result<Action, Error> {
     Ok(Action::await_change())
 }
 
+/// Longest an Event waits for jobs to be placed.
+const EVENT_MAX_DELAY: Duration = Duration::from_secs(10);
+
+/// Publishes an Event without holding up the reconcile: nothing it does depends on the
+/// Event, and a few at a time keep a burst of transitions from crowding the hub.
 async fn publish(ctx: &Context, job: &FederatedJob, type_: EventType, reason: &str, note: &str) {
     let event = Event {
         type_,
@@ -381,7 +425,20 @@ async fn publish(ctx: &Context, job: &FederatedJob, type_: EventType, reason: &s
         action: "Reconcile".into(),
         secondary: None,
     };
-    if let Err(e) = ctx.recorder.publish(&event, &job.object_ref(&())).await {
-        tracing::warn!(error = %e, "cannot publish event");
-    }
+    let recorder = ctx.recorder.clone();
+    let object = job.object_ref(&());
+    let slots = ctx.events.clone();
+    let arrivals = ctx.arrivals.clone();
+    tokio::spawn(async move {
+        // New jobs first: an Event can wait a few seconds, a job waiting to be placed
+        // should not.
+        let deadline = Instant::now() + EVENT_MAX_DELAY;
+        while arrivals.any() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _slot = slots.acquire_owned().await;
+        if let Err(e) = recorder.publish(&event, &object).await {
+            tracing::warn!(error = %e, "cannot publish event");
+        }
+    });
 }

@@ -63,6 +63,15 @@ impl ValidJob {
     }
 }
 
+/// Checks the job against its pool without building anything: what placing a job needs
+/// (its token and CA come later, with the first member-cluster work).
+pub fn check(job: &FederatedJob, pool: &ParticipantPool) -> Result<(), InvalidJob> {
+    if pool.spec.sites.is_empty() {
+        return Err(InvalidJob::EmptyPool(pool.name_any()));
+    }
+    super::command::Workload::for_job(job).map(|_| ())
+}
+
 /// Checks the job against its pool.
 pub fn validate(
     job: &FederatedJob,
@@ -73,9 +82,7 @@ pub fn validate(
     let ns = job.namespace().unwrap_or_default();
     let name = job.name_any();
     let p = &job.spec.participants;
-    if pool.spec.sites.is_empty() {
-        return Err(InvalidJob::EmptyPool(pool.name_any()));
-    }
+    check(job, pool)?;
     let need_pool = pool
         .spec
         .min_spec
@@ -285,5 +292,10 @@ pub(crate) mod tests {
             validate(&example_job(), &pool, "t", &test_ca()).err(),
             Some(InvalidJob::EmptyPool("hospitals".into()))
         );
+        assert_eq!(
+            check(&example_job(), &pool).err(),
+            Some(InvalidJob::EmptyPool("hospitals".into()))
+        );
+        assert_eq!(check(&example_job(), &example_pool()), Ok(()));
     }
 }

@@ -19,7 +19,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, predicates, reflector, watcher};
 use kube::{Resource, ResourceExt};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,8 +32,18 @@ pub const DEFAULT_PROBE_INTERVAL: u64 = 30;
 /// Runs the controller until the stream ends.
 pub async fn run(ctx: Arc<Context>) {
     let api: Api<MemberCluster> = Api::all(ctx.client.clone());
-    let controller = Controller::new(api, watcher::Config::default());
+    let (reader, writer) = reflector::store();
+    // Each probe writes a new `lastProbeTime`; without the generation filter that write
+    // would bring the cluster straight back for another probe (a node listing per member
+    // and a hub write, over and over). Probes are periodic anyway.
+    let changes = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(predicates::generation, Default::default());
+    let controller = Controller::for_stream(changes, reader);
     let clusters = controller.store();
+    ctx.member_clusters.set(controller.store());
     // Secrets are not cached: the watch only maps a changed Secret to the clusters that
     // reference it.
     controller

@@ -25,7 +25,9 @@ pub const REFRESH: Duration = Duration::from_secs(15);
 /// Runs the controller until the stream ends.
 pub async fn run(ctx: Arc<Context>) {
     let api: Api<ParticipantPool> = Api::all(ctx.client.clone());
-    Controller::new(api, watcher::Config::default())
+    let controller = Controller::new(api, watcher::Config::default());
+    ctx.pools.set(controller.store());
+    controller
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|_| futures::future::ready(()))
@@ -50,16 +52,20 @@ async fn reconcile(pool: Arc<ParticipantPool>, ctx: Arc<Context>) -> Result<Acti
             nodes: views,
         });
     }
-    let jobs: Api<FederatedJob> = Api::namespaced(ctx.client.clone(), &ns);
-    let needed = jobs
-        .list(&Default::default())
-        .await?
-        .items
-        .iter()
-        .filter(|j| j.spec.participants.pool_ref.name == pool.name_any())
-        .map(|j| j.spec.participants.max_per_round)
-        .max()
-        .unwrap_or(0);
+    // The FederatedJob controllers' cache once it holds every job: listing them all from
+    // the hub each refresh took seconds at 1,000 jobs (docs/operator-benchmark.md).
+    let needed = match ctx.jobs.ready().await {
+        Some(store) => needed(
+            store.state().iter().map(AsRef::as_ref),
+            &ns,
+            &pool.name_any(),
+        ),
+        None => {
+            let jobs: Api<FederatedJob> = Api::namespaced(ctx.client.clone(), &ns);
+            let list = jobs.list(&Default::default()).await?;
+            needed(list.items.iter(), &ns, &pool.name_any())
+        }
+    };
     let prev = pool.status.clone().unwrap_or_default();
     let next = status::compute(
         &prev,
@@ -84,6 +90,16 @@ async fn reconcile(pool: Arc<ParticipantPool>, ctx: Arc<Context>) -> Result<Acti
     ctx.metrics
         .reconciled(CONTROLLER, "success", Some(start.elapsed()));
     Ok(Action::requeue(REFRESH))
+}
+
+/// The largest `maxPerRound` among the jobs in `ns` using pool `name`.
+fn needed<'a>(jobs: impl Iterator<Item = &'a FederatedJob>, ns: &str, name: &str) -> i32 {
+    jobs.filter(|j| {
+        j.metadata.namespace.as_deref() == Some(ns) && j.spec.participants.pool_ref.name == name
+    })
+    .map(|j| j.spec.participants.max_per_round)
+    .max()
+    .unwrap_or(0)
 }
 
 // kube's Controller fixes this signature (Arcs by value).

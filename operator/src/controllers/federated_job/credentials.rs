@@ -1,0 +1,83 @@
+//! Each job's token and CA, kept in memory once read from (or written to) their hub
+//! Secrets: two Secret reads per reconcile of every job were a steady load on the hub
+//! (docs/operator-benchmark.md). Keyed by the job's UID, so a job deleted and created
+//! again under the same name never gets the old one's.
+
+use super::pki::Ca;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// A job's token and CA.
+#[derive(Clone, Debug)]
+pub struct JobCredentials {
+    /// The token participants present.
+    pub token: String,
+    /// The CA issuing the aggregator's and the participants' certificates.
+    pub ca: Ca,
+}
+
+/// Credentials by job UID.
+#[derive(Clone, Default)]
+pub struct Credentials {
+    inner: Arc<Mutex<HashMap<String, JobCredentials>>>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials").finish_non_exhaustive()
+    }
+}
+
+impl Credentials {
+    /// The credentials of the job with `uid`, if known.
+    pub fn get(&self, uid: &str) -> Option<JobCredentials> {
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(uid)
+            .cloned()
+    }
+
+    /// Remembers what the hub holds for `uid`.
+    pub fn insert(&self, uid: &str, creds: JobCredentials) {
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(uid.to_string(), creds);
+    }
+
+    /// Forgets a deleted job.
+    pub fn forget(&self, uid: &str) {
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(uid);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_are_kept_per_job_uid_until_forgotten() {
+        let creds = Credentials::default();
+        let ca = Ca::generate("ns/job", 1_700_000_000).expect("ca");
+        assert!(creds.get("uid-1").is_none());
+        creds.insert(
+            "uid-1",
+            JobCredentials {
+                token: "t".into(),
+                ca: ca.clone(),
+            },
+        );
+        let got = creds.get("uid-1").expect("kept");
+        assert_eq!((got.token.as_str(), &got.ca), ("t", &ca));
+        assert!(
+            creds.get("uid-2").is_none(),
+            "another job (same name, new UID)"
+        );
+        creds.forget("uid-1");
+        assert!(creds.get("uid-1").is_none());
+    }
+}

@@ -1,0 +1,315 @@
+//! The placer: takes FederatedJobs that are not placed yet through validation and the
+//! placement to `Placed`, using only the hub (cached reads and one status write), in its
+//! own controller so that a new job never waits behind member-cluster work. Until a job is
+//! placed nothing of it exists outside the hub, so it needs no finalizer yet; the
+//! lifecycle controller adds it before the first member-cluster request.
+
+use super::status::{AggregatorObs, PlacementObs};
+use super::{FINALIZER, PLACE_CONCURRENCY, first_placement, validate};
+use crate::{Context, Error};
+use fedsky_crds::aggregator_placement::PlacementOption;
+use fedsky_crds::{AggregatorPlacement, FederatedJob, ParticipantPool};
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+use kube::api::Api;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// Name used in metrics and logs.
+pub const CONTROLLER: &str = "federatedjob-placer";
+/// Longest a member-cluster reconcile waits for placing to finish.
+const MAX_YIELD: Duration = Duration::from_secs(15);
+/// Next look at a job whose placement is not solved yet, besides the watches.
+const PENDING: Duration = Duration::from_secs(5);
+
+/// The placer's watches besides the jobs: a ParticipantPool or AggregatorPlacement that
+/// appears or changes re-triggers the jobs waiting for it. `kubectl apply -f` of a
+/// directory creates a job before its pool (alphabetical order), and such a job must not
+/// wait for its next periodic check.
+pub(super) fn controller(c: Controller<FederatedJob>, ctx: &Context) -> Controller<FederatedJob> {
+    let jobs = c.store();
+    let for_placements = jobs.clone();
+    // Only a pool that is new or whose spec changed (a new generation) matters to a job
+    // waiting for it; its status changes with every capacity update, and re-triggering
+    // every waiting job on each would flood the queue in a burst of new jobs.
+    let generations: Mutex<HashMap<PoolKey, Option<i64>>> = Mutex::new(HashMap::new());
+    c.with_config(kube::runtime::controller::Config::default().concurrency(PLACE_CONCURRENCY))
+        .watches(
+            Api::<ParticipantPool>::all(ctx.client.clone()),
+            watcher::Config::default(),
+            move |pool| {
+                let key = (pool.namespace(), pool.name_any());
+                let mut seen = generations.lock().unwrap_or_else(PoisonError::into_inner);
+                if seen.insert(key, pool.metadata.generation) == Some(pool.metadata.generation) {
+                    return Vec::new();
+                }
+                drop(seen);
+                super::super::users_of_pool(&jobs, &pool, |job, name| {
+                    job.spec.participants.pool_ref.name == name && hub_only(job)
+                })
+            },
+        )
+        .watches(
+            Api::<AggregatorPlacement>::all(ctx.client.clone()),
+            watcher::Config::default(),
+            move |ap| waiting_for(&for_placements, &ap),
+        )
+}
+
+/// A pool by namespace and name.
+type PoolKey = (Option<String>, String);
+
+/// The unplaced jobs that use `ap`: by reference, or their own inline placement.
+fn waiting_for(
+    jobs: &Store<FederatedJob>,
+    ap: &AggregatorPlacement,
+) -> Vec<ObjectRef<FederatedJob>> {
+    let ns = ap.namespace();
+    let name = ap.name_any();
+    jobs.state()
+        .iter()
+        .filter(|j| j.namespace() == ns && hub_only(j))
+        .filter(|j| match &j.spec.placement.placement_ref {
+            Some(r) => r.name == name,
+            None => j.name_any() == name,
+        })
+        .map(|j| ObjectRef::from_obj(j.as_ref()))
+        .collect()
+}
+
+/// A job not placed yet, without our finalizer and not being deleted: nothing of it
+/// exists outside the hub.
+pub(super) fn hub_only(job: &FederatedJob) -> bool {
+    job.metadata.deletion_timestamp.is_none()
+        && !job.finalizers().iter().any(|f| f == FINALIZER)
+        && first_placement(&job.status.clone().unwrap_or_default())
+}
+
+/// What the aggregator waits for once the job is placed.
+pub(super) fn realising(option: &PlacementOption) -> AggregatorObs {
+    AggregatorObs::Waiting(
+        "Starting",
+        format!(
+            "applying the aggregator in {}/{}",
+            option.cloud, option.region
+        ),
+    )
+}
+
+/// Jobs the placer has not looked at since they were created or their spec changed, kept
+/// up to date from the jobs' watch: while there are any, member-cluster work waits.
+#[derive(Clone, Default)]
+pub struct Arrivals(Arc<Mutex<HashSet<String>>>);
+
+impl std::fmt::Debug for Arrivals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Arrivals").finish_non_exhaustive()
+    }
+}
+
+impl Arrivals {
+    /// Follows one event of the jobs' watch.
+    pub fn observe(&self, event: &watcher::Event<FederatedJob>) {
+        let mut set = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let key =
+            |j: &FederatedJob| format!("{}/{}", j.namespace().unwrap_or_default(), j.name_any());
+        match event {
+            watcher::Event::Init => set.clear(),
+            watcher::Event::InitApply(j) | watcher::Event::Apply(j) => {
+                if unseen(j) {
+                    set.insert(key(j));
+                } else {
+                    set.remove(&key(j));
+                }
+            }
+            watcher::Event::Delete(j) => {
+                set.remove(&key(j));
+            }
+            watcher::Event::InitDone => {}
+        }
+    }
+
+    /// Whether some job waits for its first look.
+    pub fn any(&self) -> bool {
+        !self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_empty()
+    }
+}
+
+/// A job to be placed whose status does not answer its current spec yet.
+fn unseen(job: &FederatedJob) -> bool {
+    hub_only(job)
+        && job.status.as_ref().and_then(|s| s.observed_generation) != job.metadata.generation
+}
+
+/// Counts a placement in flight while alive.
+struct Placing(Arc<AtomicUsize>);
+
+impl Placing {
+    fn enter(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Self(count.clone())
+    }
+}
+
+impl Drop for Placing {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Waits (at most [`MAX_YIELD`]) while jobs wait to be placed or are being placed:
+/// member-cluster work shares the machine and the hub with placing, a user waits on
+/// `Placed` after `kubectl apply`, and member work is polled anyway. Bounded, so a job the
+/// placer keeps failing on holds the others up for no longer than that per reconcile.
+pub(super) async fn yield_to_placing(ctx: &Context) {
+    let deadline = Instant::now() + MAX_YIELD;
+    while (ctx.placing.load(Ordering::SeqCst) > 0 || ctx.arrivals.any())
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub(super) async fn reconcile(job: Arc<FederatedJob>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if !hub_only(&job) {
+        return Ok(Action::await_change());
+    }
+    let _placing = Placing::enter(&ctx.placing);
+    let start = Instant::now();
+    let result = place(&job, &ctx).await;
+    ctx.metrics.reconciled(
+        CONTROLLER,
+        if result.is_ok() { "success" } else { "error" },
+        Some(start.elapsed()),
+    );
+    result
+}
+
+#[tracing::instrument(skip_all, fields(job = %job.name_any()))]
+async fn place(job: &FederatedJob, ctx: &Context) -> Result<Action, Error> {
+    let prev = job.status.clone().unwrap_or_default();
+    let now = Timestamp::now();
+    let mut obs = super::initial_observation(job);
+    let invalid = match super::pool_of(job, ctx).await? {
+        Ok(pool) => validate::check(job, &pool).err().map(|e| e.to_string()),
+        Err(why) => Some(why),
+    };
+    if let Some(why) = invalid {
+        obs.invalid = Some(why);
+        return super::finish(job, ctx, &prev, &obs, None, 0, now).await;
+    }
+    obs.placement = super::member::ensure_placement(ctx, job).await?;
+    if let PlacementObs::Placed { option, .. } = &obs.placement {
+        obs.aggregator = realising(option);
+        super::write_status(job, ctx, &prev, &obs, None, 0, now).await?;
+        // The status write brings the job to the lifecycle controller.
+        return Ok(Action::await_change());
+    }
+    super::write_status(job, ctx, &prev, &obs, None, 0, now).await?;
+    Ok(Action::requeue(PENDING))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fedsky_crds::federated_job::{FederatedJobStatus, ParticipantState};
+
+    #[test]
+    fn a_job_needs_the_finalizer_only_once_placed() {
+        let mut j = validate::tests::example_job();
+        assert!(hub_only(&j));
+        j.metadata.finalizers = Some(vec![FINALIZER.into()]);
+        assert!(!hub_only(&j), "the lifecycle controller's");
+        j.metadata.finalizers = None;
+        j.status = Some(FederatedJobStatus {
+            participants: vec![ParticipantState {
+                name: "p-0".into(),
+                site: "eu".into(),
+                node: None,
+                state: "Running".into(),
+                message: None,
+                last_heartbeat: None,
+            }],
+            ..Default::default()
+        });
+        assert!(!hub_only(&j), "something runs for it");
+        j.status = None;
+        j.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            Timestamp::now(),
+        ));
+        assert!(!hub_only(&j), "being deleted");
+    }
+
+    #[test]
+    fn arrivals_are_the_jobs_not_looked_at_since_their_last_spec_change() {
+        let arrivals = Arrivals::default();
+        let mut j = validate::tests::example_job();
+        j.metadata.generation = Some(1);
+        arrivals.observe(&watcher::Event::Apply(j.clone()));
+        assert!(arrivals.any(), "new");
+        j.status = Some(FederatedJobStatus {
+            observed_generation: Some(1),
+            ..Default::default()
+        });
+        arrivals.observe(&watcher::Event::Apply(j.clone()));
+        assert!(!arrivals.any(), "looked at (placed or not)");
+        j.metadata.generation = Some(2);
+        arrivals.observe(&watcher::Event::Apply(j.clone()));
+        assert!(arrivals.any(), "spec changed before placing");
+        arrivals.observe(&watcher::Event::Delete(j.clone()));
+        assert!(!arrivals.any(), "deleted");
+        arrivals.observe(&watcher::Event::Apply(j.clone()));
+        arrivals.observe(&watcher::Event::Init);
+        assert!(!arrivals.any(), "a relist starts over");
+        j.metadata.finalizers = Some(vec![FINALIZER.into()]);
+        arrivals.observe(&watcher::Event::InitApply(j));
+        assert!(!arrivals.any(), "the lifecycle controller's");
+    }
+
+    #[test]
+    fn a_placement_triggers_the_unplaced_jobs_that_use_it() {
+        let (reader, mut writer) = kube::runtime::reflector::store();
+        let mut by_ref = validate::tests::example_job();
+        by_ref.metadata.name = Some("by-ref".into());
+        by_ref.spec.placement.placement_ref = Some(fedsky_crds::common::LocalObjectRef {
+            name: "shared".into(),
+        });
+        let mut inline = validate::tests::example_job();
+        inline.metadata.name = Some("shared".into());
+        inline.spec.placement.placement_ref = None;
+        let mut placed = by_ref.clone();
+        placed.metadata.name = Some("placed".into());
+        placed.metadata.finalizers = Some(vec![FINALIZER.into()]);
+        let mut other = by_ref.clone();
+        other.metadata.name = Some("other".into());
+        other.spec.placement.placement_ref = Some(fedsky_crds::common::LocalObjectRef {
+            name: "elsewhere".into(),
+        });
+        writer.apply_watcher_event(&watcher::Event::Init);
+        for j in [&by_ref, &inline, &placed, &other] {
+            writer.apply_watcher_event(&watcher::Event::InitApply(j.clone()));
+        }
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        let ap: AggregatorPlacement = serde_json::from_value(serde_json::json!({
+            "apiVersion": "fl.fedsky.dev/v1alpha1", "kind": "AggregatorPlacement",
+            "metadata": { "name": "shared", "namespace": by_ref.namespace() },
+            "spec": { "participants": {} },
+        }))
+        .expect("placement");
+        let mut names: Vec<String> = waiting_for(&reader, &ap)
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        names.sort();
+        assert_eq!(names, ["by-ref", "shared"]);
+    }
+}
