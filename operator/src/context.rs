@@ -40,6 +40,8 @@ pub struct Context {
     /// HTTP client of the aggregators' status APIs, shared so that its connections and TLS
     /// setup are not rebuilt per reconcile.
     pub http: reqwest::Client,
+    /// Watches of aggregator Deployments in member clusters.
+    pub member_watches: crate::controllers::federated_job::member_watch::MemberWatches,
     /// The FederatedJob controllers' cache.
     pub jobs: Cache<fedsky_crds::FederatedJob>,
     /// The ParticipantPool controller's cache.
@@ -80,6 +82,7 @@ impl Context {
             arrivals: Default::default(),
             events: Arc::new(tokio::sync::Semaphore::new(EVENTS_IN_FLIGHT)),
             http: reqwest::Client::new(),
+            member_watches: Default::default(),
             jobs: Cache::default(),
             pools: Cache::default(),
             placements: Cache::default(),

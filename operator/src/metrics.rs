@@ -43,6 +43,11 @@ pub struct Metrics {
     reconcile_time: Family<ControllerLabels, Histogram>,
     /// 1 while this replica holds the leader Lease.
     pub leader: Gauge,
+    active_workers: Family<ControllerLabels, Gauge>,
+    /// Jobs waiting for the placer's first look.
+    pub awaiting_placement: Gauge,
+    /// Seconds member-cluster reconciles waited for new jobs to be placed, in total.
+    pub yielded_seconds: Counter<f64, std::sync::atomic::AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -54,6 +59,24 @@ impl Default for Metrics {
             Histogram::new(exponential_buckets(0.001, 2.0, 16))
         });
         let leader = Gauge::default();
+        let active_workers = Family::<ControllerLabels, Gauge>::default();
+        let awaiting_placement = Gauge::default();
+        let yielded_seconds = Counter::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "controller_runtime_active_workers",
+            "Number of currently used workers per controller",
+            active_workers.clone(),
+        );
+        registry.register(
+            "fedsky_jobs_awaiting_placement",
+            "FederatedJobs not looked at by the placer since they were created or changed",
+            awaiting_placement.clone(),
+        );
+        registry.register(
+            "fedsky_member_work_yielded_seconds",
+            "Seconds member-cluster reconciles waited for new jobs to be placed",
+            yielded_seconds.clone(),
+        );
         registry.register(
             "controller_runtime_reconcile",
             "Total reconciliations per controller and result",
@@ -80,11 +103,26 @@ impl Default for Metrics {
             reconcile_errors,
             reconcile_time,
             leader,
+            active_workers,
+            awaiting_placement,
+            yielded_seconds,
         }
     }
 }
 
 impl Metrics {
+    /// Counts a worker of `controller` as busy until the guard drops.
+    pub fn busy(&self, controller: &str) -> Busy {
+        let gauge = self
+            .active_workers
+            .get_or_create(&ControllerLabels {
+                controller: controller.into(),
+            })
+            .clone();
+        gauge.inc();
+        Busy(gauge)
+    }
+
     /// Shared handle.
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
@@ -126,6 +164,16 @@ impl Metrics {
     }
 }
 
+/// A busy worker; see [`Metrics::busy`].
+#[derive(Debug)]
+pub struct Busy(Gauge);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,5 +187,15 @@ mod tests {
         assert!(text.contains("controller_runtime_reconcile_total{controller=\"membercluster\",result=\"success\"} 1"), "{text}");
         assert!(text.contains("controller_runtime_reconcile_errors_total{controller=\"membercluster\",category=\"ClusterUnreachable\"} 1"));
         assert!(text.contains("controller_runtime_reconcile_time_seconds_bucket"));
+        let busy = m.busy("federatedjob");
+        assert!(
+            m.encode()
+                .contains("controller_runtime_active_workers{controller=\"federatedjob\"} 1")
+        );
+        drop(busy);
+        assert!(
+            m.encode()
+                .contains("controller_runtime_active_workers{controller=\"federatedjob\"} 0")
+        );
     }
 }

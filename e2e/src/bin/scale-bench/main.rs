@@ -239,6 +239,7 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .clone();
     write_samples(&out_dir.join("rss.csv"), &samples, clock)?;
+    write_times(&out_dir.join("jobs.csv"), &timeline.snapshot(), clock)?;
 
     let report = Report {
         args: &args,
@@ -472,6 +473,36 @@ fn write_samples(path: &Path, samples: &[Sample], clock: Instant) -> anyhow::Res
             s.at.saturating_duration_since(clock).as_secs_f64(),
             s.rss_kib,
             s.cpu_ticks
+        ));
+    }
+    write_atomically(path, &text)
+}
+
+/// Each job's stages in seconds from the start, in apply order: where in a burst the slow
+/// ones were.
+fn write_times(
+    path: &Path,
+    times: &std::collections::HashMap<String, JobTimes>,
+    clock: Instant,
+) -> anyhow::Result<()> {
+    let at = |t: Option<Instant>| {
+        t.map(|t| format!("{:.3}", t.saturating_duration_since(clock).as_secs_f64()))
+            .unwrap_or_default()
+    };
+    let mut rows: Vec<(&String, &JobTimes)> = times.iter().collect();
+    rows.sort_by_key(|(name, t)| (t.applied, name.as_str()));
+    let mut text = String::from(
+        "job,applied,created,placed,deployment_seen,deployment_available,aggregator_ready\n",
+    );
+    for (name, t) in rows {
+        text.push_str(&format!(
+            "{name},{},{},{},{},{},{}\n",
+            at(t.applied),
+            at(t.created),
+            at(t.placed),
+            at(t.deployment_seen),
+            at(t.deployment_available),
+            at(t.aggregator_ready)
         ));
     }
     write_atomically(path, &text)

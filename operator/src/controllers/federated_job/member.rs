@@ -353,6 +353,7 @@ async fn apply_aggregator(
     cluster: &str,
 ) -> Result<Option<(String, String)>, Error> {
     let client = ctx.clusters.get(cluster)?;
+    ctx.member_watches.ensure(&ctx.clusters, cluster);
     let objs = build::aggregator(job, &ctx.images)?;
     let digest = super::applied::digest(
         cluster,

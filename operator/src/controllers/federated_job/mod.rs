@@ -8,6 +8,7 @@ pub mod build;
 pub mod command;
 pub mod credentials;
 mod member;
+pub mod member_watch;
 pub mod names;
 pub mod participants;
 pub mod pki;
@@ -65,12 +66,16 @@ pub async fn run(ctx: Arc<Context>) {
     };
     ctx.jobs.set(reader.clone());
     let arrivals = ctx.arrivals.clone();
+    let metrics = ctx.metrics.clone();
     let jobs = watcher(api, watcher::Config::default())
         .default_backoff()
         .reflect_shared(writer)
         .for_each(move |event| {
             if let Ok(event) = event {
                 arrivals.observe(&event);
+                metrics
+                    .awaiting_placement
+                    .set(i64::try_from(arrivals.len()).unwrap_or(i64::MAX));
             }
             futures::future::ready(())
         });
@@ -82,7 +87,11 @@ pub async fn run(ctx: Arc<Context>) {
     .run(place::reconcile, error_policy, ctx.clone())
     .for_each(|_| futures::future::ready(()));
     let to_lifecycle = triggers::Relevant::default().filter(to_lifecycle);
-    let lifecycle = Controller::for_shared_stream(to_lifecycle, reader)
+    let mut lifecycle = Controller::for_shared_stream(to_lifecycle, reader);
+    if let Some(aggregators) = ctx.member_watches.jobs() {
+        lifecycle = lifecycle.reconcile_on(aggregators);
+    }
+    let lifecycle = lifecycle
         .with_config(kube::runtime::controller::Config::default().concurrency(CONCURRENCY))
         .owns(
             Api::<fedsky_crds::AggregatorPlacement>::all(ctx.client.clone()),
@@ -102,6 +111,7 @@ async fn reconcile(job: Arc<FederatedJob>, ctx: Arc<Context>) -> Result<Action, 
         // The placer's; its status write brings the job back here once placed.
         return Ok(Action::await_change());
     }
+    let _busy = ctx.metrics.busy(CONTROLLER);
     place::yield_to_placing(&ctx).await;
     let start = Instant::now();
     let ns = job.namespace().unwrap_or_default();
@@ -327,6 +337,9 @@ async fn finish(
     );
     Ok(if obs.invalid.is_some() || terminal {
         Action::requeue(Duration::from_secs(60))
+    } else if matches!(obs.aggregator, AggregatorObs::Starting { .. }) {
+        // Its Deployment is watched: becoming available wakes the job.
+        Action::requeue(requeue::QUIET)
     } else if written.is_some() {
         Action::requeue(requeue::ACTIVE)
     } else {

@@ -134,6 +134,16 @@ impl Arrivals {
         }
     }
 
+    /// How many jobs wait for their first look.
+    pub fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    /// Whether no job waits for its first look.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Whether some job waits for its first look.
     pub fn any(&self) -> bool {
         !self
@@ -171,12 +181,16 @@ impl Drop for Placing {
 /// `Placed` after `kubectl apply`, and member work is polled anyway. Bounded, so a job the
 /// placer keeps failing on holds the others up for no longer than that per reconcile.
 pub(super) async fn yield_to_placing(ctx: &Context) {
-    let deadline = Instant::now() + MAX_YIELD;
+    let start = Instant::now();
+    let deadline = start + MAX_YIELD;
     while (ctx.placing.load(Ordering::SeqCst) > 0 || ctx.arrivals.any())
         && Instant::now() < deadline
     {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    ctx.metrics
+        .yielded_seconds
+        .inc_by(start.elapsed().as_secs_f64());
 }
 
 pub(super) async fn reconcile(job: Arc<FederatedJob>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -184,6 +198,7 @@ pub(super) async fn reconcile(job: Arc<FederatedJob>, ctx: Arc<Context>) -> Resu
         return Ok(Action::await_change());
     }
     let _placing = Placing::enter(&ctx.placing);
+    let _busy = ctx.metrics.busy(CONTROLLER);
     let start = Instant::now();
     let result = place(&job, &ctx).await;
     ctx.metrics.reconciled(
