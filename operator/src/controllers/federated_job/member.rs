@@ -248,12 +248,9 @@ async fn ensure_namespace(client: &kube::Client, ns: &str) -> Result<(), kube::E
         .map(|_| ())
 }
 
-/// A public, Ready MemberCluster in the placed cloud and region.
-async fn aggregator_cluster(
-    ctx: &Context,
-    option: &PlacementOption,
-) -> Result<Option<MemberCluster>, kube::Error> {
-    let all: Vec<MemberCluster> = match ctx.member_clusters.ready().await {
+/// Every MemberCluster, from the cache once it is filled.
+async fn member_clusters(ctx: &Context) -> Result<Vec<MemberCluster>, kube::Error> {
+    Ok(match ctx.member_clusters.ready().await {
         Some(store) => store.state().iter().map(|mc| (**mc).clone()).collect(),
         None => {
             Api::<MemberCluster>::all(ctx.client.clone())
@@ -261,8 +258,16 @@ async fn aggregator_cluster(
                 .await?
                 .items
         }
-    };
-    let mut matching: Vec<MemberCluster> = all
+    })
+}
+
+/// A public, Ready MemberCluster in the placed cloud and region.
+async fn aggregator_cluster(
+    ctx: &Context,
+    option: &PlacementOption,
+) -> Result<Option<MemberCluster>, kube::Error> {
+    let mut matching: Vec<MemberCluster> = member_clusters(ctx)
+        .await?
         .into_iter()
         .filter(|mc| {
             mc.spec.tier == ClusterTier::Public
@@ -822,6 +827,28 @@ pub async fn read_progress(client: &reqwest::Client, model_url: &str) -> Option<
 }
 
 /// Deletes the job's objects in every member cluster it may have used.
+/// Deletes a job's aggregator objects (selected by `lp`) in one member cluster.
+async fn delete_aggregator(
+    client: kube::Client,
+    lp: &ListParams,
+    dp: &DeleteParams,
+) -> Result<(), kube::Error> {
+    let n = AGGREGATOR_NAMESPACE;
+    Api::<Deployment>::namespaced(client.clone(), n)
+        .delete_collection(dp, lp)
+        .await?;
+    Api::<Service>::namespaced(client.clone(), n)
+        .delete_collection(dp, lp)
+        .await?;
+    Api::<Secret>::namespaced(client.clone(), n)
+        .delete_collection(dp, lp)
+        .await?;
+    Api::<PersistentVolumeClaim>::namespaced(client, n)
+        .delete_collection(dp, lp)
+        .await?;
+    Ok(())
+}
+
 pub async fn cleanup(ctx: &Context, job: &FederatedJob) -> Result<(), Error> {
     super::vm::cleanup(ctx, job).await?;
     let ns = job.namespace().unwrap_or_default();
@@ -836,26 +863,37 @@ pub async fn cleanup(ctx: &Context, job: &FederatedJob) -> Result<(), Error> {
         propagation_policy: Some(PropagationPolicy::Background),
         ..Default::default()
     };
-    if let Some(cluster) = job
+    // The cluster the status names must be cleaned (retried until it is); the other
+    // public clusters are cleaned as far as they answer, for an aggregator applied just
+    // before a restart or a timeout kept its cluster out of the status.
+    let recorded = job
         .status
         .as_ref()
         .and_then(|s| s.placement.as_ref())
-        .and_then(|p| p.member_cluster.clone())
-        && let Ok(client) = ctx.clusters.get(&cluster)
-    {
-        let n = AGGREGATOR_NAMESPACE;
-        Api::<Deployment>::namespaced(client.clone(), n)
-            .delete_collection(&dp, &lp)
-            .await?;
-        Api::<Service>::namespaced(client.clone(), n)
-            .delete_collection(&dp, &lp)
-            .await?;
-        Api::<Secret>::namespaced(client.clone(), n)
-            .delete_collection(&dp, &lp)
-            .await?;
-        Api::<PersistentVolumeClaim>::namespaced(client, n)
-            .delete_collection(&dp, &lp)
-            .await?;
+        .and_then(|p| p.member_cluster.clone());
+    let members = member_clusters(ctx).await?;
+    let mut candidates: Vec<String> = members
+        .iter()
+        .filter(|mc| mc.spec.tier == ClusterTier::Public)
+        .map(ResourceExt::name_any)
+        .collect();
+    candidates.extend(recorded.clone());
+    candidates.sort();
+    candidates.dedup();
+    for cluster in candidates {
+        let required = recorded.as_deref() == Some(cluster.as_str())
+            && members.iter().any(|mc| mc.name_any() == cluster);
+        let done = match ctx.clusters.get(&cluster) {
+            Ok(client) => delete_aggregator(client, &lp, &dp)
+                .await
+                .map_err(Error::from),
+            Err(e) => Err(e.into()),
+        };
+        match done {
+            Err(e) if required => return Err(e),
+            Err(e) => tracing::debug!(%cluster, error = %e, "no aggregator cleanup there"),
+            Ok(()) => {}
+        }
     }
     let pool = Api::<fedsky_crds::ParticipantPool>::namespaced(ctx.client.clone(), &ns)
         .get_opt(&job.spec.participants.pool_ref.name)

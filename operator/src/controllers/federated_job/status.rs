@@ -159,7 +159,14 @@ pub fn compute(
                 AggregatorObs::Starting { cluster } | AggregatorObs::Ready { cluster, .. } => {
                     Some(cluster.clone())
                 }
-                AggregatorObs::Waiting(..) => None,
+                // Not reachable this time (a timeout, a restart before the member's client
+                // exists): the aggregator is still where it was, and cleanup needs to know
+                // where that is.
+                AggregatorObs::Waiting(..) => prev
+                    .placement
+                    .as_ref()
+                    .filter(|p| p.name == *name && p.summary == summary)
+                    .and_then(|p| p.member_cluster.clone()),
             };
             s.placement = Some(ChosenPlacement {
                 name: name.clone(),
@@ -486,6 +493,32 @@ mod tests {
             cond(&s3, READY).last_transition_time,
             cond(&s2, READY).last_transition_time
         );
+    }
+
+    #[test]
+    fn an_unreachable_aggregator_keeps_its_cluster_until_the_placement_moves() {
+        let mut o = obs();
+        o.placement = PlacementObs::Placed {
+            name: "covid-xray".into(),
+            option: option(),
+        };
+        o.aggregator = AggregatorObs::Starting {
+            cluster: "aws-eu".into(),
+        };
+        let s1 = compute(&Default::default(), &o, Some(1), t(0));
+        o.aggregator = AggregatorObs::Waiting("MemberClusterError", "timed out".into());
+        let s2 = compute(&s1, &o, Some(1), t(10));
+        let cluster =
+            |s: &FederatedJobStatus| s.placement.as_ref().and_then(|p| p.member_cluster.clone());
+        assert_eq!(cluster(&s2).as_deref(), Some("aws-eu"), "still there");
+        o.placement = PlacementObs::Placed {
+            name: "covid-xray".into(),
+            option: PlacementOption {
+                region: "us-east-1".into(),
+                ..option()
+            },
+        };
+        assert_eq!(cluster(&compute(&s2, &o, Some(1), t(20))), None, "moved");
     }
 
     #[test]
