@@ -29,6 +29,10 @@ pub struct Context {
     pub applied: Applied,
     /// Each job's token and CA, read from the hub once per job and operator run.
     pub credentials: Credentials,
+    /// Lifecycle reconciles that may run at once, first come first served.
+    pub member_slots: Arc<tokio::sync::Semaphore>,
+    /// Placer reconciles that may run at once, first come first served.
+    pub place_slots: Arc<tokio::sync::Semaphore>,
     /// Jobs being placed right now: member-cluster work yields to them (placing needs only
     /// the hub and is what a user waits for after `kubectl apply`).
     pub placing: Arc<AtomicUsize>,
@@ -78,6 +82,12 @@ impl Context {
             sites: Default::default(),
             applied: Applied::default(),
             credentials: Credentials::default(),
+            member_slots: Arc::new(tokio::sync::Semaphore::new(
+                crate::controllers::federated_job::CONCURRENCY,
+            )),
+            place_slots: Arc::new(tokio::sync::Semaphore::new(
+                crate::controllers::federated_job::PLACE_CONCURRENCY,
+            )),
             placing: Arc::default(),
             arrivals: Default::default(),
             events: Arc::new(tokio::sync::Semaphore::new(EVENTS_IN_FLIGHT)),

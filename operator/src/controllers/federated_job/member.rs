@@ -380,7 +380,13 @@ async fn apply_aggregator(
             Ok(Ok(Some((dep, svc)))) if dep.metadata.generation == generation => {
                 return Ok(served(job, svc, dep));
             }
-            Ok(Ok(_)) => ctx.applied.forget(&job.key),
+            Ok(Ok(other)) => {
+                tracing::debug!(
+                    found = other.is_some(),
+                    "aggregator changed or gone; applying again"
+                );
+                ctx.applied.forget(&job.key);
+            }
             Ok(Err(e)) => return Err(e.into()),
             Err(_) => {
                 return Err(ClusterError::Unreachable {

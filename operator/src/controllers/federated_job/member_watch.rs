@@ -87,7 +87,7 @@ impl MemberWatches {
                 if tx.is_closed() {
                     break;
                 }
-                tracing::debug!(%cluster, %why, "aggregator watch restarts");
+                tracing::info!(%cluster, %why, "aggregator watch restarts");
                 tokio::time::sleep(RETRY).await;
             }
             started

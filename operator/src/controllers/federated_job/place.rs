@@ -5,7 +5,7 @@
 //! lifecycle controller adds it before the first member-cluster request.
 
 use super::status::{AggregatorObs, PlacementObs};
-use super::{FINALIZER, PLACE_CONCURRENCY, first_placement, validate};
+use super::{FINALIZER, first_placement, validate};
 use crate::{Context, Error};
 use fedsky_crds::aggregator_placement::PlacementOption;
 use fedsky_crds::{AggregatorPlacement, FederatedJob, ParticipantPool};
@@ -38,27 +38,26 @@ pub(super) fn controller(c: Controller<FederatedJob>, ctx: &Context) -> Controll
     // waiting for it; its status changes with every capacity update, and re-triggering
     // every waiting job on each would flood the queue in a burst of new jobs.
     let generations: Mutex<HashMap<PoolKey, Option<i64>>> = Mutex::new(HashMap::new());
-    c.with_config(kube::runtime::controller::Config::default().concurrency(PLACE_CONCURRENCY))
-        .watches(
-            Api::<ParticipantPool>::all(ctx.client.clone()),
-            watcher::Config::default(),
-            move |pool| {
-                let key = (pool.namespace(), pool.name_any());
-                let mut seen = generations.lock().unwrap_or_else(PoisonError::into_inner);
-                if seen.insert(key, pool.metadata.generation) == Some(pool.metadata.generation) {
-                    return Vec::new();
-                }
-                drop(seen);
-                super::super::users_of_pool(&jobs, &pool, |job, name| {
-                    job.spec.participants.pool_ref.name == name && hub_only(job)
-                })
-            },
-        )
-        .watches(
-            Api::<AggregatorPlacement>::all(ctx.client.clone()),
-            watcher::Config::default(),
-            move |ap| waiting_for(&for_placements, &ap),
-        )
+    c.watches(
+        Api::<ParticipantPool>::all(ctx.client.clone()),
+        watcher::Config::default(),
+        move |pool| {
+            let key = (pool.namespace(), pool.name_any());
+            let mut seen = generations.lock().unwrap_or_else(PoisonError::into_inner);
+            if seen.insert(key, pool.metadata.generation) == Some(pool.metadata.generation) {
+                return Vec::new();
+            }
+            drop(seen);
+            super::super::users_of_pool(&jobs, &pool, |job, name| {
+                job.spec.participants.pool_ref.name == name && hub_only(job)
+            })
+        },
+    )
+    .watches(
+        Api::<AggregatorPlacement>::all(ctx.client.clone()),
+        watcher::Config::default(),
+        move |ap| waiting_for(&for_placements, &ap),
+    )
 }
 
 /// A pool by namespace and name.
@@ -198,9 +197,13 @@ pub(super) async fn reconcile(job: Arc<FederatedJob>, ctx: Arc<Context>) -> Resu
         return Ok(Action::await_change());
     }
     let _placing = Placing::enter(&ctx.placing);
+    // First come, first served (see `CONCURRENCY` on why not the controller's limit).
+    let Ok(_slot) = ctx.place_slots.clone().acquire_owned().await else {
+        return Ok(Action::requeue(PENDING));
+    };
     let _busy = ctx.metrics.busy(CONTROLLER);
     let start = Instant::now();
-    let result = place(&job, &ctx).await;
+    let result = Box::pin(place(&job, &ctx)).await;
     ctx.metrics.reconciled(
         CONTROLLER,
         if result.is_ok() { "success" } else { "error" },
