@@ -832,7 +832,6 @@ pub async fn read_progress(client: &reqwest::Client, model_url: &str) -> Option<
     })
 }
 
-/// Deletes the job's objects in every member cluster it may have used.
 /// Deletes a job's aggregator objects (selected by `lp`) in one member cluster.
 async fn delete_aggregator(
     client: kube::Client,
@@ -855,6 +854,7 @@ async fn delete_aggregator(
     Ok(())
 }
 
+/// Deletes the job's objects in every member cluster it may have used.
 pub async fn cleanup(ctx: &Context, job: &FederatedJob) -> Result<(), Error> {
     super::vm::cleanup(ctx, job).await?;
     let ns = job.namespace().unwrap_or_default();

@@ -62,6 +62,14 @@ impl MemberWatches {
         }))
     }
 
+    /// Whether aggregator Deployments in `cluster` are watched.
+    pub fn watching(&self, cluster: &str) -> bool {
+        self.started
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(cluster)
+    }
+
     /// Starts watching `cluster` unless a watch runs there already. The watch ends when
     /// the cluster is no longer registered.
     pub fn ensure(&self, clusters: &ClusterRegistry, cluster: &str) {
@@ -199,6 +207,16 @@ mod tests {
     #[tokio::test]
     async fn the_stream_of_woken_jobs_is_taken_once() {
         let watches = MemberWatches::default();
+        assert!(!watches.watching("aws-eu"));
+        watches.ensure(&ClusterRegistry::default(), "aws-eu");
+        // Not registered: the watch ends at once and is no longer counted.
+        for _ in 0..100 {
+            if !watches.watching("aws-eu") {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert!(!watches.watching("aws-eu"));
         let mut jobs = Box::pin(watches.jobs().expect("first"));
         assert!(watches.jobs().is_none());
         watches

@@ -352,8 +352,11 @@ async fn finish(
     );
     Ok(if obs.invalid.is_some() || terminal {
         Action::requeue(Duration::from_secs(60))
-    } else if matches!(obs.aggregator, AggregatorObs::Starting { .. }) {
-        // Its Deployment is watched: becoming available wakes the job.
+    } else if let AggregatorObs::Starting { cluster } = &obs.aggregator
+        && ctx.member_watches.watching(cluster)
+    {
+        // Its Deployment is watched: becoming available wakes the job. (A starting
+        // process or VM is not, and is polled like any other job.)
         Action::requeue(requeue::QUIET)
     } else if written.is_some() {
         Action::requeue(requeue::ACTIVE)
@@ -460,10 +463,7 @@ async fn publish(ctx: &Context, job: &FederatedJob, type_: EventType, reason: &s
     tokio::spawn(async move {
         // New jobs first: an Event can wait a few seconds, a job waiting to be placed
         // should not.
-        let deadline = Instant::now() + EVENT_MAX_DELAY;
-        while arrivals.any() && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        place::wait_while(|| arrivals.any(), EVENT_MAX_DELAY).await;
         let _slot = slots.acquire_owned().await;
         if let Err(e) = recorder.publish(&event, &object).await {
             tracing::warn!(error = %e, "cannot publish event");

@@ -86,7 +86,7 @@ fn waiting_for(
 pub(super) fn hub_only(job: &FederatedJob) -> bool {
     job.metadata.deletion_timestamp.is_none()
         && !job.finalizers().iter().any(|f| f == FINALIZER)
-        && first_placement(&job.status.clone().unwrap_or_default())
+        && job.status.as_ref().is_none_or(first_placement)
 }
 
 /// What the aggregator waits for once the job is placed.
@@ -145,11 +145,7 @@ impl Arrivals {
 
     /// Whether some job waits for its first look.
     pub fn any(&self) -> bool {
-        !self
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_empty()
+        !self.is_empty()
     }
 }
 
@@ -180,16 +176,21 @@ impl Drop for Placing {
 /// `Placed` after `kubectl apply`, and member work is polled anyway. Bounded, so a job the
 /// placer keeps failing on holds the others up for no longer than that per reconcile.
 pub(super) async fn yield_to_placing(ctx: &Context) {
+    let waited = wait_while(
+        || ctx.placing.load(Ordering::SeqCst) > 0 || ctx.arrivals.any(),
+        MAX_YIELD,
+    )
+    .await;
+    ctx.metrics.yielded_seconds.inc_by(waited.as_secs_f64());
+}
+
+/// Waits while `busy` holds, at most `max`; returns how long it waited.
+pub(super) async fn wait_while(busy: impl Fn() -> bool, max: Duration) -> Duration {
     let start = Instant::now();
-    let deadline = start + MAX_YIELD;
-    while (ctx.placing.load(Ordering::SeqCst) > 0 || ctx.arrivals.any())
-        && Instant::now() < deadline
-    {
+    while busy() && start.elapsed() < max {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    ctx.metrics
-        .yielded_seconds
-        .inc_by(start.elapsed().as_secs_f64());
+    start.elapsed()
 }
 
 pub(super) async fn reconcile(job: Arc<FederatedJob>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -226,14 +227,20 @@ async fn place(job: &FederatedJob, ctx: &Context) -> Result<Action, Error> {
         return super::finish(job, ctx, &prev, &obs, None, 0, now).await;
     }
     obs.placement = super::member::ensure_placement(ctx, job).await?;
-    if let PlacementObs::Placed { option, .. } = &obs.placement {
-        obs.aggregator = realising(option);
-        super::write_status(job, ctx, &prev, &obs, None, 0, now).await?;
-        // The status write brings the job to the lifecycle controller.
-        return Ok(Action::await_change());
-    }
+    let placed = match &obs.placement {
+        PlacementObs::Placed { option, .. } => {
+            obs.aggregator = realising(option);
+            true
+        }
+        _ => false,
+    };
     super::write_status(job, ctx, &prev, &obs, None, 0, now).await?;
-    Ok(Action::requeue(PENDING))
+    // Once placed, the status write brings the job to the lifecycle controller.
+    Ok(if placed {
+        Action::await_change()
+    } else {
+        Action::requeue(PENDING)
+    })
 }
 
 #[cfg(test)]
