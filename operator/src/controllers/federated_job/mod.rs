@@ -74,6 +74,7 @@ pub async fn run(ctx: Arc<Context>) {
     let metrics = ctx.metrics.clone();
     let jobs = watcher(api, watcher::Config::default())
         .default_backoff()
+        .modify(|job: &mut FederatedJob| requeue::keep_times_only(&mut job.metadata))
         .reflect_shared(writer)
         .for_each(move |event| {
             if let Ok(event) = event {

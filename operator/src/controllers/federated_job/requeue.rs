@@ -5,7 +5,7 @@
 //! status changed is looked at again soon; one whose status has not changed for a while
 //! less often, up to [`QUIET`]. Pure.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
 use std::time::Duration;
 
@@ -41,6 +41,15 @@ pub fn unchanged_for(last_change: Option<Timestamp>, now: Timestamp) -> Duration
     last_change
         .and_then(|t| Duration::try_from(now.duration_since(t)).ok())
         .unwrap_or_default()
+}
+
+/// Drops the field sets from an object's managed fields, keeping who applied what and
+/// when ([`last_status_change`] needs no more). Applied to cached jobs: the field sets were
+/// ~30 of the ~36 KB each cached FederatedJob took (heaptrack at 1,000 jobs).
+pub fn keep_times_only(meta: &mut ObjectMeta) {
+    for entry in meta.managed_fields.iter_mut().flatten() {
+        entry.fields_v1 = None;
+    }
 }
 
 #[cfg(test)]
@@ -84,5 +93,23 @@ mod tests {
         // A clock behind the server's is "just changed", not an error.
         assert_eq!(unchanged_for(last, at(100)), Duration::ZERO);
         assert_eq!(last_status_change(None, "fedsky-operator"), None);
+    }
+
+    #[test]
+    fn trimmed_managed_fields_keep_the_last_change() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::FieldsV1;
+        let mut entries = vec![entry("fedsky-operator", Some("status"), 120)];
+        entries[0].fields_v1 = Some(FieldsV1(serde_json::json!({ "f:status": {} })));
+        let mut meta = ObjectMeta {
+            managed_fields: Some(entries),
+            ..Default::default()
+        };
+        keep_times_only(&mut meta);
+        let entries = meta.managed_fields.as_deref();
+        assert!(entries.into_iter().flatten().all(|e| e.fields_v1.is_none()));
+        assert_eq!(
+            last_status_change(entries, "fedsky-operator"),
+            Some(at(120))
+        );
     }
 }

@@ -4,11 +4,13 @@
 //! a second at 1,000 jobs (measured with `make bench-operator`).
 
 use crate::Context;
-use crate::capacity::{NodeView, node_views};
+use crate::capacity::{NodeUsage, NodeView, PodUsage, node_views};
 use crate::clusters::{ClusterError, MEMBER_TIMEOUT};
 use fedsky_crds::participant_pool::Site;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta;
 use kube::api::{Api, ListParams};
+use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,6 +19,10 @@ use std::time::{Duration, Instant};
 /// FederatedJob requeue (5 s), so free resources are as current as a reconcile needs, and
 /// dropped at once when the operator starts participants at the site.
 pub const SITE_TTL: Duration = Duration::from_secs(2);
+
+/// Pods read per request. The pods of a member cluster grow with every participant
+/// started there; read in pages, only one page is held at a time.
+const POD_PAGE: u32 = 500;
 
 /// A site's cluster and node selector: sites with both equal see the same nodes.
 type Key = (String, BTreeMap<String, String>);
@@ -116,12 +122,47 @@ async fn list(ctx: &Context, site: &Site) -> Result<Vec<NodeView>, ClusterError>
     .await
     .map_err(|_| unreachable("listing nodes timed out".into()))?
     .map_err(|e| unreachable(format!("listing nodes: {e}")))?;
-    let pod_params = ListParams::default().fields("status.phase!=Succeeded,status.phase!=Failed");
-    let pods = tokio::time::timeout(MEMBER_TIMEOUT, Api::<Pod>::all(client).list(&pod_params))
-        .await
-        .map_err(|_| unreachable("listing pods timed out".into()))?
-        .map_err(|e| unreachable(format!("listing pods: {e}")))?;
-    Ok(node_views(&nodes.items, &pods.items, &site.node_selector))
+    let used = pod_usage(client, &unreachable).await?;
+    Ok(node_views(&nodes.items, &used, &site.node_selector))
+}
+
+/// One page of a pod listing, in the slim form of [`PodUsage`].
+#[derive(Deserialize)]
+struct PodPage {
+    #[serde(default)]
+    metadata: ListMeta,
+    #[serde(default)]
+    items: Option<Vec<PodUsage>>,
+}
+
+/// What the cluster's non-terminated pods request of each node, read page by page.
+async fn pod_usage(
+    client: kube::Client,
+    unreachable: &impl Fn(String) -> ClusterError,
+) -> Result<NodeUsage, ClusterError> {
+    let request = kube::core::Request::new("/api/v1/pods");
+    let mut used = NodeUsage::default();
+    let mut token: Option<String> = None;
+    loop {
+        let mut params = ListParams::default()
+            .fields("status.phase!=Succeeded,status.phase!=Failed")
+            .limit(POD_PAGE);
+        if let Some(t) = token.take() {
+            params = params.continue_token(&t);
+        }
+        let req = request
+            .list(&params)
+            .map_err(|e| unreachable(format!("listing pods: {e}")))?;
+        let page: PodPage = tokio::time::timeout(MEMBER_TIMEOUT, client.request(req))
+            .await
+            .map_err(|_| unreachable("listing pods timed out".into()))?
+            .map_err(|e| unreachable(format!("listing pods: {e}")))?;
+        used.add(page.items.as_deref().unwrap_or_default());
+        match page.metadata.continue_ {
+            Some(t) if !t.is_empty() => token = Some(t),
+            _ => return Ok(used),
+        }
+    }
 }
 
 #[cfg(test)]
