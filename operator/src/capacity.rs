@@ -183,7 +183,8 @@ impl NodeUsage {
         }
     }
 
-    fn of(&self, node: &str) -> Resources {
+    /// What the pods bound to `node` request.
+    pub fn of(&self, node: &str) -> Resources {
         self.0.get(node).copied().unwrap_or_default()
     }
 }

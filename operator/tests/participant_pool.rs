@@ -6,7 +6,9 @@ mod common;
 use common::{apply_json, eventually, fleet};
 use fedsky_crds::ParticipantPool;
 use fedsky_crds::conditions;
-use kube::api::Api;
+use fedsky_operator::controllers::participant_pool::nodes::pod_usage;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, PostParams};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pool_reports_eligible_nodes_per_site() {
@@ -95,6 +97,47 @@ async fn pool_reports_eligible_nodes_per_site() {
     assert_eq!(free_cpu.as_deref(), Some("8000m"));
     let ready = conditions::find(&status.conditions, conditions::READY).expect("Ready");
     assert_eq!(ready.status, "False", "asia is missing");
+
+    // Pods bound to eu-big use its resources; they are read in pages, and any page size
+    // adds up to the same usage.
+    let eu = f
+        .members
+        .iter()
+        .find(|m| m.0 == "hospital-eu")
+        .map(|m| m.2.clone())
+        .expect("hospital-eu");
+    let pods: Api<Pod> = Api::namespaced(eu.clone(), ns);
+    for i in 0..5 {
+        let pod = serde_json::from_value(serde_json::json!({
+            "metadata": { "name": format!("user-{i}") },
+            "spec": {
+                "nodeName": "eu-big",
+                "containers": [{ "name": "c", "image": "busybox",
+                    "resources": { "requests": { "cpu": "500m", "memory": "1Gi" } } }]
+            }
+        }))
+        .expect("pod");
+        pods.create(&PostParams::default(), &pod)
+            .await
+            .expect("pod created");
+    }
+    let paged = pod_usage(&eu, "hospital-eu", 2).await.expect("paged usage");
+    let whole = pod_usage(&eu, "hospital-eu", 500).await.expect("usage");
+    assert_eq!(paged, whole);
+    assert_eq!(paged.of("eu-big").cpu_millis, 2500);
+    eventually("the pool sees the pods' requests", 60, || {
+        let pools = pools.clone();
+        async move {
+            let p = pools.get("hospitals").await.map_err(|e| e.to_string())?;
+            let s = p.status.ok_or("no status")?;
+            let cpu = s_site(&s, "eu").free.as_ref().and_then(|f| f.cpu.clone());
+            match cpu {
+                Some(q) if q.0 == "5500m" => Ok(()),
+                other => Err(format!("eu free cpu {other:?}")),
+            }
+        }
+    })
+    .await;
     f.operator.abort();
 }
 

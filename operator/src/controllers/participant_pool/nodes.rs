@@ -122,7 +122,7 @@ async fn list(ctx: &Context, site: &Site) -> Result<Vec<NodeView>, ClusterError>
     .await
     .map_err(|_| unreachable("listing nodes timed out".into()))?
     .map_err(|e| unreachable(format!("listing nodes: {e}")))?;
-    let used = pod_usage(client, &unreachable).await?;
+    let used = pod_usage(&client, &site.member_cluster, POD_PAGE).await?;
     Ok(node_views(&nodes.items, &used, &site.node_selector))
 }
 
@@ -135,18 +135,24 @@ struct PodPage {
     items: Option<Vec<PodUsage>>,
 }
 
-/// What the cluster's non-terminated pods request of each node, read page by page.
-async fn pod_usage(
-    client: kube::Client,
-    unreachable: &impl Fn(String) -> ClusterError,
+/// What the non-terminated pods of `cluster` request of each node, read `page` pods at a
+/// time.
+pub async fn pod_usage(
+    client: &kube::Client,
+    cluster: &str,
+    page: u32,
 ) -> Result<NodeUsage, ClusterError> {
+    let unreachable = |reason: String| ClusterError::Unreachable {
+        cluster: cluster.to_owned(),
+        reason,
+    };
     let request = kube::core::Request::new("/api/v1/pods");
     let mut used = NodeUsage::default();
     let mut token: Option<String> = None;
     loop {
         let mut params = ListParams::default()
             .fields("status.phase!=Succeeded,status.phase!=Failed")
-            .limit(POD_PAGE);
+            .limit(page);
         if let Some(t) = token.take() {
             params = params.continue_token(&t);
         }
