@@ -139,7 +139,11 @@ impl ControlPlane {
                 format!("--service-account-signing-key-file={}", p(&pki.sa_key)),
                 "--service-cluster-ip-range=10.96.0.0/16".into(),
                 "--allow-privileged=true".into(),
-                "--profiling=false".into(),
+                // Opt-in: the operator benchmark profiles the hub's API server with it.
+                format!(
+                    "--profiling={}",
+                    std::env::var_os("FEDSKY_APISERVER_PROFILING").is_some()
+                ),
                 "--v=1".into(),
             ],
         )?;
