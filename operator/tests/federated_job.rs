@@ -6,13 +6,15 @@
 
 mod common;
 
-use common::{apply_json, eventually, fleet};
+use common::{apply_json, capacity, eventually, fleet};
 use fedsky_crds::conditions;
 use fedsky_crds::{AggregatorPlacement, FederatedJob};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use std::collections::BTreeMap;
+use std::time::Duration;
 
 const WORKER: &[(&str, &str)] = &[("fedsky.dev/fl-worker", "true")];
 
@@ -329,6 +331,78 @@ async fn job_is_placed_started_healed_and_cleaned_up() {
     for t in [text, events] {
         assert!(!t.contains("PRIVATE KEY"), "key material leaked: {t}");
     }
+
+    // A site that cannot be read has not failed: while hospital-us hangs, nothing starts in
+    // its place, even with room at eu, and its participant stays in the status.
+    let spare: BTreeMap<String, String> = WORKER
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    f.members[1]
+        .1
+        .add_node(eu, "eu-spare", spare, capacity("8", "16Gi"))
+        .await
+        .expect("spare eu node");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    f.members[2]
+        .1
+        .pause("kube-apiserver")
+        .expect("pause hospital-us");
+    let unreadable = eventually("hospital-us unreadable in status", 60, || {
+        let jobs = jobs.clone();
+        async move {
+            let j = jobs.get("xray").await.map_err(|e| e.to_string())?;
+            let st = j.status.ok_or("no status")?;
+            let us_live = st.participants.iter().find(|p| {
+                p.site == "us"
+                    && p.state != "Replaced"
+                    && p.message
+                        .as_deref()
+                        .is_some_and(|m| m.contains("cannot be read"))
+            });
+            us_live
+                .cloned()
+                .ok_or_else(|| format!("{:#?}", st.participants))
+        }
+    })
+    .await;
+    // Several more reconciles (5 s apart while the status changes).
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let eu_during = participant_jobs(eu).await;
+    f.members[2]
+        .1
+        .resume("kube-apiserver")
+        .expect("resume hospital-us");
+    let eu_nodes: Vec<String> = eu_during.iter().map(node_of).collect();
+    assert_eq!(
+        eu_nodes,
+        ["eu-big"],
+        "nothing started in the hung site's place"
+    );
+    assert_eq!(
+        unreadable.name,
+        us_jobs[0].metadata.name.clone().unwrap_or_default()
+    );
+    eventually("hospital-us read again", 90, || {
+        let jobs = jobs.clone();
+        async move {
+            let j = jobs.get("xray").await.map_err(|e| e.to_string())?;
+            let st = j.status.clone().ok_or("no status")?;
+            let stale = st.participants.iter().any(|p| {
+                p.message
+                    .as_deref()
+                    .is_some_and(|m| m.contains("cannot be read"))
+            });
+            if !stale && cond_true(&j, "ParticipantsReady") && st.replacements == Some(1) {
+                Ok(())
+            } else {
+                Err(format!("{st:#?}"))
+            }
+        }
+    })
+    .await;
+    assert_eq!(participant_jobs(eu).await.len(), 1);
+    assert_eq!(participant_jobs(us).await.len(), 1);
 
     // Deleting the job removes what it created in every cluster.
     jobs.delete("xray", &DeleteParams::default())

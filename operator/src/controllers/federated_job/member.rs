@@ -452,6 +452,25 @@ fn served(job: &ValidJob, svc: Service, dep: Deployment) -> Option<(String, Stri
     ))
 }
 
+/// The participant Jobs of job `key` in `site`'s cluster.
+async fn list_participants(
+    ctx: &Context,
+    site: &fedsky_crds::participant_pool::Site,
+    key: &str,
+) -> Result<Vec<Job>, String> {
+    let client = ctx
+        .clusters
+        .get(&site.member_cluster)
+        .map_err(|e| e.to_string())?;
+    let jobs: Api<Job> = Api::namespaced(client, &site.namespace);
+    let params = ListParams::default().labels(&names::selector(key));
+    match tokio::time::timeout(MEMBER_TIMEOUT, jobs.list(&params)).await {
+        Ok(Ok(list)) => Ok(list.items),
+        Ok(Err(e)) => Err(format!("listing participant Jobs: {e}")),
+        Err(_) => Err("listing participant Jobs timed out".into()),
+    }
+}
+
 /// What happened to participants this reconcile.
 #[derive(Debug)]
 pub struct ParticipantsOutcome {
@@ -464,7 +483,11 @@ pub struct ParticipantsOutcome {
 }
 
 /// Observes participant Jobs in the sites' clusters, plans starts and replacements, and
-/// applies them.
+/// applies them. `prev` is the status's participant list. A site that cannot be read (its
+/// nodes or its participant Jobs) keeps its last known participants, counted as still
+/// there: starting others in their place would run more participants than the job asks
+/// for once the site answers again (a member API timeout is not a failed participant).
+#[allow(clippy::too_many_arguments)]
 pub async fn run_participants(
     ctx: &Context,
     job: &ValidJob,
@@ -472,25 +495,22 @@ pub async fn run_participants(
     placed: Option<(&str, &str)>,
     queue: &mut QueueState,
     replacements: u32,
+    prev: &[ParticipantState],
     now: k8s_openapi::jiff::Timestamp,
 ) -> ParticipantsOutcome {
     let mut candidates = Vec::new();
     let mut observed = Vec::new();
     let mut unreachable_sites = Vec::new();
+    let mut unobserved: Vec<&str> = Vec::new();
     for site in &job.sites {
         let views = match site_nodes(ctx, site).await {
             Ok(v) => v,
             Err(e) => {
                 unreachable_sites.push(format!("{}: {e}", site.name));
+                unobserved.push(&site.name);
                 continue;
             }
         };
-        candidates.extend(views.iter().map(|v: &NodeView| Candidate {
-            site: site.name.clone(),
-            node: v.name.clone(),
-            healthy: v.ready && v.schedulable && v.matches_selector,
-            free: v.free,
-        }));
         if let Some(rt) = ctx.runtime.process() {
             observed.extend(
                 rt.participants(&job.key)
@@ -498,34 +518,43 @@ pub async fn run_participants(
                     .filter(|p| p.meta.site == site.name)
                     .map(|p| observe_process(p, &views)),
             );
-        } else if let Ok(client) = ctx.clusters.get(&site.member_cluster) {
-            let jobs: Api<Job> = Api::namespaced(client, &site.namespace);
-            if let Ok(Ok(list)) = tokio::time::timeout(
-                MEMBER_TIMEOUT,
-                jobs.list(&ListParams::default().labels(&names::selector(&job.key))),
-            )
-            .await
-            {
-                observed.extend(
-                    list.items
-                        .iter()
-                        .filter_map(|j| observe(j, &site.name, &views)),
-                );
+        } else {
+            match list_participants(ctx, site, &job.key).await {
+                Ok(jobs) => {
+                    observed.extend(jobs.iter().filter_map(|j| observe(j, &site.name, &views)))
+                }
+                Err(e) => {
+                    unreachable_sites.push(format!("{}: {e}", site.name));
+                    unobserved.push(&site.name);
+                    continue;
+                }
             }
         }
+        candidates.extend(views.iter().map(|v: &NodeView| Candidate {
+            site: site.name.clone(),
+            node: v.name.clone(),
+            healthy: v.ready && v.schedulable && v.matches_selector,
+            free: v.free,
+        }));
     }
+    let floor = participants::sequence_floor(
+        &job.key,
+        prev.iter().map(|p| (p.site.as_str(), p.name.as_str())),
+    );
+    // What runs at an unreadable site is its last known state, kept in the status.
+    let (mut states, assumed) = participants::last_known(prev, &unobserved);
     let plan = participants::plan(
         &observed,
+        &floor,
         &candidates,
         &job.need,
         job.policy,
         queue,
-        job.max_per_round,
+        job.max_per_round.saturating_sub(assumed),
         replacements,
         job.max_replacements,
         now.as_second(),
     );
-    let mut states: Vec<ParticipantState> = Vec::new();
     for (o, why) in &plan.replaced {
         let site = job.site(&o.site);
         if let Some(rt) = ctx.runtime.process() {
@@ -606,6 +635,7 @@ pub async fn run_participants(
     }
     let running = states
         .iter()
+        .filter(|s| !unobserved.contains(&s.site.as_str()))
         .filter(|s| s.state == "Running" || s.state == "Completed")
         .count();
     let mut plan = plan;

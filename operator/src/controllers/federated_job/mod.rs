@@ -207,9 +207,17 @@ async fn apply(job: &FederatedJob, ctx: &Context) -> Result<Action, Error> {
         ..
     } = &obs.aggregator
     {
-        let outcome =
-            member::run_participants(ctx, &valid, endpoint, placed, &mut queue, replacements, now)
-                .await;
+        let outcome = member::run_participants(
+            ctx,
+            &valid,
+            endpoint,
+            placed,
+            &mut queue,
+            replacements,
+            &prev.participants,
+            now,
+        )
+        .await;
         // The next reader of these sites must see the participants just started.
         for c in &outcome.plan.create {
             ctx.sites.invalidate(valid.site(&c.site));
@@ -298,10 +306,20 @@ fn merge_participants(
             out.push(p.clone());
         }
     }
-    let excess = out.len().saturating_sub(100);
-    out.drain(..excess);
+    // Over the bound, the oldest replaced entries go (they are last); live ones never.
+    while out.len() > MAX_PARTICIPANT_ENTRIES {
+        match out.iter().rposition(|p| p.state == "Replaced") {
+            Some(i) => {
+                out.remove(i);
+            }
+            None => break,
+        }
+    }
     out
 }
+
+/// Participant entries kept in the status, live ones first.
+const MAX_PARTICIPANT_ENTRIES: usize = 100;
 
 /// The job has not been placed before and nothing runs for it yet.
 fn first_placement(prev: &FederatedJobStatus) -> bool {
@@ -470,4 +488,60 @@ async fn publish(ctx: &Context, job: &FederatedJob, type_: EventType, reason: &s
             tracing::warn!(error = %e, "cannot publish event");
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(name: &str, state: &str) -> ParticipantState {
+        ParticipantState {
+            name: name.into(),
+            site: "eu".into(),
+            node: None,
+            state: state.into(),
+            message: None,
+            last_heartbeat: None,
+        }
+    }
+
+    #[test]
+    fn replaced_participants_stay_listed_and_the_oldest_go_first() {
+        let prev: Vec<ParticipantState> = (0..MAX_PARTICIPANT_ENTRIES)
+            .map(|i| entry(&format!("old-{i}"), "Replaced"))
+            .collect();
+        let now: Vec<ParticipantState> = (0..5)
+            .map(|i| entry(&format!("live-{i}"), "Running"))
+            .chain([entry("just-replaced", "Replaced")])
+            .collect();
+        let out = merge_participants(&prev, now);
+        assert_eq!(out.len(), MAX_PARTICIPANT_ENTRIES);
+        let names: Vec<&str> = out.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(
+            names[..6],
+            [
+                "live-0",
+                "live-1",
+                "live-2",
+                "live-3",
+                "live-4",
+                "just-replaced"
+            ]
+        );
+        assert_eq!(names[6], "old-0", "the newest of the earlier ones stay");
+        assert_eq!(names.last(), Some(&"old-93"));
+        // A participant replaced earlier and seen again is listed once.
+        let again = merge_participants(&out, vec![entry("old-0", "Replaced")]);
+        assert_eq!(again.iter().filter(|p| p.name == "old-0").count(), 1);
+    }
+
+    #[test]
+    fn live_participants_are_never_dropped_for_the_bound() {
+        let now: Vec<ParticipantState> = (0..MAX_PARTICIPANT_ENTRIES + 3)
+            .map(|i| entry(&format!("live-{i}"), "Running"))
+            .collect();
+        let out = merge_participants(&[entry("old", "Replaced")], now);
+        assert_eq!(out.len(), MAX_PARTICIPANT_ENTRIES + 3);
+        assert!(out.iter().all(|p| p.state == "Running"));
+    }
 }

@@ -53,6 +53,18 @@ pub fn participant(key: &str, site: &str, n: u32) -> String {
     format!("{base}-{n}")
 }
 
+/// The sequence number in `name` if it is a participant name of `key` at `site`.
+pub fn participant_seq(key: &str, site: &str, name: &str) -> Option<u32> {
+    let zero = participant(key, site, 0);
+    let base = zero.strip_suffix('0')?;
+    let n = name.strip_prefix(base)?;
+    // Only canonical numbers: "07" is not a name this operator gives.
+    if n.starts_with('0') && n != "0" {
+        return None;
+    }
+    n.parse().ok()
+}
+
 /// The name in the aggregator's server certificate, which participants verify whatever
 /// address they dial (a LoadBalancer's, a VM's or loopback): its in-cluster Service name.
 pub fn aggregator_tls_name(key: &str) -> String {
@@ -115,6 +127,30 @@ mod tests {
         assert_eq!(
             participant("covid-xray", "eu", 0),
             "fedsky-p-covid-xray-eu-0"
+        );
+    }
+
+    #[test]
+    fn a_participant_names_sequence_number_reads_back() {
+        let long = job_key("a-very-long-namespace-name", "an-even-longer-job-name");
+        for key in ["covid-xray", long.as_str()] {
+            for n in [0, 7, 12, 4096] {
+                let name = participant(key, "eu", n);
+                assert_eq!(participant_seq(key, "eu", &name), Some(n), "{name}");
+            }
+        }
+        // Another site whose name extends this one's, another job, not a number.
+        let other_site = participant("covid-xray", "eu-1", 3);
+        assert_eq!(participant_seq("covid-xray", "eu", &other_site), None);
+        let other_job = participant("covid-xray2", "eu", 3);
+        assert_eq!(participant_seq("covid-xray", "eu", &other_job), None);
+        assert_eq!(
+            participant_seq("covid-xray", "eu", "fedsky-p-covid-xray-eu-07"),
+            None
+        );
+        assert_eq!(
+            participant_seq("covid-xray", "eu", "fedsky-p-covid-xray-eu-"),
+            None
         );
     }
 }

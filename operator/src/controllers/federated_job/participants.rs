@@ -5,6 +5,7 @@
 use super::build::ParticipantPlan;
 use crate::capacity::Resources;
 use crate::orchestrator::{self, Candidate, Policy, QueueState, SelectError, Slot};
+use fedsky_crds::federated_job::ParticipantState;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// How a participant Job is doing.
@@ -65,10 +66,52 @@ fn failure(o: &Observed) -> Option<String> {
     }
 }
 
-/// Plans starts and replacements. `state` (cursor, failure marks) is updated in place.
+/// The next sequence number per site after those of `names` (participants the status
+/// remembers, replaced ones included), so a new participant never takes the name of one
+/// that was removed: the aggregator and the site knew that one as someone else.
+pub fn sequence_floor<'a>(
+    key: &str,
+    names: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> BTreeMap<String, u32> {
+    let mut floor: BTreeMap<String, u32> = BTreeMap::new();
+    for (site, name) in names {
+        if let Some(n) = super::names::participant_seq(key, site, name) {
+            let e = floor.entry(site.to_owned()).or_insert(0);
+            *e = (*e).max(n.saturating_add(1));
+        }
+    }
+    floor
+}
+
+/// The status entries of participants at `unreadable` sites, as last seen (marked so), and
+/// how many of them were live: they count as still running, so the plan does not start
+/// others in their place for what may be a member API timeout.
+pub fn last_known(
+    prev: &[ParticipantState],
+    unreadable: &[&str],
+) -> (Vec<ParticipantState>, usize) {
+    let kept: Vec<ParticipantState> = prev
+        .iter()
+        .filter(|p| p.state != "Replaced" && unreadable.contains(&p.site.as_str()))
+        .map(|p| ParticipantState {
+            message: Some(format!("site {} cannot be read; last known state", p.site)),
+            ..p.clone()
+        })
+        .collect();
+    let live = kept
+        .iter()
+        .filter(|p| p.state == "Pending" || p.state == "Running")
+        .count();
+    (kept, live)
+}
+
+/// Plans starts and replacements. `state` (cursor, failure marks) is updated in place;
+/// sequence numbers at a site start at `seq_floor` (see [`sequence_floor`]) or after the
+/// highest observed there.
 #[allow(clippy::too_many_arguments)]
 pub fn plan(
     observed: &[Observed],
+    seq_floor: &BTreeMap<String, u32>,
     candidates: &[Candidate],
     need: &Resources,
     policy: Policy,
@@ -79,7 +122,7 @@ pub fn plan(
     now: i64,
 ) -> Plan {
     let mut out = Plan::default();
-    let mut next_n: BTreeMap<String, u32> = BTreeMap::new();
+    let mut next_n = seq_floor.clone();
     for o in observed {
         let e = next_n.entry(o.site.clone()).or_insert(0);
         *e = (*e).max(o.n + 1);
@@ -150,6 +193,7 @@ pub fn plan(
 
 #[cfg(test)]
 mod tests {
+    use super::super::names;
     use super::*;
 
     fn cand(site: &str, node: &str) -> Candidate {
@@ -199,6 +243,29 @@ mod tests {
         }
     }
 
+    /// [`plan`] over [`pool`] with nothing remembered in the status.
+    fn plan_default(
+        observed: &[Observed],
+        st: &mut QueueState,
+        target: usize,
+        used: u32,
+        max: u32,
+        now: i64,
+    ) -> Plan {
+        plan(
+            observed,
+            &BTreeMap::new(),
+            &pool(),
+            &need(),
+            POLICY,
+            st,
+            target,
+            used,
+            max,
+            now,
+        )
+    }
+
     /// Everything `first` planned, observed running.
     fn running(first: &Plan) -> Vec<Observed> {
         first
@@ -211,7 +278,7 @@ mod tests {
     #[test]
     fn fills_round_robin_across_sites() {
         let mut st = QueueState::default();
-        let p = plan(&[], &pool(), &need(), POLICY, &mut st, 3, 0, 5, 0);
+        let p = plan_default(&[], &mut st, 3, 0, 5, 0);
         let nodes: Vec<&str> = p.create.iter().map(|c| c.node.as_str()).collect();
         assert_eq!(nodes, ["asia-1", "eu-1", "us-1"]);
         assert!(p.shortfall.is_none());
@@ -220,19 +287,19 @@ mod tests {
     #[test]
     fn steady_state_plans_nothing() {
         let mut st = QueueState::default();
-        let first = plan(&[], &pool(), &need(), POLICY, &mut st, 3, 0, 5, 0);
+        let first = plan_default(&[], &mut st, 3, 0, 5, 0);
         let obs = running(&first);
-        let again = plan(&obs, &pool(), &need(), POLICY, &mut st, 3, 0, 5, 10);
+        let again = plan_default(&obs, &mut st, 3, 0, 5, 10);
         assert_eq!(again, Plan::default());
     }
 
     #[test]
     fn failed_participant_and_not_ready_node_are_replaced_elsewhere() {
         let mut st = QueueState::default();
-        let first = plan(&[], &pool(), &need(), POLICY, &mut st, 3, 0, 5, 0);
+        let first = plan_default(&[], &mut st, 3, 0, 5, 0);
         let mut obs = running(&first);
         obs[1].phase = Phase::Failed; // eu-1
-        let p = plan(&obs, &pool(), &need(), POLICY, &mut st, 3, 0, 5, 100);
+        let p = plan_default(&obs, &mut st, 3, 0, 5, 100);
         assert_eq!(p.replaced.len(), 1);
         assert_eq!(p.create.len(), 1);
         assert_eq!(p.create[0].node, "eu-2");
@@ -241,7 +308,7 @@ mod tests {
 
         obs[1] = observed(&p.create[0], Phase::Running, true);
         obs[2].node_ready = false; // us-1
-        let p2 = plan(&obs, &pool(), &need(), POLICY, &mut st, 3, 1, 5, 200);
+        let p2 = plan_default(&obs, &mut st, 3, 1, 5, 200);
         assert!(p2.replaced[0].1.contains("NotReady"), "{:?}", p2.replaced);
         assert_eq!(p2.create.len(), 1);
         assert!(
@@ -252,12 +319,76 @@ mod tests {
     }
 
     #[test]
+    fn a_removed_participants_name_is_not_taken_again() {
+        let mut st = QueueState::default();
+        let first = plan_default(&[], &mut st, 3, 0, 5, 0);
+        let mut obs = running(&first);
+        obs[1].phase = Phase::Failed; // eu-1, n = 0
+        let p = plan_default(&obs, &mut st, 3, 0, 5, 100);
+        assert_eq!(p.create[0].n, 1);
+        // Its replacement did not come up and is gone too: only the status remembers that
+        // eu had participants 0 and 1.
+        obs.remove(1);
+        let key = "default.j";
+        let remembered = [
+            names::participant(key, "eu", 0),
+            names::participant(key, "eu", 1),
+        ];
+        let floor = sequence_floor(key, remembered.iter().map(|n| ("eu", n.as_str())));
+        assert_eq!(floor, BTreeMap::from([("eu".to_string(), 2)]));
+        // Only eu has room now (eu-1 cools down after its failure; eu-2 is free again).
+        let eu_only = [cand("eu", "eu-1"), cand("eu", "eu-2")];
+        let p = plan(
+            &obs,
+            &floor,
+            &eu_only,
+            &need(),
+            POLICY,
+            &mut st,
+            3,
+            1,
+            5,
+            200,
+        );
+        let started: Vec<(&str, u32)> = p.create.iter().map(|c| (c.node.as_str(), c.n)).collect();
+        assert_eq!(started, [("eu-2", 2)]);
+    }
+
+    #[test]
+    fn an_unreadable_sites_participants_keep_their_last_state_and_count_as_live() {
+        let st = |name: &str, site: &str, state: &str| ParticipantState {
+            name: name.into(),
+            site: site.into(),
+            node: None,
+            state: state.into(),
+            message: None,
+            last_heartbeat: None,
+        };
+        let prev = [
+            st("a", "eu", "Running"),
+            st("b", "eu", "Pending"),
+            st("c", "eu", "Replaced"),
+            st("d", "eu", "Failed"),
+            st("e", "us", "Running"),
+        ];
+        let (kept, live) = last_known(&prev, &["eu"]);
+        let names: Vec<&str> = kept.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["a", "b", "d"]);
+        assert_eq!(live, 2);
+        assert!(
+            kept.iter()
+                .all(|p| p.message.as_deref().is_some_and(|m| m.contains("eu")))
+        );
+        assert_eq!(last_known(&prev, &[]), (vec![], 0));
+    }
+
+    #[test]
     fn budget_exhaustion_is_reported() {
         let mut st = QueueState::default();
-        let first = plan(&[], &pool(), &need(), POLICY, &mut st, 3, 0, 1, 0);
+        let first = plan_default(&[], &mut st, 3, 0, 1, 0);
         let mut obs = running(&first);
         obs[0].phase = Phase::Failed;
-        let p = plan(&obs, &pool(), &need(), POLICY, &mut st, 3, 1, 1, 100);
+        let p = plan_default(&obs, &mut st, 3, 1, 1, 100);
         assert!(p.create.is_empty());
         assert_eq!(
             p.shortfall,
@@ -269,12 +400,12 @@ mod tests {
     fn a_spent_budget_starts_nothing_on_later_reconciles() {
         // maxReplacements: 0, the experiments' baseline without replacement.
         let mut st = QueueState::default();
-        let first = plan(&[], &pool(), &need(), POLICY, &mut st, 3, 0, 0, 0);
+        let first = plan_default(&[], &mut st, 3, 0, 0, 0);
         let mut obs = running(&first);
         obs[0].phase = Phase::Failed;
         obs[1].node_ready = false;
         for now in [100, 105, 110] {
-            let p = plan(&obs, &pool(), &need(), POLICY, &mut st, 3, 0, 0, now);
+            let p = plan_default(&obs, &mut st, 3, 0, 0, now);
             assert!(p.create.is_empty(), "{:?}", p.create);
             assert!(
                 p.replaced.is_empty(),
