@@ -7,10 +7,9 @@
 //! Memory only: after a restart every job applies once more, which is also what makes an
 //! operator killed mid-apply finish the job it started.
 
+use super::per_job::PerJob;
 use serde::Serialize;
-use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::{Arc, Mutex, PoisonError};
 
 /// Digest of the desired objects; equal digests mean an apply would change nothing we own.
 pub fn digest<T: Serialize>(cluster: &str, objects: &T) -> u64 {
@@ -25,46 +24,30 @@ pub fn digest<T: Serialize>(cluster: &str, objects: &T) -> u64 {
 /// Digest of the last successful apply per job key, with the `metadata.generation` the
 /// Deployment had after it: a different generation read back means someone changed the
 /// Deployment, and it is applied again.
-#[derive(Clone, Default)]
-pub struct Applied {
-    inner: Arc<Mutex<HashMap<String, Record>>>,
-}
+#[derive(Clone, Debug, Default)]
+pub struct Applied(PerJob<Record>);
 
 /// Digest of the applied objects and the Deployment's generation after the apply.
 type Record = (u64, Option<i64>);
-
-impl std::fmt::Debug for Applied {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Applied").finish_non_exhaustive()
-    }
-}
 
 impl Applied {
     /// The Deployment generation after the last apply for `key`, if that apply was of
     /// `digest`.
     pub fn current(&self, key: &str, digest: u64) -> Option<Option<i64>> {
-        self.inner
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.0
             .get(key)
             .filter(|(d, _)| *d == digest)
-            .map(|(_, g)| *g)
+            .map(|(_, g)| g)
     }
 
     /// Records a successful apply.
     pub fn record(&self, key: &str, digest: u64, generation: Option<i64>) {
-        self.inner
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(key.to_string(), (digest, generation));
+        self.0.insert(key, (digest, generation));
     }
 
     /// Forgets `key`: its objects are gone or must be applied again.
     pub fn forget(&self, key: &str) {
-        self.inner
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(key);
+        self.0.forget(key);
     }
 }
 

@@ -3,9 +3,8 @@
 //! (docs/operator-benchmark.md). Keyed by the job's UID, so a job deleted and created
 //! again under the same name never gets the old one's.
 
+use super::per_job::PerJob;
 use super::pki::Ca;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
 
 /// A job's token and CA.
 #[derive(Clone, Debug)]
@@ -17,43 +16,7 @@ pub struct JobCredentials {
 }
 
 /// Credentials by job UID.
-#[derive(Clone, Default)]
-pub struct Credentials {
-    inner: Arc<Mutex<HashMap<String, JobCredentials>>>,
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials").finish_non_exhaustive()
-    }
-}
-
-impl Credentials {
-    /// The credentials of the job with `uid`, if known.
-    pub fn get(&self, uid: &str) -> Option<JobCredentials> {
-        self.inner
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(uid)
-            .cloned()
-    }
-
-    /// Remembers what the hub holds for `uid`.
-    pub fn insert(&self, uid: &str, creds: JobCredentials) {
-        self.inner
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(uid.to_string(), creds);
-    }
-
-    /// Forgets a deleted job.
-    pub fn forget(&self, uid: &str) {
-        self.inner
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(uid);
-    }
-}
+pub type Credentials = PerJob<JobCredentials>;
 
 #[cfg(test)]
 mod tests {

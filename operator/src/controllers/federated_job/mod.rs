@@ -11,6 +11,7 @@ mod member;
 pub mod member_watch;
 pub mod names;
 pub mod participants;
+pub mod per_job;
 pub mod pki;
 mod place;
 pub use place::Arrivals;
