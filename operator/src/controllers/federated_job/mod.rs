@@ -483,7 +483,7 @@ async fn publish(ctx: &Context, job: &FederatedJob, type_: EventType, reason: &s
     tokio::spawn(async move {
         // New jobs first: an Event can wait a few seconds, a job waiting to be placed
         // should not.
-        place::wait_while(|| arrivals.any(), EVENT_MAX_DELAY).await;
+        place::wait_while(|| arrivals.busy(Instant::now()), EVENT_MAX_DELAY).await;
         let _slot = slots.acquire_owned().await;
         if let Err(e) = recorder.publish(&event, &object).await {
             tracing::warn!(error = %e, "cannot publish event");
