@@ -99,6 +99,24 @@ impl std::fmt::Debug for ClusterRegistry {
 /// How long a probe or member API call may take before the cluster counts as unreachable.
 pub const MEMBER_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Runs `call` against member `cluster`, at most [`MEMBER_TIMEOUT`]; a timeout or an error
+/// is the cluster being unreachable, with `what` it was doing (`"listing pods"`).
+pub async fn bounded<T>(
+    cluster: &str,
+    what: &str,
+    call: impl std::future::Future<Output = Result<T, kube::Error>>,
+) -> Result<T, ClusterError> {
+    let reason = match tokio::time::timeout(MEMBER_TIMEOUT, call).await {
+        Ok(Ok(v)) => return Ok(v),
+        Ok(Err(e)) => format!("{what}: {e}"),
+        Err(_) => format!("{what} timed out"),
+    };
+    Err(ClusterError::Unreachable {
+        cluster: cluster.to_owned(),
+        reason,
+    })
+}
+
 impl ClusterRegistry {
     /// The client for a member cluster, if registered.
     pub fn get(&self, cluster: &str) -> Result<kube::Client, ClusterError> {

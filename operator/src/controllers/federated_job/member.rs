@@ -9,7 +9,7 @@ use super::pki::Ca;
 use super::status::{AggregatorObs, PlacementObs, Progress};
 use super::validate::ValidJob;
 use crate::capacity::NodeView;
-use crate::clusters::{ClusterError, MEMBER_TIMEOUT};
+use crate::clusters::{ClusterError, MEMBER_TIMEOUT, bounded};
 use crate::controllers::participant_pool::nodes::site_nodes;
 use crate::orchestrator::{Candidate, QueueState};
 use crate::runtime::ProcessRuntime;
@@ -457,18 +457,16 @@ async fn list_participants(
     ctx: &Context,
     site: &fedsky_crds::participant_pool::Site,
     key: &str,
-) -> Result<Vec<Job>, String> {
-    let client = ctx
-        .clusters
-        .get(&site.member_cluster)
-        .map_err(|e| e.to_string())?;
+) -> Result<Vec<Job>, ClusterError> {
+    let client = ctx.clusters.get(&site.member_cluster)?;
     let jobs: Api<Job> = Api::namespaced(client, &site.namespace);
     let params = ListParams::default().labels(&names::selector(key));
-    match tokio::time::timeout(MEMBER_TIMEOUT, jobs.list(&params)).await {
-        Ok(Ok(list)) => Ok(list.items),
-        Ok(Err(e)) => Err(format!("listing participant Jobs: {e}")),
-        Err(_) => Err("listing participant Jobs timed out".into()),
-    }
+    let list = bounded(
+        &site.member_cluster,
+        "listing participant Jobs",
+        jobs.list(&params),
+    );
+    Ok(list.await?.items)
 }
 
 /// What happened to participants this reconcile.

@@ -1,6 +1,6 @@
 //! Probing a member cluster's API server.
 
-use crate::clusters::{ClusterError, MEMBER_TIMEOUT};
+use crate::clusters::{ClusterError, MEMBER_TIMEOUT, bounded};
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, ListParams};
 
@@ -28,10 +28,7 @@ pub(super) async fn probe(cluster: &str, client: &kube::Client) -> Result<Probe,
     let (mut nodes, mut ready) = (0i32, 0i32);
     let mut params = ListParams::default().limit(500);
     loop {
-        let page = tokio::time::timeout(MEMBER_TIMEOUT, api.list(&params))
-            .await
-            .map_err(|_| unreachable("listing nodes timed out".into()))?
-            .map_err(|e| unreachable(format!("listing nodes: {e}")))?;
+        let page = bounded(cluster, "listing nodes", api.list(&params)).await?;
         for n in &page.items {
             nodes += 1;
             if crate::controllers::member_cluster::status::node_is_ready(n) {

@@ -5,7 +5,7 @@
 
 use crate::Context;
 use crate::capacity::{NodeUsage, NodeView, PodUsage, node_views};
-use crate::clusters::{ClusterError, MEMBER_TIMEOUT};
+use crate::clusters::{ClusterError, bounded};
 use fedsky_crds::participant_pool::Site;
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta;
@@ -105,23 +105,18 @@ pub async fn site_nodes(ctx: &Context, site: &Site) -> Result<Vec<NodeView>, Clu
 
 async fn list(ctx: &Context, site: &Site) -> Result<Vec<NodeView>, ClusterError> {
     let client = ctx.clusters.get(&site.member_cluster)?;
-    let unreachable = |reason: String| ClusterError::Unreachable {
-        cluster: site.member_cluster.clone(),
-        reason,
-    };
     let selector: Vec<String> = site
         .node_selector
         .iter()
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
     let node_params = ListParams::default().labels(&selector.join(","));
-    let nodes = tokio::time::timeout(
-        MEMBER_TIMEOUT,
+    let nodes = bounded(
+        &site.member_cluster,
+        "listing nodes",
         Api::<Node>::all(client.clone()).list(&node_params),
     )
-    .await
-    .map_err(|_| unreachable("listing nodes timed out".into()))?
-    .map_err(|e| unreachable(format!("listing nodes: {e}")))?;
+    .await?;
     let used = pod_usage(&client, &site.member_cluster, POD_PAGE).await?;
     Ok(node_views(&nodes.items, &used, &site.node_selector))
 }
@@ -142,10 +137,6 @@ pub async fn pod_usage(
     cluster: &str,
     page: u32,
 ) -> Result<NodeUsage, ClusterError> {
-    let unreachable = |reason: String| ClusterError::Unreachable {
-        cluster: cluster.to_owned(),
-        reason,
-    };
     let request = kube::core::Request::new("/api/v1/pods");
     let mut used = NodeUsage::default();
     let mut token: Option<String> = None;
@@ -158,11 +149,11 @@ pub async fn pod_usage(
         }
         let req = request
             .list(&params)
-            .map_err(|e| unreachable(format!("listing pods: {e}")))?;
-        let page: PodPage = tokio::time::timeout(MEMBER_TIMEOUT, client.request(req))
-            .await
-            .map_err(|_| unreachable("listing pods timed out".into()))?
-            .map_err(|e| unreachable(format!("listing pods: {e}")))?;
+            .map_err(|e| ClusterError::Unreachable {
+                cluster: cluster.to_owned(),
+                reason: format!("listing pods: {e}"),
+            })?;
+        let page: PodPage = bounded(cluster, "listing pods", client.request(req)).await?;
         used.add(page.items.as_deref().unwrap_or_default());
         match page.metadata.continue_ {
             Some(t) if !t.is_empty() => token = Some(t),
