@@ -11,7 +11,7 @@ use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::Api;
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -107,7 +107,8 @@ impl MemberWatches {
 }
 
 /// Watches until the first error, sending the job of each Deployment whose availability
-/// changed (or that is seen for the first time).
+/// changed (or that is seen for the first time). A deleted Deployment is forgotten, so the
+/// map holds only the cluster's current aggregators.
 async fn watch(
     client: kube::Client,
     available: &mut HashMap<String, bool>,
@@ -117,10 +118,17 @@ async fn watch(
     let config = watcher::Config::default()
         .labels(&format!("{LABEL_ROLE}=aggregator"))
         .timeout(WATCH_TIMEOUT_SECS);
-    let mut events = std::pin::pin!(watcher(api, config).applied_objects());
+    let mut events = std::pin::pin!(watcher(api, config));
     while let Some(event) = events.next().await {
         let dep = match event {
-            Ok(d) => d,
+            Ok(watcher::Event::Apply(d) | watcher::Event::InitApply(d)) => d,
+            Ok(watcher::Event::Delete(d)) => {
+                if let Some(name) = &d.metadata.name {
+                    available.remove(name);
+                }
+                continue;
+            }
+            Ok(watcher::Event::Init | watcher::Event::InitDone) => continue,
             Err(e) => return e.to_string(),
         };
         if let Some(job) = changed(available, &dep)
