@@ -1,6 +1,7 @@
 //! Side-by-side benchmark: fedsky's FedAvg (validate + fold from safetensors
-//! bytes) against Flower's aggregation on the same data, next to this
-//! machine's memory bandwidth; plus a 100 MB upload over loopback gRPC and
+//! bytes; the streaming server path and the in-memory round) against
+//! Flower's aggregation on the same data, next to this machine's memory
+//! bandwidth; plus a 100 MB upload over loopback gRPC and
 //! the overhead of an empty round with 10 participants.
 //!
 //! `cargo bench -p fedsky-aggregator --bench vs_flower`
@@ -10,11 +11,12 @@
 //! (default: the workspace `.venv`, which needs `pip install flwr numpy`).
 //! Every aggregation case runs in a fresh process, so "cold" is a first touch
 //! of memory and peak RSS belongs to that case alone. "Warm" is the best of
-//! two further rounds with the same strategy, as a running server has them.
+//! the further rounds with the same strategy, as a running server has them.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use fedsky_aggregator::in_memory::fedavg_round;
 use fedsky_aggregator::strategy::FedAvg;
 use fedsky_aggregator::update::DataCheck;
 use fedsky_aggregator::{
@@ -208,9 +210,12 @@ fn fedsky_case(n: usize, params: usize, batch: usize) {
     );
 }
 
-/// One fedsky case with all updates in memory (as Flower gets them):
-/// validation of each, then one batched fold over the accumulator.
-fn fedsky_batch_case(n: usize, params: usize) {
+/// One fedsky case with all updates in memory (as Flower gets them). With
+/// `one_read`, the library's in-memory round ([`fedavg_round`]): layouts
+/// checked, then each update read once by a sweep that folds, divides and
+/// proves the data finite. Without, the two-pass way: every update
+/// validated (a full scan), then one batched fold.
+fn fedsky_batch_case(n: usize, params: usize, one_read: bool) {
     let global = model(params, 0);
     let limits = UpdateLimits::for_spec(global.spec());
     let updates: Vec<Vec<u8>> = (0..n)
@@ -220,6 +225,7 @@ fn fedsky_batch_case(n: usize, params: usize) {
             b
         })
         .collect();
+    let weighted: Vec<(&[u8], u64)> = updates.iter().map(|b| b.as_slice()).zip(100u64..).collect();
     let bw_before = copy_bandwidth();
     let _ = std::fs::write("/proc/self/clear_refs", "5");
     let base = proc_status("VmRSS:");
@@ -227,6 +233,17 @@ fn fedsky_batch_case(n: usize, params: usize) {
     let (mut validate, mut fold, mut total) = (Vec::new(), Vec::new(), Vec::new());
     let mut s = FedAvg::new();
     for round in 1..=ROUNDS {
+        if one_read {
+            let start = Instant::now();
+            let out = fedavg_round(&mut s, round, &global, &weighted, &limits).expect("round");
+            let t = start.elapsed().as_secs_f64();
+            assert!(out.rejected.is_empty());
+            s.recycle(std::hint::black_box(out.model));
+            validate.push(0.0);
+            fold.push(t);
+            total.push(t);
+            continue;
+        }
         let start = Instant::now();
         let headers: Vec<_> = updates
             .iter()
@@ -345,7 +362,11 @@ fn main() {
     let arg =
         |i: usize, default: usize| args.get(i).and_then(|v| v.parse().ok()).unwrap_or(default);
     if let Some(i) = args.iter().position(|a| a == "--case-batch") {
-        fedsky_batch_case(arg(i + 1, 10), arg(i + 2, 1 << 20));
+        fedsky_batch_case(arg(i + 1, 10), arg(i + 2, 1 << 20), false);
+        return;
+    }
+    if let Some(i) = args.iter().position(|a| a == "--case-one-read") {
+        fedsky_batch_case(arg(i + 1, 10), arg(i + 2, 1 << 20), true);
         return;
     }
     if let Some(i) = args.iter().position(|a| a == "--case") {
@@ -377,12 +398,14 @@ fn main() {
     );
     println!();
     println!(
-        "fedsky = the server's default path: every update checked chunk by chunk as it arrives, \
-         folded two at a time (3x model memory), the finished model recycled into the next round."
+        "fedsky server path = the server's default: every update checked chunk by chunk as it arrives, \
+         folded two at a time (3x model memory), the finished model recycled into the next round. \
+         fedsky in memory = every update already in memory, as Flower gets them, through \
+         `in_memory::fedavg_round` (each update read once). \"% of copy\" uses each process's own copy bandwidth."
     );
     println!();
     println!(
-        "| updates x params | update GB | fedsky cold GB/s | fedsky warm GB/s | copy GB/s (same process) | warm / copy | Flower aggregate() cold / warm GB/s | Flower FedAvg.aggregate_fit cold / warm GB/s | warm speed-up vs Flower's faster | peak growth fedsky / helper / strategy (x model) |"
+        "| updates x params | update GB | fedsky server path cold / warm GB/s | warm / copy | fedsky in memory, one read: cold / warm GB/s | warm / copy | Flower aggregate() cold / warm GB/s | Flower FedAvg.aggregate_fit cold / warm GB/s | warm speed-up vs Flower's faster: server path / in memory | peak growth fedsky server / in memory / Flower helper / strategy (x model) |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|");
     let mut variant_rows = Vec::new();
@@ -404,6 +427,16 @@ fn main() {
             .unwrap_or_default()
         };
         let ours = ours_with(2);
+        let in_memory = |flag: &str| {
+            child(
+                Command::new(&exe)
+                    .arg(flag)
+                    .arg(n.to_string())
+                    .arg(p.to_string()),
+            )
+            .unwrap_or_default()
+        };
+        let one_read = in_memory("--case-one-read");
         let flower = |mode: &str| {
             child(
                 Command::new(&python)
@@ -427,30 +460,30 @@ fn main() {
             }
         };
         println!(
-            "| {case} | {:.2} | {} | {} | {:.2} | {} | {} / {} | {} / {} | {} | {:.1} / {:.1} / {:.1} |",
+            "| {case} | {:.2} | {} / {} | {} of {:.2} | {} / {} | {} of {:.2} | {} / {} | {} / {} | {} / {} | {:.1} / {:.1} / {:.1} / {:.1} |",
             bytes / 1e9,
             gbs(bytes, ours.cold),
             gbs(bytes, ours.warm),
-            ours.copy_bw / 1e9,
             pct(bytes, &ours),
+            ours.copy_bw / 1e9,
+            gbs(bytes, one_read.cold),
+            gbs(bytes, one_read.warm),
+            pct(bytes, &one_read),
+            one_read.copy_bw / 1e9,
             gbs(bytes, helper.cold),
             gbs(bytes, helper.warm),
             gbs(bytes, strategy.cold),
             gbs(bytes, strategy.warm),
             speedup(&ours),
+            speedup(&one_read),
             ours.peak / model_bytes,
+            one_read.peak / model_bytes,
             helper.peak / model_bytes,
             strategy.peak / model_bytes,
         );
         let single = ours_with(1);
         let window = ours_with(4);
-        let batch = child(
-            Command::new(&exe)
-                .arg("--case-batch")
-                .arg(n.to_string())
-                .arg(p.to_string()),
-        )
-        .unwrap_or_default();
+        let batch = in_memory("--case-batch");
         let cell = |r: &Run| {
             format!(
                 "{} ({}, {:.1}x)",
@@ -460,14 +493,15 @@ fn main() {
             )
         };
         variant_rows.push(format!(
-            "| {case} | {} | {} | {} | {} | {} / {} | {} |",
+            "| {case} | {} | {} | {} | {} | {} / {} | {} | {} |",
             cell(&single),
             cell(&ours),
             cell(&window),
             cell(&batch),
             gbs(bytes, batch.check),
             gbs(bytes, batch.fold),
-            speedup(&batch),
+            cell(&one_read),
+            speedup(&one_read),
         ));
     }
     println!();
@@ -476,13 +510,15 @@ fn main() {
     );
     println!(
         "one at a time / pairs (default) / four at a time = updates checked as they arrive and folded 1, 2 or 4 per pass \
-         over the accumulator; all in memory = every update already received, as Flower gets them: validated, then one batched fold."
+         over the accumulator; all in memory = every update already received, as Flower gets them: \
+         validated (a full scan), then one batched fold; one read = the same data through `in_memory::fedavg_round`: \
+         layouts checked, then one sweep per accumulator block folds, divides and proves the data finite."
     );
     println!();
     println!(
-        "| updates x params | one at a time | pairs (default) | four at a time | all in memory | all in memory: validate / fold GB/s | all in memory: speed-up vs Flower's faster |"
+        "| updates x params | one at a time | pairs (default) | four at a time | all in memory, validate then fold | validate / fold GB/s | all in memory, one read | one read: speed-up vs Flower's faster |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     for row in variant_rows {
         println!("{row}");
     }

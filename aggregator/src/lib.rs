@@ -8,6 +8,7 @@
 //! `client` feature alone gives participants the protocol and a small client.
 
 mod header;
+pub mod in_memory;
 pub mod model;
 pub mod round;
 pub mod strategy;
@@ -48,7 +49,8 @@ pub use strategy::{
 };
 pub use update::{
     HEADER_LEN_BYTES, UpdateHeader, UpdateLimits, UpdateRejection, declared_header_len,
-    decode_model, decode_update, parse_update_header, validate_update, view_validated,
+    decode_model, decode_update, parse_update_header, validate_layout, validate_update,
+    view_validated,
 };
 
 /// Metadata key of the stable reason label on every error status.

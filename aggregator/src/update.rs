@@ -362,6 +362,21 @@ pub fn decode_update<'a>(
     validate_update(bytes, global, limits).map(|header| view_validated(bytes, global, &header))
 }
 
+/// Everything [`validate_update`] checks except the tensor data: the size
+/// limit, the header against the global model's names, dtypes and shapes,
+/// and the exact length. For callers that prove the data finite another way
+/// (an in-memory round reads each update once: [`crate::in_memory`]).
+pub fn validate_layout(
+    bytes: &[u8],
+    global: &Model,
+    limits: &UpdateLimits,
+) -> Result<UpdateHeader, UpdateRejection> {
+    check_size(bytes.len(), limits)?;
+    let header = parse_update_header(bytes, global.spec(), limits)?;
+    check_total(bytes.len(), header.total_len())?;
+    Ok(header)
+}
+
 /// The checks of [`decode_update`], returning the header so the update can be
 /// viewed again later with [`view_validated`] without a second scan (the
 /// service holds validated updates until their turn to be aggregated).
@@ -370,9 +385,7 @@ pub fn validate_update(
     global: &Model,
     limits: &UpdateLimits,
 ) -> Result<UpdateHeader, UpdateRejection> {
-    check_size(bytes.len(), limits)?;
-    let header = parse_update_header(bytes, global.spec(), limits)?;
-    check_total(bytes.len(), header.total_len())?;
+    let header = validate_layout(bytes, global, limits)?;
     let view = view_validated(bytes, global, &header);
 
     let base = limits.max_update_norm.map(|_| global.view());

@@ -37,6 +37,57 @@ impl FedAvg {
     pub fn proximal_mu(&self) -> Option<f64> {
         self.proximal_mu
     }
+
+    /// Aggregates a round whose updates are all in memory and whose data has
+    /// not been scanned yet (headers, layouts and sizes checked), reading
+    /// each update once: the fold, the division and the finiteness proof
+    /// share one sweep ([`WeightedSum::mean_in_one_sweep`]).
+    ///
+    /// `Ok(None)` when that proves nothing — a coordinate came out NaN/±inf
+    /// (a bad update, or an overflow), or updates were already accepted this
+    /// round: nothing was accepted by this call, the round stays open, and
+    /// the caller scans the updates and goes the usual way
+    /// ([`Strategy::accept_batch`], [`Strategy::finish`]).
+    pub fn finish_unscanned(
+        &mut self,
+        updates: &[(&ModelView<'_>, u64)],
+    ) -> Result<Option<Model>, StrategyError> {
+        let (ctx, sum) = self.round.as_mut().ok_or(StrategyError::NoRound)?;
+        for (u, n) in updates {
+            ctx.check(u, *n)?;
+        }
+        if sum.mean_in_one_sweep(updates) != Some(true) {
+            return Ok(None);
+        }
+        let (ctx, sum) = self.round.take().ok_or(StrategyError::NoRound)?;
+        self.output(ctx, sum.into_tensors()).map(Some)
+    }
+
+    /// The new model from the mean's tensors; the f32 accumulators of
+    /// narrower tensors are kept for the next round.
+    fn output(&mut self, ctx: RoundCtx, mean: Vec<Vec<f32>>) -> Result<Model, StrategyError> {
+        let mut spare = Vec::with_capacity(mean.len());
+        let data = ctx
+            .spec
+            .tensors()
+            .iter()
+            .zip(mean)
+            .map(|(t, v)| match t.dtype {
+                DType::F32 => {
+                    spare.push(Vec::new());
+                    TensorData::F32(v)
+                }
+                // Narrower tensors are converted; their f32 accumulator stays.
+                dtype => {
+                    let out = TensorData::from_f32(dtype, &v);
+                    spare.push(v);
+                    out
+                }
+            })
+            .collect();
+        self.spare = spare;
+        Model::from_data(ctx.spec, data).map_err(StrategyError::Model)
+    }
 }
 
 impl Strategy for FedAvg {
@@ -90,27 +141,7 @@ impl Strategy for FedAvg {
         let mean = sum
             .into_mean_tensors()
             .ok_or(StrategyError::NoUpdates { round: ctx.round })?;
-        let mut spare = Vec::with_capacity(mean.len());
-        let data = ctx
-            .spec
-            .tensors()
-            .iter()
-            .zip(mean)
-            .map(|(t, v)| match t.dtype {
-                DType::F32 => {
-                    spare.push(Vec::new());
-                    TensorData::F32(v)
-                }
-                // Narrower tensors are converted; their f32 accumulator stays.
-                dtype => {
-                    let out = TensorData::from_f32(dtype, &v);
-                    spare.push(v);
-                    out
-                }
-            })
-            .collect();
-        self.spare = spare;
-        Model::from_data(ctx.spec, data).map_err(StrategyError::Model)
+        self.output(ctx, mean)
     }
 
     fn recycle(&mut self, model: Model) {

@@ -669,3 +669,40 @@ fn fedavg_matches_flower_on_half_precision_and_signed_zeros() {
     let b = out.tensor("b").expect("tensor b");
     assert!(matches!(b, TensorData::F32(v) if v[0].is_sign_negative()));
 }
+
+#[test]
+fn fedavg_finish_unscanned_matches_accept_then_finish_or_declines() {
+    let global = model_f32(&[0.0; 300_001], &[0.0; 3]);
+    let updates = random_models(9, 300_001, 31);
+    let expected = run(&mut FedAvg::new(), 1, &global, &updates).to_flat_f32();
+    let views: Vec<(ModelView<'_>, u64)> = updates.iter().map(|(m, n)| (m.view(), *n)).collect();
+    let pairs: Vec<(&ModelView<'_>, u64)> = views.iter().map(|(v, n)| (v, *n)).collect();
+
+    let mut s = FedAvg::new();
+    s.begin_round(1, &global).expect("begin");
+    let got = s.finish_unscanned(&pairs).expect("sweep").expect("finite");
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&got.to_flat_f32()), bits(&expected));
+
+    // Once something was accepted the one-sweep mean cannot start from empty.
+    s.begin_round(2, &global).expect("begin");
+    s.accept(pairs[0].0, pairs[0].1).expect("accept");
+    assert!(s.finish_unscanned(&pairs[1..]).expect("declines").is_none());
+    assert_eq!(s.accepted(), 1);
+
+    // A NaN makes it decline having accepted nothing; the usual path then works.
+    let mut bad = updates[3].0.to_flat_f32();
+    bad[1234] = f32::NAN;
+    let bad = Model::from_flat_f32(global.spec_arc(), &bad).expect("model");
+    let mut with_bad = pairs.clone();
+    let bad_view = bad.view();
+    with_bad[3] = (&bad_view, 5);
+    s.begin_round(3, &global).expect("begin");
+    assert!(s.finish_unscanned(&with_bad).expect("declines").is_none());
+    assert_eq!(s.accepted(), 0);
+    s.accept_batch(&pairs).expect("accept");
+    assert_eq!(
+        bits(&s.finish().expect("finish").to_flat_f32()),
+        bits(&expected)
+    );
+}
