@@ -941,12 +941,11 @@ impl Coordinator {
             let mut guard = this.lock();
             let s = &mut *guard;
             let mut train = MetricSums::default();
+            let mut held: Vec<(ParticipantId, Held)> = Vec::new();
             if let Some(mut work) = s.work.take() {
                 // Only one of the two is in use (per foldOrder).
-                let mut held: Vec<(ParticipantId, Held)> =
-                    std::mem::take(&mut work.held).into_iter().collect();
+                held = std::mem::take(&mut work.held).into_iter().collect();
                 held.append(&mut work.arrived);
-                this.fold_batch(&mut s.strategy, &s.global, held);
                 for id in &job.accepted {
                     if let Some((metrics, n)) = work.metrics.get(id) {
                         train.add(metrics, *n);
@@ -954,9 +953,8 @@ impl Coordinator {
                 }
             }
             let before = s.strategy.checkpoint();
-            let model = s
-                .strategy
-                .finish()
+            let model = this
+                .finish_with(&mut s.strategy, &s.global, held)
                 .map_err(|e| e.to_string())
                 .and_then(|m| GlobalModel::new(round, m).map_err(|e| e.to_string()));
             model.map(|g| {
@@ -1086,15 +1084,22 @@ impl Coordinator {
     /// Folds accepted updates at the head of the canonical order. A lone
     /// ready update waits while later ones are still outstanding, so updates
     /// go in at least two per pass over the accumulator (half the memory
-    /// traffic of one at a time); the aggregation step folds what is left.
+    /// traffic of one at a time); the aggregation step folds what is left
+    /// (everything once the round has closed, see [`Self::finish_with`]).
     fn advance(&self, s: &mut State) {
         let State {
             machine,
             strategy,
             global,
             work,
+            pending,
             ..
         } = s;
+        // The round has closed: the aggregation folds what is left together
+        // with the division.
+        if pending.is_some() {
+            return;
+        }
         let Some(work) = work.as_mut() else {
             return;
         };
@@ -1127,6 +1132,45 @@ impl Coordinator {
         self.fold_batch(strategy, global, batch);
     }
 
+    /// Ends the round with the updates still held. FedAvg folds them and
+    /// divides in one pass ([`crate::strategy::FedAvg::finish_with`]); the others fold them
+    /// (see [`Self::fold_batch`]) and finish.
+    fn finish_with(
+        &self,
+        strategy: &mut AnyStrategy,
+        global: &GlobalModel,
+        held: Vec<(ParticipantId, Held)>,
+    ) -> Result<Model, StrategyError> {
+        let AnyStrategy::FedAvg(fedavg) = strategy else {
+            self.fold_batch(strategy, global, held);
+            return strategy.finish();
+        };
+        let views = held_views(&held, global);
+        let last: Vec<(&crate::model::ModelView<'_>, u64)> = views
+            .iter()
+            .zip(held.iter().map(|(_, h)| h.num_examples))
+            .collect();
+        // Admission and validation checked every held update against this
+        // round's model, so a refusal here is a bug: the round fails (and is
+        // retried) rather than going on without updates it accepted.
+        let result = fedavg.finish_with(&last);
+        if result.is_ok() {
+            self.inner
+                .metrics
+                .updates_accepted
+                .inc_by(last.len() as u64);
+        }
+        drop(views);
+        self.give_buffers(held);
+        result
+    }
+
+    fn give_buffers(&self, held: Vec<(ParticipantId, Held)>) {
+        for (_, h) in held {
+            self.inner.buffers.give(h.bytes);
+        }
+    }
+
     /// Folds validated updates in slice order, in one pass over the
     /// strategy's accumulator; falls back to one at a time on an error so
     /// one refused update does not cost the others. The receive buffers go
@@ -1140,10 +1184,7 @@ impl Coordinator {
         if batch.is_empty() {
             return;
         }
-        let views: Vec<crate::model::ModelView<'_>> = batch
-            .iter()
-            .map(|(_, h)| view_validated(&h.bytes, &global.model, &h.header))
-            .collect();
+        let views = held_views(&batch, global);
         let pairs: Vec<(&crate::model::ModelView<'_>, u64)> = views
             .iter()
             .zip(batch.iter().map(|(_, h)| h.num_examples))
@@ -1159,9 +1200,7 @@ impl Coordinator {
             }
         }
         drop(views);
-        for (_, held) in batch {
-            self.inner.buffers.give(held.bytes);
-        }
+        self.give_buffers(batch);
     }
 
     /// Acts on the machine's events (under the lock).
@@ -1319,13 +1358,7 @@ impl Coordinator {
                     FoldOrder::Canonical => {
                         work.held.insert(id.clone(), held);
                     }
-                    FoldOrder::Arrival => {
-                        work.arrived.push((id.clone(), held));
-                        if work.arrived.len() >= ARRIVAL_FOLD_BATCH {
-                            let batch = std::mem::take(&mut work.arrived);
-                            this.fold_batch(&mut s.strategy, &s.global, batch);
-                        }
-                    }
+                    FoldOrder::Arrival => work.arrived.push((id.clone(), held)),
                 }
             }
             let events = s
@@ -1334,6 +1367,17 @@ impl Coordinator {
                 .map_err(CoreError::Refused)?;
             let accepted = accepted_count(&s.machine);
             this.apply(s, &events);
+            // A full batch is folded now, unless this upload closed the round:
+            // then the aggregation folds it together with the division.
+            if s.pending.is_none()
+                && let Some(work) = s
+                    .work
+                    .as_mut()
+                    .filter(|w| w.round == round && w.arrived.len() >= ARRIVAL_FOLD_BATCH)
+            {
+                let batch = std::mem::take(&mut work.arrived);
+                this.fold_batch(&mut s.strategy, &s.global, batch);
+            }
             Ok(UploadReceipt {
                 round,
                 bytes: len,
@@ -1343,6 +1387,16 @@ impl Coordinator {
         .await
         .map_err(|e| CoreError::Internal(e.to_string()))?
     }
+}
+
+/// Zero-copy views of held updates, validated against `global`.
+fn held_views<'a>(
+    held: &'a [(ParticipantId, Held)],
+    global: &'a GlobalModel,
+) -> Vec<crate::model::ModelView<'a>> {
+    held.iter()
+        .map(|(_, h)| view_validated(&h.bytes, &global.model, &h.header))
+        .collect()
 }
 
 fn accepted_count(machine: &RoundMachine) -> usize {

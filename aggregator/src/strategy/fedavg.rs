@@ -63,6 +63,22 @@ impl FedAvg {
         self.output(ctx, sum.into_tensors()).map(Some)
     }
 
+    /// [`Strategy::accept_batch`] then [`Strategy::finish`] with one pass
+    /// over the accumulator fewer: the last updates are folded and the sum
+    /// divided in the same sweep. On a refusal nothing of `last` is counted
+    /// and the round stays open.
+    pub fn finish_with(&mut self, last: &[(&ModelView<'_>, u64)]) -> Result<Model, StrategyError> {
+        let (ctx, _) = self.round.as_ref().ok_or(StrategyError::NoRound)?;
+        for (u, n) in last {
+            ctx.check(u, *n)?;
+        }
+        let (ctx, sum) = self.round.take().ok_or(StrategyError::NoRound)?;
+        let mean = sum
+            .into_mean_with(last)
+            .ok_or(StrategyError::NoUpdates { round: ctx.round })?;
+        self.output(ctx, mean)
+    }
+
     /// The new model from the mean's tensors; the f32 accumulators of
     /// narrower tensors are kept for the next round.
     fn output(&mut self, ctx: RoundCtx, mean: Vec<Vec<f32>>) -> Result<Model, StrategyError> {
@@ -137,11 +153,7 @@ impl Strategy for FedAvg {
     }
 
     fn finish(&mut self) -> Result<Model, StrategyError> {
-        let (ctx, sum) = self.round.take().ok_or(StrategyError::NoRound)?;
-        let mean = sum
-            .into_mean_tensors()
-            .ok_or(StrategyError::NoUpdates { round: ctx.round })?;
-        self.output(ctx, mean)
+        self.finish_with(&[])
     }
 
     fn recycle(&mut self, model: Model) {

@@ -99,24 +99,30 @@ impl WeightedSum {
     /// accumulators. Every coordinate sees the same operations in the same
     /// order as repeated [`Self::add_view`], so the result is bit-identical.
     pub fn add_views(&mut self, updates: &[(&ModelView<'_>, u64)]) {
+        if updates.is_empty() {
+            return;
+        }
         let sweep = Sweep {
             overwrite: self.count == 0,
             divide_by: None,
         };
         self.sweep(updates, sweep);
+        self.count_in(updates);
     }
 
     /// The weighted mean of `updates` alone, into an empty sum, in a single
     /// sweep per accumulator block: every update is read once and each
     /// block is divided while it is still in cache, so the division costs
     /// no pass of its own. Bit-identical to [`Self::add_views`] then
-    /// [`Self::into_mean_tensors`].
+    /// [`Self::into_mean_tensors`]; the mean is left in the accumulators
+    /// ([`Self::into_tensors`]).
     ///
     /// Returns whether every coordinate came out finite. A NaN or ±inf in an
     /// update always reaches the sum (weights are finite and ≥ 1), so `true`
     /// proves the updates' data finite without scanning it; `false` means a
     /// non-finite update or an overflow, and the caller decides which. The
-    /// sum is left empty either way (its buffers are kept).
+    /// sum counts nothing either way (its buffers are kept). `None`, having
+    /// done nothing, when the sum was not empty or the batch weighs nothing.
     pub fn mean_in_one_sweep(&mut self, updates: &[(&ModelView<'_>, u64)]) -> Option<bool> {
         if self.count != 0 {
             return None;
@@ -128,14 +134,11 @@ impl WeightedSum {
         if updates.is_empty() || total == 0 {
             return None;
         }
-        let finite = self.sweep(
-            updates,
-            Sweep {
-                overwrite: true,
-                divide_by: Some(total as f32),
-            },
-        );
-        Some(finite)
+        let sweep = Sweep {
+            overwrite: true,
+            divide_by: Some(total as f32),
+        };
+        Some(self.sweep(updates, sweep))
     }
 
     /// Takes the accumulators as they are: the mean left by
@@ -144,12 +147,33 @@ impl WeightedSum {
         self.acc
     }
 
-    /// One sweep of `updates` over every accumulator; whether all came out
-    /// finite (checked only when dividing, i.e. in [`Self::mean_in_one_sweep`]).
-    fn sweep(&mut self, updates: &[(&ModelView<'_>, u64)], sweep: Sweep) -> bool {
-        if updates.is_empty() {
-            return true;
+    /// Adds the last `updates` and divides in the same sweep: the weighted
+    /// mean per tensor, bit-identical to [`Self::add_views`] then
+    /// [`Self::into_mean_tensors`] with one pass over the accumulators fewer.
+    /// `None` when nothing was added.
+    pub fn into_mean_with(mut self, updates: &[(&ModelView<'_>, u64)]) -> Option<Vec<Vec<f32>>> {
+        self.count_in(updates);
+        if self.count == 0 || self.total_examples == 0 {
+            return None;
         }
+        let sweep = Sweep {
+            overwrite: self.count == updates.len(),
+            divide_by: Some(self.total_examples as f32),
+        };
+        self.sweep(updates, sweep);
+        Some(self.acc)
+    }
+
+    fn count_in(&mut self, updates: &[(&ModelView<'_>, u64)]) {
+        for (_, w) in updates {
+            self.total_examples = self.total_examples.saturating_add(*w);
+            self.count += 1;
+        }
+    }
+
+    /// One sweep of `updates` over every accumulator; whether all came out
+    /// finite (known only when dividing).
+    fn sweep(&mut self, updates: &[(&ModelView<'_>, u64)], sweep: Sweep) -> bool {
         let mut finite = true;
         for (i, acc) in self.acc.iter_mut().enumerate() {
             let sources: Vec<(TensorView<'_>, f32)> = updates
@@ -157,12 +181,6 @@ impl WeightedSum {
                 .filter_map(|(u, w)| u.tensors().get(i).map(|t| (*t, *w as f32)))
                 .collect();
             finite &= fold_tensor(acc, &sources, sweep);
-        }
-        if sweep.divide_by.is_none() {
-            for (_, w) in updates {
-                self.total_examples = self.total_examples.saturating_add(*w);
-                self.count += 1;
-            }
         }
         finite
     }
@@ -190,16 +208,7 @@ impl WeightedSum {
     /// The weighted mean per tensor, divided in place; `None` when nothing
     /// was added.
     pub fn into_mean_tensors(self) -> Option<Vec<Vec<f32>>> {
-        if self.count == 0 || self.total_examples == 0 {
-            return None;
-        }
-        let total = self.total_examples as f32;
-        let mut mean = self.acc;
-        for t in &mut mean {
-            t.par_chunks_mut(PAR_CHUNK)
-                .for_each(|c| c.iter_mut().for_each(|x| *x /= total));
-        }
-        Some(mean)
+        self.into_mean_with(&[])
     }
 
     /// The weighted mean as one vector in canonical order.

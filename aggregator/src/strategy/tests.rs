@@ -706,3 +706,39 @@ fn fedavg_finish_unscanned_matches_accept_then_finish_or_declines() {
         bits(&expected)
     );
 }
+
+#[test]
+fn fedavg_finish_with_folds_and_divides_in_one_pass_bit_for_bit() {
+    let global = model_f32(&[0.0; 300_001], &[0.0; 3]);
+    let updates = random_models(5, 300_001, 32);
+    let expected = run(&mut FedAvg::new(), 1, &global, &updates).to_flat_f32();
+    let views: Vec<(ModelView<'_>, u64)> = updates.iter().map(|(m, n)| (m.view(), *n)).collect();
+    let pairs: Vec<(&ModelView<'_>, u64)> = views.iter().map(|(v, n)| (v, *n)).collect();
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    // All of the round as the last batch, part of it, or none of it.
+    for split in [0, 3, 5] {
+        let mut s = FedAvg::new();
+        s.begin_round(1, &global).expect("begin");
+        s.accept_batch(&pairs[..split]).expect("accept");
+        let out = s.finish_with(&pairs[split..]).expect("finish");
+        assert_eq!(
+            bits(&out.to_flat_f32()),
+            bits(&expected),
+            "split at {split}"
+        );
+        // The next round reuses the buffers and gives the same bits.
+        s.recycle(out);
+        s.begin_round(2, &global).expect("begin");
+        let again = s.finish_with(&pairs).expect("finish");
+        assert_eq!(bits(&again.to_flat_f32()), bits(&expected));
+    }
+    // A batch from another model is refused whole and the round stays open.
+    let other = model_f32(&[0.0; 5], &[0.0; 3]);
+    let mut s = FedAvg::new();
+    s.begin_round(1, &global).expect("begin");
+    s.accept(pairs[0].0, pairs[0].1).expect("accept");
+    let other_view = other.view();
+    assert!(s.finish_with(&[(pairs[1].0, 1), (&other_view, 1)]).is_err());
+    assert_eq!(s.accepted(), 1);
+    assert!(s.finish_with(&[]).is_ok());
+}
