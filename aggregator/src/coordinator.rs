@@ -1133,8 +1133,8 @@ impl Coordinator {
     }
 
     /// Ends the round with the updates still held. FedAvg folds them and
-    /// divides in one pass ([`crate::strategy::FedAvg::finish_with`]); the others fold them
-    /// (see [`Self::fold_batch`]) and finish.
+    /// divides in one pass ([`crate::strategy::FedAvg::finish_with`]); the
+    /// other strategies fold them (see [`Self::fold_batch`]) and finish.
     fn finish_with(
         &self,
         strategy: &mut AnyStrategy,

@@ -291,16 +291,27 @@ async fn participant_vanishing_mid_upload_is_dropped_and_the_round_completes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn arrival_order_folds_pairs_and_the_odd_one_at_the_close() {
-    let tmp = tempfile::tempdir().unwrap();
+async fn arrival_order_folds_pairs_and_the_rest_at_the_close() {
     // Three participants: two updates are folded as a pair, the third when
-    // the round closes; the replaced model is recycled between rounds.
+    // the round closes. Four: the second pair completes the round, so it is
+    // folded together with the division. The replaced model is recycled
+    // between rounds.
+    for ids in [
+        &["site-a", "site-b", "site-c"][..],
+        &["site-a", "site-b", "site-c", "site-d"][..],
+    ] {
+        arrival_order_run(ids).await;
+    }
+}
+
+async fn arrival_order_run(ids: &[&str]) {
+    let tmp = tempfile::tempdir().unwrap();
+    let n = ids.len();
     let job = job(&format!(
         "{}foldOrder: arrival\n",
-        rounds(2, 3, 3, 20.0, 5.0)
+        rounds(2, n, n, 20.0, 5.0)
     ));
     let h = start(job.clone(), dir_store(tmp.path())).await;
-    let ids = ["site-a", "site-b", "site-c"];
     let tasks: Vec<_> = ids
         .iter()
         .map(|id| {
@@ -318,15 +329,18 @@ async fn arrival_order_folds_pairs_and_the_odd_one_at_the_close() {
     assert_eq!(h.core().status().phase, "completed");
     let metrics = h.http_get("/metrics").await.text().await.unwrap();
     assert!(
-        metrics.contains("fedsky_aggregator_updates_accepted_total 6"),
+        metrics.contains(&format!(
+            "fedsky_aggregator_updates_accepted_total {}",
+            2 * n
+        )),
         "{metrics}"
     );
     // Arrival order only changes the last bits of the float sums.
     let limits = UpdateLimits::default();
     let served = decode_model(&latest_model(&h).await, &limits).unwrap();
-    let want = decode_model(&expected_final(&job, &ids), &limits).unwrap();
+    let want = decode_model(&expected_final(&job, ids), &limits).unwrap();
     for (g, w) in served.to_flat_f32().iter().zip(want.to_flat_f32()) {
-        assert!((g - w).abs() <= 1e-5 * w.abs().max(1.0), "{g} vs {w}");
+        assert!((g - w).abs() <= 1e-5 * w.abs().max(1.0), "{n}: {g} vs {w}");
     }
     h.server.shutdown().await;
 }
