@@ -41,26 +41,34 @@ impl FedAvg {
     /// Aggregates a round whose updates are all in memory and whose data has
     /// not been scanned yet (headers, layouts and sizes checked), reading
     /// each update once: the fold, the division and the finiteness proof
-    /// share one sweep ([`WeightedSum::mean_in_one_sweep`]).
+    /// share one sweep ([`WeightedSum::into_mean_with`] on an empty sum).
     ///
     /// `Ok(None)` when that proves nothing — a coordinate came out NaN/±inf
     /// (a bad update, or an overflow), or updates were already accepted this
-    /// round: nothing was accepted by this call, the round stays open, and
-    /// the caller scans the updates and goes the usual way
-    /// ([`Strategy::accept_batch`], [`Strategy::finish`]).
+    /// round: nothing was accepted by this call, the round stays open (on
+    /// the same buffers), and the caller scans the updates and goes the
+    /// usual way ([`Strategy::accept_batch`], [`Strategy::finish`]).
     pub fn finish_unscanned(
         &mut self,
         updates: &[(&ModelView<'_>, u64)],
     ) -> Result<Option<Model>, StrategyError> {
-        let (ctx, sum) = self.round.as_mut().ok_or(StrategyError::NoRound)?;
+        let (ctx, sum) = self.round.as_ref().ok_or(StrategyError::NoRound)?;
         for (u, n) in updates {
             ctx.check(u, *n)?;
         }
-        if sum.mean_in_one_sweep(updates) != Some(true) {
+        if sum.count() != 0 || updates.is_empty() {
             return Ok(None);
         }
         let (ctx, sum) = self.round.take().ok_or(StrategyError::NoRound)?;
-        self.output(ctx, sum.into_tensors()).map(Some)
+        match sum.into_mean_with(updates) {
+            Some(mean) if mean.finite => self.output(ctx, mean.tensors).map(Some),
+            not_proven => {
+                let buffers = not_proven.map(|m| m.tensors).unwrap_or_default();
+                let sum = WeightedSum::with_buffers(&ctx.spec, buffers);
+                self.round = Some((ctx, sum));
+                Ok(None)
+            }
+        }
     }
 
     /// [`Strategy::accept_batch`] then [`Strategy::finish`] with one pass
@@ -76,7 +84,7 @@ impl FedAvg {
         let mean = sum
             .into_mean_with(last)
             .ok_or(StrategyError::NoUpdates { round: ctx.round })?;
-        self.output(ctx, mean)
+        self.output(ctx, mean.tensors)
     }
 
     /// The new model from the mean's tensors; the f32 accumulators of

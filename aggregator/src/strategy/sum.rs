@@ -110,48 +110,17 @@ impl WeightedSum {
         self.count_in(updates);
     }
 
-    /// The weighted mean of `updates` alone, into an empty sum, in a single
-    /// sweep per accumulator block: every update is read once and each
-    /// block is divided while it is still in cache, so the division costs
-    /// no pass of its own. Bit-identical to [`Self::add_views`] then
-    /// [`Self::into_mean_tensors`]; the mean is left in the accumulators
-    /// ([`Self::into_tensors`]).
+    /// Adds the last `updates` and divides in the same sweep, one pass over
+    /// the accumulators fewer than [`Self::add_views`] then
+    /// [`Self::into_mean_tensors`] and bit-identical to them. `None` when
+    /// nothing was added.
     ///
-    /// Returns whether every coordinate came out finite. A NaN or ±inf in an
-    /// update always reaches the sum (weights are finite and ≥ 1), so `true`
-    /// proves the updates' data finite without scanning it; `false` means a
-    /// non-finite update or an overflow, and the caller decides which. The
-    /// sum counts nothing either way (its buffers are kept). `None`, having
-    /// done nothing, when the sum was not empty or the batch weighs nothing.
-    pub fn mean_in_one_sweep(&mut self, updates: &[(&ModelView<'_>, u64)]) -> Option<bool> {
-        if self.count != 0 {
-            return None;
-        }
-        let total = updates
-            .iter()
-            .map(|(_, w)| *w)
-            .fold(0u64, u64::saturating_add);
-        if updates.is_empty() || total == 0 {
-            return None;
-        }
-        let sweep = Sweep {
-            overwrite: true,
-            divide_by: Some(total as f32),
-        };
-        Some(self.sweep(updates, sweep))
-    }
-
-    /// Takes the accumulators as they are: the mean left by
-    /// [`Self::mean_in_one_sweep`].
-    pub fn into_tensors(self) -> Vec<Vec<f32>> {
-        self.acc
-    }
-
-    /// Adds the last `updates` and divides in the same sweep: the weighted
-    /// mean per tensor, bit-identical to [`Self::add_views`] then
-    /// [`Self::into_mean_tensors`] with one pass over the accumulators fewer.
-    /// `None` when nothing was added.
-    pub fn into_mean_with(mut self, updates: &[(&ModelView<'_>, u64)]) -> Option<Vec<Vec<f32>>> {
+    /// The mean says whether every coordinate came out finite. A NaN or ±inf
+    /// in an update always reaches it (weights are finite and ≥ 1), so for a
+    /// sum that held nothing before, `finite` proves the data of `updates`
+    /// finite without scanning it; otherwise it means a non-finite update or
+    /// an overflow, and the caller decides which.
+    pub fn into_mean_with(mut self, updates: &[(&ModelView<'_>, u64)]) -> Option<Mean> {
         self.count_in(updates);
         if self.count == 0 || self.total_examples == 0 {
             return None;
@@ -160,8 +129,11 @@ impl WeightedSum {
             overwrite: self.count == updates.len(),
             divide_by: Some(self.total_examples as f32),
         };
-        self.sweep(updates, sweep);
-        Some(self.acc)
+        let finite = self.sweep(updates, sweep);
+        Some(Mean {
+            tensors: self.acc,
+            finite,
+        })
     }
 
     fn count_in(&mut self, updates: &[(&ModelView<'_>, u64)]) {
@@ -208,7 +180,7 @@ impl WeightedSum {
     /// The weighted mean per tensor, divided in place; `None` when nothing
     /// was added.
     pub fn into_mean_tensors(self) -> Option<Vec<Vec<f32>>> {
-        self.into_mean_with(&[])
+        self.into_mean_with(&[]).map(|m| m.tensors)
     }
 
     /// The weighted mean as one vector in canonical order.
@@ -219,6 +191,14 @@ impl WeightedSum {
         }
         Some(tensors.concat())
     }
+}
+
+/// A weighted mean per tensor, from [`WeightedSum::into_mean_with`].
+#[derive(Debug)]
+pub(crate) struct Mean {
+    pub tensors: Vec<Vec<f32>>,
+    /// No coordinate is NaN or ±inf.
+    pub finite: bool,
 }
 
 /// What one sweep over the accumulators does besides adding.
