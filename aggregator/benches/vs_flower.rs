@@ -224,7 +224,10 @@ fn fedsky_batch_case(n: usize, params: usize, one_read: bool) {
     let limits = UpdateLimits::for_spec(global.spec());
     let updates: Vec<Vec<u8>> = (0..n)
         .map(|k| {
-            let mut b = Vec::new();
+            // Exactly sized, as the server's receive buffers are. Grown by
+            // doubling, 100 MB updates sit 128 MiB apart, and four streams
+            // at one power-of-two stride ran a 10 x 25M round 25 % slower.
+            let mut b = Vec::with_capacity(8 + header(params).len() + params * 4);
             encode_into(&mut b, params, k as u32 + 1);
             b
         })

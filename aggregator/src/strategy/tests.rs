@@ -742,3 +742,54 @@ fn fedavg_finish_with_folds_and_divides_in_one_pass_bit_for_bit() {
     assert_eq!(s.accepted(), 1);
     assert!(s.finish_with(&[]).is_ok());
 }
+
+/// The one-sweep mean divides inside the pass over the last group of
+/// sources: for every size of that group (one to four, after zero to two
+/// full groups) it matches Flower's operation order bit for bit, in the
+/// vector lanes and the tail of each block, and a NaN or ±inf in any
+/// source (first or last group, lane or tail) or a finite overflow makes it
+/// decline, so that the caller scans instead.
+#[test]
+fn one_sweep_mean_divides_with_the_last_group_of_any_size() {
+    // Two fold blocks and a tail that is not a whole number of lanes.
+    let len = 70_001;
+    let global = model_f32(&vec![0.0; len], &[0.0; 3]);
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    let one_sweep = |updates: &[(Model, u64)]| {
+        let views: Vec<(ModelView<'_>, u64)> =
+            updates.iter().map(|(m, n)| (m.view(), *n)).collect();
+        let pairs: Vec<(&ModelView<'_>, u64)> = views.iter().map(|(v, n)| (v, *n)).collect();
+        let mut s = FedAvg::new();
+        s.begin_round(1, &global).expect("begin");
+        s.finish_unscanned(&pairs).expect("same layout")
+    };
+    for n in 1..=12 {
+        let updates = random_models(n, len, 40 + n as u64);
+        let got = one_sweep(&updates).expect("finite");
+        assert_eq!(
+            bits(&got.to_flat_f32()),
+            bits(&naive_means(&updates).1),
+            "{n} updates"
+        );
+        for (who, at, bad) in [
+            (n - 1, 5, f32::NAN),
+            (n - 1, len - 2, f32::INFINITY),
+            (0, 40_000, f32::NEG_INFINITY),
+            (n / 2, len + 1, f32::NAN),
+        ] {
+            let mut with_bad = updates.clone();
+            let mut flat = with_bad[who].0.to_flat_f32();
+            flat[at] = bad;
+            with_bad[who].0 = Model::from_flat_f32(global.spec_arc(), &flat).expect("model");
+            assert!(
+                one_sweep(&with_bad).is_none(),
+                "{n} updates, {bad} in update {who} at {at}"
+            );
+        }
+    }
+    // Finite updates whose weighted sum overflows are not proven finite.
+    let big: Vec<(Model, u64)> = (0..5)
+        .map(|_| (model_f32(&vec![f32::MAX / 2.0; len], &[1.0; 3]), 3))
+        .collect();
+    assert!(one_sweep(&big).is_none());
+}
