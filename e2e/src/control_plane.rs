@@ -5,7 +5,7 @@ use crate::binaries::Binaries;
 use crate::error::{Error, io};
 use crate::kubectl::kubectl;
 use crate::pki::Pki;
-use crate::process::{Proc, free_port, watchdog};
+use crate::process::{Proc, free_port, free_ports, watchdog};
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, PostParams};
 use std::collections::BTreeMap;
@@ -66,10 +66,30 @@ pub struct ControlPlane {
     binaries: Binaries,
 }
 
+/// Starts tried before a lost port race is reported.
+const START_ATTEMPTS: u32 = 3;
+
 impl ControlPlane {
     /// Starts the components and waits until the API server is ready. Blocking: call it
     /// from `spawn_blocking` or before entering async code.
+    ///
+    /// Ports are picked free and released for the components to bind, so a process
+    /// started in between (a parallel test's control plane) can take one; a start that
+    /// fails that way is retried with new ports.
     pub fn start(opts: &Options) -> Result<Self, Error> {
+        let mut attempt = 1;
+        loop {
+            match Self::start_once(opts) {
+                Err(e) if attempt < START_ATTEMPTS && e.is_port_taken() => {
+                    eprintln!("{}: a port was taken before use, retrying: {e}", opts.name);
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn start_once(opts: &Options) -> Result<Self, Error> {
         let binaries = Binaries::locate()?;
         let dir = tempfile::Builder::new()
             .prefix(&format!("fedsky-e2e-{}-", opts.name))
@@ -86,9 +106,7 @@ impl ControlPlane {
         )
         .map_err(io("write", &tokens))?;
 
-        let etcd_port = free_port()?;
-        let peer_port = free_port()?;
-        let api_port = free_port()?;
+        let [etcd_port, peer_port, api_port] = free_ports()?;
         let server = format!("https://127.0.0.1:{api_port}");
         let kubeconfig_yaml = kubeconfig(&opts.name, &server, &pki.ca_pem, &token);
         let kubeconfig = root.join("kubeconfig");

@@ -47,6 +47,14 @@ pub enum Error {
     Kube(#[from] kube::Error),
 }
 
+impl Error {
+    /// A component exited because a port picked for it was taken in between
+    /// (ports are released before the component binds them).
+    pub(crate) fn is_port_taken(&self) -> bool {
+        matches!(self, Error::NotHealthy { log_tail, .. } if log_tail.contains("address already in use"))
+    }
+}
+
 pub(crate) fn io(
     action: &'static str,
     path: impl Into<PathBuf>,
@@ -56,5 +64,25 @@ pub(crate) fn io(
         action,
         path,
         source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_component_that_lost_its_port_counts_as_port_taken() {
+        let exited = |log_tail: &str| Error::NotHealthy {
+            component: "kube-apiserver (exited: exit status: 1)".into(),
+            seconds: 0,
+            log_tail: log_tail.into(),
+        };
+        let taken = exited(
+            "failed to listen on 127.0.0.1:43203: listen tcp 127.0.0.1:43203: bind: address already in use",
+        );
+        assert!(taken.is_port_taken());
+        assert!(!exited("error: unknown flag --bogus").is_port_taken());
+        assert!(!Error::Binaries("address already in use".into()).is_port_taken());
     }
 }

@@ -93,12 +93,24 @@ kill "$@" 2>/dev/null; sleep 1; kill -9 "$@" 2>/dev/null; [ -z "$dir" ] || rm -r
 
 /// A free TCP port on loopback (the OS picks; we release it for the component to bind).
 pub(crate) fn free_port() -> Result<u16, Error> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(io("bind", "127.0.0.1:0"))?;
-    let port = l
-        .local_addr()
-        .map_err(io("read address of", "127.0.0.1:0"))?
-        .port();
-    Ok(port)
+    free_ports::<1>().map(|[port]| port)
+}
+
+/// `N` distinct free TCP ports on loopback. Each is held until all are picked
+/// (a port released at once can come straight back), then all are released
+/// for the components to bind.
+pub(crate) fn free_ports<const N: usize>() -> Result<[u16; N], Error> {
+    let mut held = Vec::with_capacity(N);
+    let mut ports = [0u16; N];
+    for port in &mut ports {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(io("bind", "127.0.0.1:0"))?;
+        *port = l
+            .local_addr()
+            .map_err(io("read address of", "127.0.0.1:0"))?
+            .port();
+        held.push(l);
+    }
+    Ok(ports)
 }
 
 /// Waits until something listens on loopback `port`; fails with the end of `log` when
@@ -122,4 +134,17 @@ pub(crate) fn wait_listening(
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_picked_together_are_distinct() {
+        let ports = free_ports::<16>().expect("ports");
+        let distinct: std::collections::BTreeSet<u16> = ports.iter().copied().collect();
+        assert_eq!(distinct.len(), ports.len(), "{ports:?}");
+        assert!(ports.iter().all(|p| *p != 0));
+    }
 }
