@@ -269,21 +269,10 @@ fn fold_group_any(acc: &mut [f32], start: usize, group: &[(TensorView<'_>, f32)]
     }
 }
 
-/// `acc /= total`, and whether every result is finite (a NaN-propagating
-/// `x · 0` per lane, as the update scan does, so it vectorises).
+/// `acc /= total`, and whether every result is finite: the kernel's
+/// division with no sources to fold.
 fn divide_checked(acc: &mut [f32], total: f32) -> bool {
-    let (lanes, tail) = acc.as_chunks_mut::<LANES>();
-    let mut probe = [0f32; LANES];
-    for lane in lanes {
-        for (x, p) in lane.iter_mut().zip(probe.iter_mut()) {
-            *x /= total;
-            *p += *x * 0.0;
-        }
-    }
-    for x in tail.iter_mut() {
-        *x /= total;
-    }
-    probe.iter().all(|p| !p.is_nan()) && tail.iter().all(|x| x.is_finite())
+    kernel::<0, true>(acc, [], [], false, total)
 }
 
 /// The fast path for f32 sources (all of them, in practice): `None`, having
@@ -365,7 +354,7 @@ fn le_f32<'a>(t: &TensorView<'a>, start: usize, len: usize) -> Option<&'a [[u8; 
 /// One pass over `acc` folding `K` sources of exactly `acc.len()` elements,
 /// [`LANES`] coordinates at a time, then (with `DIVIDE`) dividing by `total`
 /// and reporting whether every result is finite (a NaN-propagating `x · 0`
-/// per lane, as [`divide_checked`] does). Separate multiply and add (no FMA)
+/// per lane, so it vectorises). Separate multiply and add (no FMA)
 /// keep Flower's rounding; each coordinate sees its sources in order.
 #[inline(always)]
 fn kernel<const K: usize, const DIVIDE: bool>(
