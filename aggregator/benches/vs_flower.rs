@@ -59,6 +59,11 @@ fn header(params: usize) -> String {
 }
 
 /// Data element `j` of update `seed` (bias first, then weight, as the header says).
+/// Bytes of one encoded update: length prefix, header, f32 data.
+fn encoded_len(params: usize) -> usize {
+    8 + header(params).len() + params * 4
+}
+
 fn element(j: usize, params: usize, seed: u32) -> f32 {
     if j < BIAS {
         value(params - BIAS + j, seed)
@@ -134,7 +139,7 @@ fn fedsky_case(n: usize, params: usize, batch: usize) {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
     let base = proc_status("VmRSS:");
     let base_file = proc_status("RssFile:");
-    let size = 8 + header(params).len() + params * 4;
+    let size = encoded_len(params);
     let mut bufs: Vec<Vec<u8>> = (0..batch).map(|_| Vec::with_capacity(size)).collect();
     let mut s = FedAvg::new();
     let mut times = Vec::new();
@@ -227,7 +232,7 @@ fn fedsky_batch_case(n: usize, params: usize, one_read: bool) {
             // Exactly sized, as the server's receive buffers are. Grown by
             // doubling, 100 MB updates sit 128 MiB apart, and four streams
             // at one power-of-two stride ran a 10 x 25M round 25 % slower.
-            let mut b = Vec::with_capacity(8 + header(params).len() + params * 4);
+            let mut b = Vec::with_capacity(encoded_len(params));
             encode_into(&mut b, params, k as u32 + 1);
             b
         })
