@@ -202,8 +202,13 @@ async fn three_sites_raise_accuracy_over_rounds_after_waiting_for_the_aggregator
         .collect();
     tokio::time::sleep(Duration::from_millis(700)).await;
     let rounds = 5;
+    // Learning rate 0.01, as the case study's job: at 0.02 the non-IID sites
+    // pulled the last global model apart now and then (final accuracy 0.66
+    // and 0.72 in 2 of 11 runs, one class never predicted); at 0.01 the final
+    // accuracy was 0.93-1.00 over 20 runs. Training threads share libtorch's
+    // global RNG here, so runs are not bitwise repeatable.
     let job = format!(
-        "name: xray-e2e\nseed: 5\nrounds: {{total: {rounds}, minPerRound: 3, maxPerRound: 3, roundTimeoutSeconds: 120, heartbeatTimeoutSeconds: 20}}\ntraining: {{localEpochs: 3, batchSize: 16, learningRate: 0.02, optimizer: sgd}}\n"
+        "name: xray-e2e\nseed: 5\nrounds: {{total: {rounds}, minPerRound: 3, maxPerRound: 3, roundTimeoutSeconds: 120, heartbeatTimeoutSeconds: 20}}\ntraining: {{localEpochs: 3, batchSize: 16, learningRate: 0.01, optimizer: sgd}}\n"
     );
     let server = start_aggregator(
         &job,
