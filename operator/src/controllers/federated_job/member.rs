@@ -6,7 +6,7 @@ use super::command::{ParticipantIo, TlsPaths};
 use super::names::{self, AGGREGATOR_NAMESPACE, GRPC_PORT, HTTP_PORT};
 use super::participants::{self, Observed, Phase, Plan};
 use super::pki::Ca;
-use super::status::{AggregatorObs, PlacementObs, Progress};
+use super::status::{AggregatorObs, PlacementObs};
 use super::validate::ValidJob;
 use crate::capacity::NodeView;
 use crate::clusters::{ClusterError, MEMBER_TIMEOUT, bounded};
@@ -19,7 +19,7 @@ use crate::runtime::process::{
 use crate::{Context, Error, FIELD_MANAGER};
 use fedsky_crds::aggregator_placement::PlacementOption;
 use fedsky_crds::conditions;
-use fedsky_crds::federated_job::{ModelVersion, ParticipantState, RoundMetrics};
+use fedsky_crds::federated_job::ParticipantState;
 use fedsky_crds::member_cluster::ClusterTier;
 use fedsky_crds::{AggregatorPlacement, FederatedJob, MemberCluster};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -775,91 +775,6 @@ fn observe(job: &Job, site: &str, views: &[NodeView]) -> Option<Observed> {
     })
 }
 
-/// The aggregator's `/v1/status`, trimmed to what the operator shows.
-#[derive(Debug, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct AggregatorStatus {
-    phase: String,
-    completed_rounds: u64,
-    #[serde(default)]
-    latest_version: Option<VersionInfo>,
-}
-
-#[derive(Debug, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct VersionInfo {
-    version: u64,
-    sha256: String,
-    #[serde(default)]
-    created_at_unix_ms: u64,
-    #[serde(default)]
-    metrics: std::collections::BTreeMap<String, f64>,
-    #[serde(default)]
-    contributors: Vec<serde_json::Value>,
-}
-
-/// One history entry per model version: its participants' evaluation of it and the time
-/// since the previous version (the round's duration).
-fn history(versions: &[VersionInfo]) -> Vec<RoundMetrics> {
-    let mut sorted: Vec<&VersionInfo> = versions.iter().collect();
-    sorted.sort_by_key(|v| v.version);
-    let mut prev_ms: Option<u64> = None;
-    sorted
-        .into_iter()
-        .map(|v| {
-            let duration = prev_ms
-                .filter(|p| v.created_at_unix_ms >= *p && v.version > 0)
-                .map(|p| std::time::Duration::from_millis(v.created_at_unix_ms - p).as_secs_f64());
-            prev_ms = Some(v.created_at_unix_ms);
-            RoundMetrics {
-                round: i32::try_from(v.version).unwrap_or(i32::MAX),
-                participants: i32::try_from(v.contributors.len()).unwrap_or(i32::MAX),
-                loss: v.metrics.get("eval_loss").copied(),
-                accuracy: v.metrics.get("eval_accuracy").copied(),
-                duration_seconds: duration,
-            }
-        })
-        .collect()
-}
-
-/// Reads progress from the aggregator's model manager; `None` while it cannot be reached.
-pub async fn read_progress(client: &reqwest::Client, model_url: &str) -> Option<Progress> {
-    let st: AggregatorStatus = client
-        .get(format!("{model_url}/v1/status"))
-        .timeout(MEMBER_TIMEOUT)
-        .send()
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()?;
-    let round = i32::try_from(st.completed_rounds).unwrap_or(i32::MAX);
-    let metric = |m: &std::collections::BTreeMap<String, f64>, k: &str| m.get(k).copied();
-    // Every version, so that no round is missed between two reconciles.
-    let versions: Vec<VersionInfo> = match client
-        .get(format!("{model_url}/v1/versions"))
-        .timeout(MEMBER_TIMEOUT)
-        .send()
-        .await
-    {
-        Ok(r) => r.json().await.unwrap_or_default(),
-        Err(_) => Vec::new(),
-    };
-    Some(Progress {
-        phase: st.phase,
-        completed_rounds: round,
-        rounds: history(&versions),
-        latest_model: st.latest_version.map(|v| ModelVersion {
-            version: i32::try_from(v.version).unwrap_or(i32::MAX),
-            uri: format!("{model_url}/v1/versions/{}/model", v.version),
-            sha256: v.sha256,
-            accuracy: metric(&v.metrics, "eval_accuracy"),
-            loss: metric(&v.metrics, "eval_loss"),
-            metrics: v.metrics,
-        }),
-    })
-}
-
 /// Deletes a job's aggregator objects (selected by `lp`) in one member cluster.
 async fn delete_aggregator(
     client: kube::Client,
@@ -945,27 +860,4 @@ pub async fn cleanup(ctx: &Context, job: &FederatedJob) -> Result<(), Error> {
             .await?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn history_has_one_entry_per_version_with_round_durations() {
-        let v: Vec<VersionInfo> = serde_json::from_value(serde_json::json!([
-            {"version": 1, "sha256": "b", "createdAtUnixMs": 4000, "contributors": ["a", "b"],
-             "metrics": {"eval_accuracy": 0.6, "eval_loss": 0.9}},
-            {"version": 0, "sha256": "a", "createdAtUnixMs": 1000, "metrics": {"eval_accuracy": 0.3}},
-            {"version": 2, "sha256": "c", "createdAtUnixMs": 6500}
-        ]))
-        .expect("versions");
-        let h = history(&v);
-        let rounds: Vec<i32> = h.iter().map(|r| r.round).collect();
-        assert_eq!(rounds, [0, 1, 2]);
-        assert_eq!(h[0].accuracy, Some(0.3));
-        assert_eq!(h[0].duration_seconds, None);
-        assert_eq!((h[1].participants, h[1].duration_seconds), (2, Some(3.0)));
-        assert_eq!((h[2].accuracy, h[2].duration_seconds), (None, Some(2.5)));
-    }
 }

@@ -3,6 +3,7 @@
 //! status. A finalizer removes what the job created in other clusters, which owner
 //! references cannot reach.
 
+pub mod aggregator_config;
 pub mod applied;
 pub mod build;
 pub mod command;
@@ -14,6 +15,7 @@ pub mod participants;
 pub mod per_job;
 pub mod pki;
 mod place;
+pub mod progress;
 pub use place::Arrivals;
 mod requeue;
 pub mod status;
@@ -253,7 +255,7 @@ async fn apply(job: &FederatedJob, ctx: &Context) -> Result<Action, Error> {
             Some(crate::orchestrator::SelectError::BudgetExhausted { .. })
         );
         obs.shortfall = outcome.plan.shortfall.map(|e| e.to_string());
-        obs.progress = member::read_progress(&ctx.http, model_url).await;
+        obs.progress = progress::read_progress(&ctx.http, model_url).await;
     }
     finish(job, ctx, &prev, &obs, Some(queue), replacements, now).await
 }
