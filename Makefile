@@ -28,6 +28,11 @@ generate-check:
 	$(CARGO) run -q -p fedsky-crds --bin crdgen -- --check $(CRD_YAML)
 	$(CARGO) run -q -p fedsky-crds --bin apidoc -- --check docs/api-reference.md
 
+## diagrams: docs/diagrams/*.svg from their Graphviz sources (needs `dot`, Debian's graphviz)
+.PHONY: diagrams
+diagrams:
+	for f in docs/diagrams/*.dot; do dot -Tsvg "$$f" -o "$${f%.dot}.svg.tmp" && mv "$${f%.dot}.svg.tmp" "$${f%.dot}.svg"; done
+
 ## quickstart: set up and run examples/covid-xray/ on this machine (see README)
 .PHONY: quickstart
 quickstart:

@@ -586,8 +586,9 @@ mod grpc {
 
     use bytes::Bytes;
     use fedsky_aggregator::client::{AggregatorClient, ClientConfig, UpdateToSend};
+    use fedsky_aggregator::coordinator::AggregatorPhase;
     use fedsky_aggregator::coordinator::Coordinator;
-    use fedsky_aggregator::job::JobConfig;
+    use fedsky_aggregator::job::{JobConfig, JobConfigExt};
     use fedsky_aggregator::metrics::Metrics;
     use fedsky_aggregator::proto::instruction::Kind;
     use fedsky_aggregator::server::{RunningServer, Transport, serve};
@@ -718,11 +719,11 @@ mod grpc {
             }));
         }
         let core = server.coordinator.clone();
-        while core.status().round < 1 || core.status().phase == "waiting" {
+        while core.status().round < 1 || core.status().phase == AggregatorPhase::Waiting {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         let start = Instant::now();
-        while core.status().phase != "completed" {
+        while core.status().phase != AggregatorPhase::Completed {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         let per_round = start.elapsed().as_secs_f64() / rounds as f64;

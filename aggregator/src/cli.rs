@@ -10,7 +10,7 @@ use clap::Parser;
 use tokio::net::TcpListener;
 
 use crate::coordinator::{Coordinator, CoreError};
-use crate::job::{JobConfig, JobConfigError};
+use crate::job::{JobConfig, JobConfigError, JobConfigExt};
 use crate::metrics::Metrics;
 use crate::server::{ServerError, TlsPem, Transport, serve};
 use crate::store::{Checkpoints, DirStore, GlobalModel, ObjectStore, S3Settings, S3Store};

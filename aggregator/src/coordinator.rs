@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, watch};
 
 use crate::buffers::{BufferPool, RecvBuf};
-use crate::job::{FoldOrder, JobConfig, JobConfigError};
+use crate::job::{FoldOrder, JobConfig, JobConfigError, JobConfigExt};
 use crate::metrics::Metrics;
 use crate::model::Model;
 use crate::round::{
@@ -272,53 +272,7 @@ pub struct ModelBlob {
     pub sha256: String,
 }
 
-/// Status for the operator (`GET /v1/status`).
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct StatusView {
-    /// Job name.
-    pub job: String,
-    /// `waiting`, `collecting`, `aggregating`, `completed` or `failed`.
-    pub phase: String,
-    /// Round in progress or waited for.
-    pub round: u64,
-    /// Attempt of that round.
-    pub attempt: u32,
-    /// Rounds in the job.
-    pub total_rounds: u64,
-    /// Rounds whose model is final.
-    pub completed_rounds: u64,
-    /// Strategy name.
-    pub strategy: String,
-    /// Connected participants.
-    pub connected: usize,
-    /// Registered participants.
-    pub participants: Vec<ParticipantStatus>,
-    /// Time to the open round's deadline.
-    pub deadline_in_ms: Option<u64>,
-    /// Latest model version.
-    pub latest_version: Option<VersionInfo>,
-    /// Metrics of the latest version.
-    pub last_metrics: BTreeMap<String, f64>,
-    /// Why the job failed.
-    pub failure: Option<String>,
-}
-
-/// One participant in [`StatusView`].
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ParticipantStatus {
-    /// Identity.
-    pub id: ParticipantId,
-    /// Heard from within the heartbeat timeout.
-    pub connected: bool,
-    /// Time since last heard from.
-    pub last_seen_ms_ago: u64,
-    /// Slot in the open round, if sampled.
-    pub slot: Option<Slot>,
-    /// Labels it registered with.
-    pub labels: BTreeMap<String, String>,
-}
+pub use fedsky_contract::{AggregatorPhase, ParticipantStatus, StatusView};
 
 /// A validated update waiting for its turn in canonical fold order.
 #[derive(Debug)]
@@ -637,7 +591,7 @@ impl Coordinator {
             .heartbeat(id, now)
             .map_err(|_| CoreError::UnknownParticipant { id: id.clone() })?;
         self.apply(&mut s, &events);
-        Ok((s.machine.round(), phase_label(s.machine.phase())))
+        Ok((s.machine.round(), s.machine.phase().public().as_str()))
     }
 
     /// Whether `id` is registered.
@@ -681,7 +635,7 @@ impl Coordinator {
                         learning_rate: hints.learning_rate.unwrap_or(job.training.learning_rate),
                         proximal_mu: hints.proximal_mu.unwrap_or(0.0),
                         seed: participant_seed(job.seed, m.round(), id),
-                        optimizer: job.training.optimizer.clone(),
+                        optimizer: job.training.optimizer.to_string(),
                     });
                 }
                 Some(slot) => out.message = format!("round {} slot: {slot:?}", m.round()),
@@ -875,7 +829,7 @@ impl Coordinator {
         let latest = s.versions.last().cloned();
         StatusView {
             job: self.inner.job.name.clone(),
-            phase: phase_label(m.phase()).into(),
+            phase: m.phase().public(),
             round: m.round(),
             attempt: m.attempt(),
             total_rounds: m.config().total_rounds,
@@ -1408,16 +1362,6 @@ fn accepted_count(machine: &RoundMachine) -> usize {
             .count(),
         Phase::Aggregating { accepted } => accepted.len(),
         _ => 0,
-    }
-}
-
-fn phase_label(phase: &Phase) -> &'static str {
-    match phase {
-        Phase::Waiting => "waiting",
-        Phase::Collecting(_) => "collecting",
-        Phase::Aggregating { .. } => "aggregating",
-        Phase::Completed => "completed",
-        Phase::Failed { .. } => "failed",
     }
 }
 

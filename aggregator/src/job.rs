@@ -1,19 +1,13 @@
-//! The job config file the operator renders for an aggregator (JSON or YAML).
-//!
-//! ```yaml
-//! name: covid-xray
-//! seed: 42
-//! rounds: {total: 10, minPerRound: 2, maxPerRound: 3, roundTimeoutSeconds: 600}
-//! strategy: {kind: FedProx, proximalMu: 0.01}
-//! training: {localEpochs: 1, batchSize: 32, learningRate: 0.01, optimizer: sgd}
-//! ```
+//! The job config file the operator renders for an aggregator (JSON or YAML): the types are
+//! the operator–aggregator contract's ([`fedsky_contract::JobConfig`]); reading and checking
+//! them against the round machine is the aggregator's.
 
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
+pub use fedsky_contract::{FoldOrder, JobConfig, LimitsSpec, Optimizer, RoundsSpec, TrainingSpec};
 
 use crate::round::{RoundConfig, RoundError};
-use crate::strategy::{StrategyConfig, StrategyError};
+use crate::strategy::StrategyError;
 use crate::update::UpdateLimits;
 
 /// Errors reading or checking a job config.
@@ -44,172 +38,27 @@ pub enum JobConfigError {
     #[error("job config: invalid strategy")]
     Strategy(#[source] StrategyError),
     /// Another field out of range.
-    #[error("job config: {field} {problem}")]
-    Invalid {
-        /// Field as spelled in the file.
-        field: &'static str,
-        /// What is wrong.
-        problem: String,
-    },
+    #[error("job config: invalid field")]
+    Invalid(#[source] fedsky_contract::FieldError),
 }
 
-/// A federated job as the aggregator runs it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct JobConfig {
-    /// Job name (the FederatedJob's name).
-    pub name: String,
-    /// Seed of participant sampling and of the per-participant training seeds.
-    #[serde(default)]
-    pub seed: u64,
-    /// Round rules.
-    pub rounds: RoundsSpec,
-    /// Aggregation strategy.
-    #[serde(default = "default_strategy")]
-    pub strategy: StrategyConfig,
-    /// Local training hyper-parameters sent to participants.
-    #[serde(default)]
-    pub training: TrainingSpec,
-    /// Upload and message limits.
-    #[serde(default)]
-    pub limits: LimitsSpec,
-    /// Order in which accepted updates are folded into the aggregate.
-    #[serde(default)]
-    pub fold_order: FoldOrder,
-    /// Participants allowed to register (certificate identities); empty
-    /// admits any holder of a certificate from the job's CA.
-    #[serde(default)]
-    pub participants: Vec<String>,
-    /// Job token (better passed with `--token-file` or `FEDSKY_JOB_TOKEN`).
-    #[serde(default, skip_serializing)]
-    pub token: Option<String>,
-}
-
-fn default_strategy() -> StrategyConfig {
-    StrategyConfig::FedAvg
-}
-
-/// Round rules in the units people write.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct RoundsSpec {
-    /// Rounds in the job.
-    pub total: u64,
-    /// Quorum per round.
-    pub min_per_round: usize,
-    /// Most participants sampled per round.
-    pub max_per_round: usize,
-    /// Connected participants needed before sampling (default: `maxPerRound`,
-    /// so every round samples from the full set and runs are reproducible).
-    #[serde(default)]
-    pub min_available: Option<usize>,
-    /// Deadline of a round after its start, in seconds.
-    pub round_timeout_seconds: f64,
-    /// Silence after which a participant counts as gone, in seconds.
-    #[serde(default = "default_heartbeat_timeout")]
-    pub heartbeat_timeout_seconds: f64,
-    /// Attempts per round before the job fails.
-    #[serde(default = "default_attempts")]
-    pub max_attempts: u32,
-}
-
-fn default_heartbeat_timeout() -> f64 {
-    30.0
-}
-
-fn default_attempts() -> u32 {
-    3
-}
-
-/// Local training hyper-parameters.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct TrainingSpec {
-    /// Local epochs per round.
-    pub local_epochs: u32,
-    /// Mini-batch size.
-    pub batch_size: u32,
-    /// Local learning rate (FedOpt strategies override it with their `etaL`).
-    pub learning_rate: f64,
-    /// Local optimiser.
-    pub optimizer: String,
-}
-
-impl Default for TrainingSpec {
-    fn default() -> Self {
-        Self {
-            local_epochs: 1,
-            batch_size: 32,
-            learning_rate: 0.01,
-            optimizer: "sgd".into(),
-        }
-    }
-}
-
-/// Size limits of the data plane.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct LimitsSpec {
-    /// Largest update in bytes; default: the model's size plus header room.
-    #[serde(default)]
-    pub max_update_bytes: Option<u64>,
-    /// Optional bound on ‖update − global‖₂.
-    #[serde(default)]
-    pub max_update_norm: Option<f64>,
-    /// Largest gRPC message (one chunk plus framing).
-    #[serde(default = "default_max_message")]
-    pub max_message_bytes: u64,
-    /// Chunk size of model downloads.
-    #[serde(default = "default_chunk")]
-    pub chunk_bytes: u64,
-}
-
-fn default_max_message() -> u64 {
-    4 << 20
-}
-
-fn default_chunk() -> u64 {
-    1 << 20
-}
-
-impl Default for LimitsSpec {
-    fn default() -> Self {
-        Self {
-            max_update_bytes: None,
-            max_update_norm: None,
-            max_message_bytes: default_max_message(),
-            chunk_bytes: default_chunk(),
-        }
-    }
-}
-
-/// When accepted updates enter the strategy.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum FoldOrder {
-    /// In participant-id order, holding early arrivals until the ones before
-    /// them are in or out: float sums are then independent of network
-    /// timing, so a resumed run is bitwise equal to an uninterrupted one.
-    /// Costs up to one held update per sampled participant.
-    #[default]
-    Canonical,
-    /// As they arrive: memory stays O(model), the last bits depend on timing.
-    Arrival,
-}
-
-fn seconds_to_ms(field: &'static str, s: f64) -> Result<u64, JobConfigError> {
-    if !(s.is_finite() && s > 0.0) {
-        return Err(JobConfigError::Invalid {
-            field,
-            problem: format!("must be a positive number of seconds, got {s}"),
-        });
-    }
-    Ok((s * 1000.0).ceil() as u64)
-}
-
-impl JobConfig {
+/// Reading and checking a [`JobConfig`] on the aggregator's side.
+pub trait JobConfigExt: Sized {
     /// Reads JSON or YAML (YAML is a superset of JSON).
-    pub fn from_file(path: &Path) -> Result<Self, JobConfigError> {
+    fn from_file(path: &Path) -> Result<Self, JobConfigError>;
+    /// Parses and validates a JSON or YAML document.
+    fn parse(text: &str) -> Result<Self, JobConfigError>;
+    /// Checks every section.
+    fn validate(&self) -> Result<(), JobConfigError>;
+    /// The round machine's rules.
+    fn round_config(&self) -> Result<RoundConfig, JobConfigError>;
+    /// Update limits for a global model of `spec`'s layout.
+    fn update_limits(&self, spec: &crate::ModelSpec) -> UpdateLimits;
+}
+
+impl JobConfigExt for JobConfig {
+    /// Reads JSON or YAML (YAML is a superset of JSON).
+    fn from_file(path: &Path) -> Result<Self, JobConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| JobConfigError::Read {
             path: path.display().to_string(),
             source,
@@ -224,7 +73,7 @@ impl JobConfig {
     }
 
     /// Parses and validates a JSON or YAML document.
-    pub fn parse(text: &str) -> Result<Self, JobConfigError> {
+    fn parse(text: &str) -> Result<Self, JobConfigError> {
         let job: JobConfig =
             serde_yaml::from_str(text).map_err(|source| JobConfigError::Parse {
                 path: "<inline>".into(),
@@ -235,42 +84,24 @@ impl JobConfig {
     }
 
     /// Checks every section.
-    pub fn validate(&self) -> Result<(), JobConfigError> {
+    fn validate(&self) -> Result<(), JobConfigError> {
         self.round_config()?;
-        self.strategy.validate().map_err(JobConfigError::Strategy)?;
-        if self.limits.chunk_bytes == 0
-            || self.limits.chunk_bytes + 1024 > self.limits.max_message_bytes
-        {
-            return Err(JobConfigError::Invalid {
-                field: "limits.chunkBytes",
-                problem: format!(
-                    "({}) must be > 0 and at least 1 KiB below limits.maxMessageBytes ({})",
-                    self.limits.chunk_bytes, self.limits.max_message_bytes
-                ),
-            });
-        }
-        if self.training.batch_size == 0 || self.training.local_epochs == 0 {
-            return Err(JobConfigError::Invalid {
-                field: "training",
-                problem: "localEpochs and batchSize must be >= 1".into(),
-            });
-        }
-        Ok(())
+        self.strategy
+            .validate()
+            .map_err(|e| JobConfigError::Strategy(e.into()))?;
+        self.check_fields().map_err(JobConfigError::Invalid)
     }
 
     /// The round machine's rules.
-    pub fn round_config(&self) -> Result<RoundConfig, JobConfigError> {
+    fn round_config(&self) -> Result<RoundConfig, JobConfigError> {
         let r = &self.rounds;
         let config = RoundConfig {
             total_rounds: r.total,
             min_per_round: r.min_per_round,
             max_per_round: r.max_per_round,
             min_available: r.min_available.unwrap_or(r.max_per_round),
-            round_timeout_ms: seconds_to_ms("rounds.roundTimeoutSeconds", r.round_timeout_seconds)?,
-            heartbeat_timeout_ms: seconds_to_ms(
-                "rounds.heartbeatTimeoutSeconds",
-                r.heartbeat_timeout_seconds,
-            )?,
+            round_timeout_ms: r.round_timeout_ms().map_err(JobConfigError::Invalid)?,
+            heartbeat_timeout_ms: r.heartbeat_timeout_ms().map_err(JobConfigError::Invalid)?,
             max_round_attempts: r.max_attempts,
             seed: self.seed,
         };
@@ -279,7 +110,7 @@ impl JobConfig {
     }
 
     /// Update limits for a global model of `spec`'s layout.
-    pub fn update_limits(&self, spec: &crate::ModelSpec) -> UpdateLimits {
+    fn update_limits(&self, spec: &crate::ModelSpec) -> UpdateLimits {
         let mut limits = UpdateLimits::for_spec(spec);
         if let Some(max) = self.limits.max_update_bytes {
             limits.max_update_bytes = max;

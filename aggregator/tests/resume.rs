@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::*;
+use fedsky_aggregator::coordinator::AggregatorPhase;
 use fedsky_aggregator::job::JobConfig;
 use rand::{Rng, SeedableRng};
 
@@ -126,7 +127,7 @@ async fn kill_and_restart_at_a_random_round_is_bitwise_equal_to_no_fault() {
     }
     second
         .wait_for("completion", Duration::from_secs(10), |s| {
-            s.phase == "completed"
+            s.phase == AggregatorPhase::Completed
         })
         .await;
     let resumed_model = latest_model(&second).await;

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use common::*;
+use fedsky_aggregator::coordinator::AggregatorPhase;
 use fedsky_aggregator::proto;
 use fedsky_aggregator::proto::instruction::Kind;
 use fedsky_aggregator::{UpdateLimits, decode_model};
@@ -61,7 +62,7 @@ async fn multi_round_run_with_three_participants() {
         assert_eq!(t.await.unwrap().unwrap(), vec![1, 2, 3]);
     }
     let status = h.core().status();
-    assert_eq!(status.phase, "completed");
+    assert_eq!(status.phase, AggregatorPhase::Completed);
     assert_eq!(status.completed_rounds, 3);
 
     // The served model is the FedAvg of the simulated updates, bit for bit.
@@ -198,7 +199,7 @@ async fn straggler_is_cut_at_the_deadline_with_quorum() {
         assert_eq!(t.await.unwrap().unwrap(), vec![1, 2]);
     }
     h.wait_for("job completion", Duration::from_secs(10), |s| {
-        s.phase == "completed"
+        s.phase == AggregatorPhase::Completed
     })
     .await;
     let versions = h.core().versions();
@@ -326,7 +327,7 @@ async fn arrival_order_run(ids: &[&str]) {
     for t in tasks {
         assert_eq!(t.await.unwrap().unwrap(), vec![1, 2]);
     }
-    assert_eq!(h.core().status().phase, "completed");
+    assert_eq!(h.core().status().phase, AggregatorPhase::Completed);
     let metrics = h.http_get("/metrics").await.text().await.unwrap();
     assert!(
         metrics.contains(&format!(

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
+use fedsky_aggregator::coordinator::AggregatorPhase;
 use fedsky_aggregator::store::{Checkpoints, ObjectStore, S3Settings, S3Store};
 use fedsky_e2e::moto::{Moto, MotoOptions};
 
@@ -88,7 +89,7 @@ async fn s3_store_checkpoints_a_job_and_resumes_from_it() {
     assert_eq!(resumed.record.rounds.completed_rounds, 2);
     assert_eq!(resumed.global.bytes.as_ref(), served.as_slice());
     let again = start(job, store).await;
-    assert_eq!(again.core().status().phase, "completed");
+    assert_eq!(again.core().status().phase, AggregatorPhase::Completed);
     assert_eq!(again.core().versions().len(), 3);
     again.server.shutdown().await;
 }

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use fedsky_aggregator::client::{AggregatorClient, ClientConfig, ClientTls};
-use fedsky_aggregator::coordinator::{Coordinator, participant_seed};
-use fedsky_aggregator::job::JobConfig;
+use fedsky_aggregator::coordinator::{AggregatorPhase, Coordinator, participant_seed};
+use fedsky_aggregator::job::{JobConfig, JobConfigExt};
 use fedsky_aggregator::metrics::Metrics;
 use fedsky_aggregator::server::{RunningServer, TlsPem, Transport, serve};
 use fedsky_aggregator::store::{Checkpoints, DirStore};
@@ -236,7 +236,10 @@ async fn three_sites_raise_accuracy_over_rounds_after_waiting_for_the_aggregator
         rounds,
         started.elapsed().as_secs_f64()
     );
-    assert_eq!(server.coordinator.status().phase, "completed");
+    assert_eq!(
+        server.coordinator.status().phase,
+        AggregatorPhase::Completed
+    );
     for s in &summaries {
         assert!(
             ids.contains(&s.participant_id.as_str()),
@@ -334,7 +337,10 @@ async fn a_restarted_participant_uploads_its_stored_update() {
         state.load_pending(1, 0, &v0.sha256, seed).is_none(),
         "cleared after the upload"
     );
-    assert_eq!(server.coordinator.status().phase, "completed");
+    assert_eq!(
+        server.coordinator.status().phase,
+        AggregatorPhase::Completed
+    );
     let v1 = &server.coordinator.versions()[1];
     assert_eq!(v1.contributors.len(), 2);
     server.shutdown().await;
@@ -498,7 +504,7 @@ async fn participants_reconnect_and_finish_after_the_aggregator_is_killed() {
             .map(|s| s.registrations)
             .collect::<Vec<_>>()
     );
-    assert_eq!(status.phase, "completed");
+    assert_eq!(status.phase, AggregatorPhase::Completed);
     assert_eq!(status.completed_rounds, rounds);
     for s in &summaries {
         assert!(

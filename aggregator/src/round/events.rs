@@ -4,22 +4,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// A participant's identity (from its mTLS certificate).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct ParticipantId(pub String);
-
-impl fmt::Display for ParticipantId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl From<&str> for ParticipantId {
-    fn from(s: &str) -> Self {
-        Self(s.to_string())
-    }
-}
+pub use fedsky_contract::ParticipantId;
 
 /// Why a round attempt failed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -37,30 +37,7 @@ pub struct Participant {
     pub connected: bool,
 }
 
-/// Where a sampled participant stands in the open round.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", tag = "state")]
-pub enum Slot {
-    /// Sampled, nothing received yet.
-    Pending,
-    /// An upload is in progress.
-    Uploading,
-    /// Its update was aggregated.
-    Accepted,
-    /// Its update was refused on content (it counts as replied).
-    Rejected {
-        /// The rejection's metric label.
-        reason: String,
-    },
-    /// It vanished or was removed before replying.
-    Dropped,
-}
-
-impl Slot {
-    fn outstanding(&self) -> bool {
-        matches!(self, Slot::Pending | Slot::Uploading)
-    }
-}
+pub use fedsky_contract::{AggregatorPhase, Slot};
 
 /// A round open for updates.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,14 +74,19 @@ pub enum Phase {
 }
 
 impl Phase {
-    fn label(&self) -> &'static str {
+    /// The phase as the status API shows it.
+    pub fn public(&self) -> AggregatorPhase {
         match self {
-            Phase::Waiting => "waiting",
-            Phase::Collecting(_) => "collecting",
-            Phase::Aggregating { .. } => "aggregating",
-            Phase::Completed => "completed",
-            Phase::Failed { .. } => "failed",
+            Phase::Waiting => AggregatorPhase::Waiting,
+            Phase::Collecting(_) => AggregatorPhase::Collecting,
+            Phase::Aggregating { .. } => AggregatorPhase::Aggregating,
+            Phase::Completed => AggregatorPhase::Completed,
+            Phase::Failed { .. } => AggregatorPhase::Failed,
         }
+    }
+
+    fn label(&self) -> &'static str {
+        self.public().as_str()
     }
 }
 

@@ -53,26 +53,7 @@ fn state_key(round: u64) -> String {
     format!("state/r{round:08}.safetensors")
 }
 
-/// A global model version as the model manager lists it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct VersionInfo {
-    /// Version number: 0 is the initial model, k the model after round k.
-    pub version: u64,
-    /// sha256 (hex) of the safetensors bytes.
-    pub sha256: String,
-    /// Size of the safetensors bytes.
-    pub size: u64,
-    /// When the version was written (Unix milliseconds).
-    pub created_at_unix_ms: u64,
-    /// Metrics: `train_*` averaged (by examples) over the updates that made
-    /// this version, `eval_*` averaged over participants' evaluations of it.
-    #[serde(default)]
-    pub metrics: BTreeMap<String, f64>,
-    /// Participants whose updates were aggregated into it.
-    #[serde(default)]
-    pub contributors: Vec<ParticipantId>,
-}
+pub use fedsky_contract::VersionInfo;
 
 /// A global model with its encoding and hash, shared by every reader.
 #[derive(Debug)]

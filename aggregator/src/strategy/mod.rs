@@ -23,7 +23,7 @@ mod tests;
 
 use std::sync::Arc;
 
-pub use config::{ClientHints, FedOptConfig, StrategyCheckpoint, StrategyConfig};
+pub use config::{BuildStrategy, ClientHints, FedOptConfig, StrategyCheckpoint, StrategyConfig};
 pub use fedavg::FedAvg;
 pub use fedopt::{FedOpt, FedOptState, ServerOptimizer};
 pub use krum::Krum;
@@ -90,6 +90,15 @@ pub enum StrategyError {
     /// Building the output model failed (an internal inconsistency).
     #[error("building the aggregated model failed")]
     Model(#[source] ModelError),
+}
+
+impl From<fedsky_contract::FieldError> for StrategyError {
+    fn from(e: fedsky_contract::FieldError) -> Self {
+        StrategyError::InvalidConfig {
+            field: e.field,
+            problem: e.problem,
+        }
+    }
 }
 
 impl StrategyError {

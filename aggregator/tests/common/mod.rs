@@ -13,7 +13,7 @@ use fedsky_aggregator::client::{
     AggregatorClient, ClientConfig, ClientError, ClientTls, UpdateToSend,
 };
 use fedsky_aggregator::coordinator::{Coordinator, participant_seed};
-use fedsky_aggregator::job::JobConfig;
+use fedsky_aggregator::job::{JobConfig, JobConfigExt};
 use fedsky_aggregator::metrics::Metrics;
 use fedsky_aggregator::proto::instruction::Kind;
 use fedsky_aggregator::server::{RunningServer, TlsPem, Transport, serve};

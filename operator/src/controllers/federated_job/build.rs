@@ -226,7 +226,7 @@ pub fn aggregator(job: &ValidJob, images: &Images) -> Result<AggregatorObjects, 
         "apiVersion": "v1", "kind": "Secret", "metadata": meta, "type": "Opaque",
         "stringData": {
             "token": job.token,
-            "job.json": job.aggregator_config.to_string(),
+            "job.json": job.aggregator_file.clone(),
             "ca.crt": job.ca.cert_pem,
             "tls.crt": server.cert_pem,
             "tls.key": server.key_pem,

@@ -324,7 +324,7 @@ pub async fn realise_aggregator(
 
 /// The process runtime's aggregator, standing in for the one in `cluster`.
 async fn process_aggregator(rt: &ProcessRuntime, job: &ValidJob, cluster: String) -> AggregatorObs {
-    let config = job.aggregator_config.to_string();
+    let config = job.aggregator_file.clone();
     let server = match super::build::aggregator_certificate(job) {
         Ok(s) => s,
         Err(e) => return AggregatorObs::Waiting("CertificateError", e.to_string()),

@@ -3,30 +3,8 @@
 
 use super::status::Progress;
 use crate::clusters::MEMBER_TIMEOUT;
+use fedsky_contract::{StatusView, VersionInfo};
 use fedsky_crds::federated_job::{ModelVersion, RoundMetrics};
-
-/// The aggregator's `/v1/status`, trimmed to what the operator shows.
-#[derive(Debug, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct AggregatorStatus {
-    phase: String,
-    completed_rounds: u64,
-    #[serde(default)]
-    latest_version: Option<VersionInfo>,
-}
-
-#[derive(Debug, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct VersionInfo {
-    version: u64,
-    sha256: String,
-    #[serde(default)]
-    created_at_unix_ms: u64,
-    #[serde(default)]
-    metrics: std::collections::BTreeMap<String, f64>,
-    #[serde(default)]
-    contributors: Vec<serde_json::Value>,
-}
 
 /// One history entry per model version: its participants' evaluation of it and the time
 /// since the previous version (the round's duration).
@@ -54,7 +32,7 @@ fn history(versions: &[VersionInfo]) -> Vec<RoundMetrics> {
 
 /// Reads progress from the aggregator's model manager; `None` while it cannot be reached.
 pub async fn read_progress(client: &reqwest::Client, model_url: &str) -> Option<Progress> {
-    let st: AggregatorStatus = client
+    let st: StatusView = client
         .get(format!("{model_url}/v1/status"))
         .timeout(MEMBER_TIMEOUT)
         .send()
@@ -97,10 +75,10 @@ mod tests {
     #[test]
     fn history_has_one_entry_per_version_with_round_durations() {
         let v: Vec<VersionInfo> = serde_json::from_value(serde_json::json!([
-            {"version": 1, "sha256": "b", "createdAtUnixMs": 4000, "contributors": ["a", "b"],
+            {"version": 1, "sha256": "b", "size": 8, "createdAtUnixMs": 4000, "contributors": ["a", "b"],
              "metrics": {"eval_accuracy": 0.6, "eval_loss": 0.9}},
-            {"version": 0, "sha256": "a", "createdAtUnixMs": 1000, "metrics": {"eval_accuracy": 0.3}},
-            {"version": 2, "sha256": "c", "createdAtUnixMs": 6500}
+            {"version": 0, "sha256": "a", "size": 8, "createdAtUnixMs": 1000, "metrics": {"eval_accuracy": 0.3}},
+            {"version": 2, "sha256": "c", "size": 8, "createdAtUnixMs": 6500}
         ]))
         .expect("versions");
         let h = history(&v);

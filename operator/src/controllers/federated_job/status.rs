@@ -67,8 +67,8 @@ pub enum AggregatorObs {
 /// Training progress as the aggregator reports it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Progress {
-    /// The aggregator's phase: `completed`, `failed`, or a running phase (any case).
-    pub phase: String,
+    /// The aggregator's phase.
+    pub phase: fedsky_contract::AggregatorPhase,
     /// Rounds completed.
     pub completed_rounds: i32,
     /// Metrics per model version (0 = the initial model), oldest first; evaluation
@@ -282,12 +282,12 @@ pub fn compute(
     let succeeded = o
         .progress
         .as_ref()
-        .is_some_and(|p| p.phase.eq_ignore_ascii_case("completed"))
+        .is_some_and(|p| p.phase == fedsky_contract::AggregatorPhase::Completed)
         || done >= o.rounds;
     let failed_reason = if o
         .progress
         .as_ref()
-        .is_some_and(|p| p.phase.eq_ignore_ascii_case("failed"))
+        .is_some_and(|p| p.phase == fedsky_contract::AggregatorPhase::Failed)
     {
         Some((
             "AggregatorFailed",
@@ -469,7 +469,7 @@ mod tests {
         };
         o.running = 3;
         o.progress = Some(Progress {
-            phase: "Running".into(),
+            phase: fedsky_contract::AggregatorPhase::Collecting,
             completed_rounds: 4,
             rounds: vec![RoundMetrics {
                 round: 4,
@@ -553,7 +553,7 @@ mod tests {
 
         let mut o = obs();
         o.progress = Some(Progress {
-            phase: "Completed".into(),
+            phase: fedsky_contract::AggregatorPhase::Completed,
             completed_rounds: 20,
             ..Default::default()
         });
@@ -573,7 +573,7 @@ mod tests {
             ..Default::default()
         };
         o.progress = Some(Progress {
-            phase: "Running".into(),
+            phase: fedsky_contract::AggregatorPhase::Collecting,
             completed_rounds: 1,
             rounds: vec![m(0, Some(0.3)), m(1, None)],
             latest_model: None,
@@ -581,7 +581,7 @@ mod tests {
         let s1 = compute(&FederatedJobStatus::default(), &o, Some(1), t(1));
         assert_eq!(s1.history.len(), 2);
         o.progress = Some(Progress {
-            phase: "Running".into(),
+            phase: fedsky_contract::AggregatorPhase::Collecting,
             completed_rounds: 2,
             rounds: vec![m(0, Some(0.3)), m(1, Some(0.6)), m(2, None)],
             latest_model: None,
@@ -597,7 +597,7 @@ mod tests {
         let mut o = obs();
         for r in 1..=(HISTORY_LIMIT as i32 + 10) {
             o.progress = Some(Progress {
-                phase: "Running".into(),
+                phase: fedsky_contract::AggregatorPhase::Collecting,
                 completed_rounds: r,
                 rounds: vec![RoundMetrics {
                     round: r,

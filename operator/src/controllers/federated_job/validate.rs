@@ -38,7 +38,9 @@ pub struct ValidJob {
     /// The job's CA, which issues the aggregator's and the participants' certificates.
     pub ca: super::pki::Ca,
     /// Configuration handed to the aggregator.
-    pub aggregator_config: serde_json::Value,
+    pub aggregator_config: fedsky_contract::JobConfig,
+    /// `aggregator_config` as the JSON file the aggregator reads.
+    pub aggregator_file: String,
     /// Model store size.
     pub store_size: String,
     /// Model store StorageClass.
@@ -116,6 +118,10 @@ pub fn validate(
     let t = &job.spec.training;
     let workload = super::command::Workload::for_job(job)?;
     let aggregator_config = super::aggregator_config::aggregator_job(job, &format!("{ns}/{name}"));
+    // serde_json fails only on maps with non-string keys, which the job file has none of.
+    let aggregator_file = serde_json::to_string(&aggregator_config).map_err(|e| {
+        InvalidJob::Unsupported(format!("cannot render the aggregator's job file: {e}"))
+    })?;
     Ok(ValidJob {
         key: super::names::job_key(&ns, &name),
         reference: format!("{ns}/{name}"),
@@ -125,6 +131,7 @@ pub fn validate(
         need: need_pool.max_each(&need_job),
         token: token.to_string(),
         ca: ca.clone(),
+        aggregator_file,
         aggregator_config,
         store_size: job
             .spec
@@ -215,13 +222,16 @@ pub(crate) mod tests {
             }
         );
         assert_eq!(v.max_replacements, 5);
-        assert_eq!(v.aggregator_config["rounds"]["total"], 20);
+        assert_eq!(v.aggregator_config.rounds.total, 20);
         // fedproxMu 0.01 with FedAvg is FedProx on the server.
         assert_eq!(
-            v.aggregator_config["strategy"],
-            serde_json::json!({ "kind": "FedProx", "proximalMu": 0.01 })
+            v.aggregator_config.strategy,
+            fedsky_contract::StrategyConfig::FedProx { proximal_mu: 0.01 }
         );
-        assert_eq!(v.aggregator_config["training"]["optimizer"], "sgd");
+        assert_eq!(
+            v.aggregator_config.training.optimizer,
+            fedsky_contract::Optimizer::Sgd
+        );
     }
 
     #[test]

@@ -187,7 +187,7 @@ async fn ensure(
     let user_data = initializer::render(&InitSpec {
         binary_url: prov.aggregator_binary.url.clone(),
         binary_sha256: prov.aggregator_binary.sha256.clone(),
-        job_json: job.aggregator_config.to_string(),
+        job_json: job.aggregator_file.clone(),
         token: Sensitive::new(job.token.clone()),
         tls: Some(TlsFiles {
             cert_pem: server.cert_pem,
