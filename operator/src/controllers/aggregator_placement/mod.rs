@@ -5,11 +5,11 @@
 //! status does not flap.
 
 use crate::{Context, Error, FIELD_MANAGER};
-use fedsky_cli::placement::{self as convert, SpecContext};
 use fedsky_crds::common::CloudProvider;
 use fedsky_crds::conditions::{self, ConditionStatus, NewCondition, READY, RECONCILING, STALLED};
 use fedsky_crds::{AggregatorPlacement, AggregatorPlacementStatus, MemberCluster, ParticipantPool};
 use fedsky_placement::Catalog;
+use fedsky_placement_spec::{self as convert, SpecContext};
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
