@@ -5,13 +5,13 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use fedsky_crds::federated_job::StrategyType;
 use fedsky_placement::{Catalog, CatalogError, CatalogOverlay, PlacementModel, solve_placement};
+use fedsky_placement_spec::{
+    ConvertError, STATUS_FRONT_LIMIT, SolveError, SpecContext, to_input, to_solver, to_status,
+};
 use thiserror::Error;
 
 use crate::catalog::RefreshArgs;
 use crate::manifest::{ManifestError, Manifests};
-use crate::placement::{
-    ConvertError, STATUS_FRONT_LIMIT, SolveError, SpecContext, to_input, to_solver, to_status,
-};
 use crate::render::{SolveReport, text};
 
 /// fedsky: federated learning across clusters.
@@ -334,7 +334,7 @@ pub fn solve(args: &SolveArgs) -> Result<CommandOutput, CliError> {
         member_clusters: manifests.cluster_locations(),
         strategy: Some(args.strategy.into()),
     };
-    // The same steps as `placement::solve_spec`, kept apart so the model's
+    // The same steps as `fedsky_placement_spec::solve_spec`, kept apart so the model's
     // candidate counts can be printed.
     let input = to_input(spec, &ctx)?;
     let solver = to_solver(&spec.solver)?;

@@ -3,9 +3,8 @@
 use fedsky_crds::aggregator_placement::AggregatorPlacementStatus;
 use fedsky_placement::PlacementOutcome;
 use fedsky_placement::model::{CandidateCounts, PlacementPoint};
+use fedsky_placement_spec::solver_name;
 use serde::Serialize;
-
-use crate::placement::solver_name;
 
 /// What `--output json|yaml` prints.
 #[derive(Debug, Clone, Serialize)]
@@ -187,8 +186,11 @@ pub fn text(
         }
     }
     if !outcome.front.is_empty() {
-        let keep =
-            crate::placement::bounded_indices(outcome.front.len(), front_limit, outcome.selected);
+        let keep = fedsky_placement_spec::bounded_indices(
+            outcome.front.len(),
+            front_limit,
+            outcome.selected,
+        );
         let with_standby = outcome.front.iter().any(|p| p.standby.is_some());
         let rows: Vec<Vec<String>> = keep
             .iter()

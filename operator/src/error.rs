@@ -27,6 +27,10 @@ pub enum Error {
     /// The job's certificates could not be issued, or its stored CA is unusable.
     #[error("job PKI: {0}")]
     Pki(#[from] crate::controllers::federated_job::pki::PkiError),
+    /// A placement solve failed for a reason the spec does not explain (a panic, a solver
+    /// or catalog defect): retried with backoff, never reported as an invalid spec.
+    #[error("placement solve: {0}")]
+    Solve(#[from] crate::controllers::aggregator_placement::SolveFailure),
     /// Status could not be serialised (a bug).
     #[error("serialising status: {0}")]
     Serialize(#[from] serde_json::Error),
@@ -43,6 +47,7 @@ impl Error {
             Self::Runtime(_) => "ProcessRuntimeError",
             Self::Serialize(_) => "InternalError",
             Self::Pki(_) => "CertificateError",
+            Self::Solve(_) => crate::controllers::aggregator_placement::SOLVE_FAILED,
             Self::Finalizer(e) => match e.as_ref() {
                 kube::runtime::finalizer::Error::ApplyFailed(inner)
                 | kube::runtime::finalizer::Error::CleanupFailed(inner) => inner.category(),

@@ -6,11 +6,11 @@
 mod common;
 
 use common::{apply_json, eventually};
-use fedsky_cli::placement::{STATUS_FRONT_LIMIT, SpecContext, solve_spec, to_status};
 use fedsky_crds::conditions;
 use fedsky_crds::{AggregatorPlacement, ParticipantPool};
 use fedsky_e2e::{ControlPlane, Options};
 use fedsky_operator::run::{Settings, run};
+use fedsky_placement_spec::{STATUS_FRONT_LIMIT, SpecContext, solve_spec, to_status};
 use kube::api::{Api, Patch, PatchParams};
 
 fn example(file: &str) -> serde_json::Value {

@@ -2,25 +2,31 @@
 //! as `fedsky placement solve`, and writes the selected candidate, a bounded Pareto front,
 //! the solver, evaluations, solve time and catalog version into status. It re-solves only
 //! when its inputs change (spec, the pool's sites, member-cluster regions, catalog), so
-//! status does not flap.
+//! status does not flap. A solve that fails without the spec being at fault is retried
+//! with backoff ([`solve`]).
+
+mod solve;
 
 use crate::{Context, Error, FIELD_MANAGER};
-use fedsky_cli::placement::{self as convert, SpecContext};
 use fedsky_crds::common::CloudProvider;
 use fedsky_crds::conditions::{self, ConditionStatus, NewCondition, READY, RECONCILING, STALLED};
 use fedsky_crds::{AggregatorPlacement, AggregatorPlacementStatus, MemberCluster, ParticipantPool};
 use fedsky_placement::Catalog;
+use fedsky_placement_spec::{self as convert, SpecContext};
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+pub use solve::{SOLVE_FAILED, SolveFailure};
 
 /// Name used in metrics and logs.
 pub const CONTROLLER: &str = "aggregatorplacement";
@@ -32,6 +38,8 @@ pub async fn run(ctx: Arc<Context>) {
     let controller = Controller::new(api, watcher::Config::default());
     let store = controller.store();
     ctx.placements.set(controller.store());
+    let failures = solve::Failures::default();
+    let on_error = failures.clone();
     controller
         .watches(
             Api::<ParticipantPool>::all(ctx.client.clone()),
@@ -47,7 +55,21 @@ pub async fn run(ctx: Arc<Context>) {
             },
         )
         .shutdown_on_signal()
-        .run(reconcile, error_policy, ctx)
+        .run(
+            move |ap, ctx| {
+                let failures = failures.clone();
+                async move {
+                    let key = ObjectRef::from_obj(&*ap);
+                    let result = reconcile(ap, ctx).await;
+                    if result.is_ok() {
+                        failures.reset(&key);
+                    }
+                    result
+                }
+            },
+            move |ap, error, ctx| error_policy(ap, error, ctx, &on_error),
+            ctx,
+        )
         .for_each(|_| futures::future::ready(()))
         .await;
 }
@@ -56,8 +78,7 @@ pub async fn run(ctx: Arc<Context>) {
 async fn reconcile(ap: Arc<AggregatorPlacement>, ctx: Arc<Context>) -> Result<Action, Error> {
     let start = Instant::now();
     let ns = ap.namespace().unwrap_or_default();
-    let catalog =
-        Catalog::builtin().map_err(|e| Error::InvalidSpec(format!("builtin catalog: {e}")))?;
+    let catalog = Catalog::builtin().map_err(SolveFailure::Catalog)?;
     let pool = match &ap.spec.participants.pool_ref {
         Some(r) => {
             Api::<ParticipantPool>::namespaced(ctx.client.clone(), &ns)
@@ -88,7 +109,7 @@ async fn reconcile(ap: Arc<AggregatorPlacement>, ctx: Arc<Context>) -> Result<Ac
     let pool_name = pool.as_ref().map(ResourceExt::name_any);
     let pool_spec = pool.map(|p| p.spec);
     // The solve is CPU-bound (NSGA-II on large spaces): keep it off the async workers.
-    let outcome = tokio::task::spawn_blocking(move || {
+    let solved = solve::off_runtime(move || {
         let sctx = SpecContext {
             pool: pool_name.as_deref().zip(pool_spec.as_ref()),
             member_clusters: clusters,
@@ -96,8 +117,12 @@ async fn reconcile(ap: Arc<AggregatorPlacement>, ctx: Arc<Context>) -> Result<Ac
         };
         convert::solve_spec(catalog, &spec, &sctx)
     })
-    .await
-    .map_err(|e| Error::InvalidSpec(format!("solver task failed: {e}")))?;
+    .await;
+    // A spec error goes to status below; any other failure is retried with backoff.
+    let outcome = match solved {
+        Ok(outcome) => outcome,
+        Err(failure) => return Err(solve::failed(&ctx, &ap, failure).await),
+    };
 
     let now = Timestamp::now();
     let generation = ap.metadata.generation;
@@ -168,14 +193,27 @@ async fn reconcile(ap: Arc<AggregatorPlacement>, ctx: Arc<Context>) -> Result<Ac
     Ok(Action::requeue(Duration::from_secs(300)))
 }
 
+/// An invalid spec waits for a change; a failed solve is retried after a wait that
+/// doubles per consecutive failure of the object ([`solve::backoff`]); other transient
+/// errors retry after their fixed delay.
 // kube's Controller fixes this signature (Arcs by value).
 #[allow(clippy::needless_pass_by_value)]
-fn error_policy(ap: Arc<AggregatorPlacement>, error: &Error, ctx: Arc<Context>) -> Action {
+fn error_policy(
+    ap: Arc<AggregatorPlacement>,
+    error: &Error,
+    ctx: Arc<Context>,
+    failures: &solve::Failures,
+) -> Action {
     tracing::warn!(placement = %ap.name_any(), %error, "reconcile failed");
     ctx.metrics.error(CONTROLLER, error.category());
-    error
-        .retry_after()
-        .map_or_else(Action::await_change, Action::requeue)
+    match error.retry_after() {
+        None => Action::await_change(),
+        Some(first) if matches!(error, Error::Solve(_)) => {
+            let n = failures.record(ObjectRef::from_obj(&*ap));
+            Action::requeue(solve::backoff(first, n))
+        }
+        Some(after) => Action::requeue(after),
+    }
 }
 
 /// A stable digest of the solve's inputs (FNV over their canonical JSON).

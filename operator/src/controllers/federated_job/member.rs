@@ -679,7 +679,7 @@ async fn site_region(
     };
     let cloud = site.cloud.or(cluster.as_ref().map(|m| m.spec.provider))?;
     let region = site.region.clone().or(cluster.map(|m| m.spec.region))?;
-    Some((fedsky_cli::placement::cloud_name(cloud).to_string(), region))
+    Some((fedsky_placement_spec::cloud_name(cloud).to_string(), region))
 }
 
 async fn start_process(

@@ -13,7 +13,6 @@ use super::status::AggregatorObs;
 use super::validate::ValidJob;
 use crate::controllers::member_cluster::credentials::{cloud_of, secret_data};
 use crate::{Context, Error};
-use fedsky_cli::placement::cloud_name;
 use fedsky_clouds::Sensitive;
 use fedsky_clouds::credentials::{self, Credentials};
 use fedsky_clouds::initializer::{self, InitSpec, TlsFiles};
@@ -23,6 +22,7 @@ use fedsky_clouds::provision::{
 use fedsky_crds::aggregator_placement::{CloudProvisioning, PlacementOption, ProvisioningSpec};
 use fedsky_crds::common::CloudProvider;
 use fedsky_crds::{AggregatorPlacement, FederatedJob};
+use fedsky_placement_spec::cloud_name;
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::Api;

@@ -1,10 +1,17 @@
 //! AggregatorPlacement spec → placement model input, and placement outcome →
 //! AggregatorPlacementStatus, as pure functions.
 //!
-//! The `fedsky placement solve` command and the operator's
-//! AggregatorPlacement controller both call [`solve_spec`] and
-//! [`to_status`], so the same manifest gives the same answer offline and in
-//! the cluster.
+//! This is the one bridge between the API types of `fedsky-crds`
+//! (AggregatorPlacement, ParticipantPool, MemberCluster locations) and the
+//! pure optimiser `fedsky-placement`, which knows no Kubernetes types. It has
+//! no API client and no async runtime.
+//!
+//! Who uses it: the operator's AggregatorPlacement controller (and the
+//! FederatedJob controller for [`cloud_name`]), and the `fedsky placement
+//! solve` command of `fedsky-cli`. Both call [`solve_spec`] (the CLI its
+//! steps [`to_input`] and [`to_solver`]) and [`to_status`], so the same
+//! manifest gives the same answer offline and in the cluster. It sits below
+//! both, so the operator does not depend on the CLI.
 
 use std::collections::BTreeMap;
 
