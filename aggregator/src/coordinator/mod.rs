@@ -9,6 +9,8 @@ mod aggregate;
 mod error;
 mod instruction;
 mod start;
+#[cfg(test)]
+mod tests;
 mod upload;
 mod views;
 
