@@ -299,7 +299,14 @@ async fn a_dropped_ticket_gives_the_slot_back() {
 
 #[tokio::test]
 async fn a_rejected_update_counts_as_the_reply() {
-    let (core, _dir) = start(job(1, 60.0, "")).await;
+    // One accepted update is enough, so the round stays open after a's
+    // rejection and its slot can be read.
+    let job = JobConfig::parse(
+        "name: unit-job\nseed: 7\nrounds: {total: 1, minPerRound: 1, maxPerRound: 2, \
+         minAvailable: 2, roundTimeoutSeconds: 60}\n",
+    )
+    .expect("job config");
+    let (core, _dir) = start(job).await;
     register(&core, "a");
     register(&core, "b");
     let ticket = core.begin_upload(&id("a"), meta(1, 10)).expect("admitted");
