@@ -243,9 +243,6 @@ impl<D: DataPlane> AggregatorService<D> {
     }
 }
 
-/// Appends a chunk to a buffer sized from the header (the size check above
-/// makes overflow impossible; it is still refused rather than trusted).
-
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 #[tonic::async_trait]

@@ -12,6 +12,8 @@ use crate::proto;
 use crate::round::{ParticipantId, UpdateRefusal};
 use crate::update::UpdateRejection;
 
+/// Appends a chunk to a buffer sized from the header (the size check above
+/// makes overflow impossible; it is still refused rather than trusted).
 pub(super) fn append(buf: &mut RecvBuf, data: &[u8]) -> Result<(), CoreError> {
     buf.extend_from_slice(data)
         .map_err(|e| CoreError::internal("the receive buffer", e))
