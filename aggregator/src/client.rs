@@ -31,9 +31,21 @@ use crate::{PARTICIPANT_METADATA, REASON_METADATA};
 /// Client errors.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// Bad endpoint or TLS material.
+    /// Bad client settings (token, participant id).
     #[error("invalid client configuration: {0}")]
     Config(String),
+    /// The endpoint is not a valid URI.
+    #[error("invalid aggregator endpoint {endpoint:?}")]
+    Endpoint {
+        /// The endpoint as configured.
+        endpoint: String,
+        /// Why it is invalid.
+        #[source]
+        source: tonic::transport::Error,
+    },
+    /// The TLS material cannot be used.
+    #[error("invalid client TLS configuration")]
+    Tls(#[source] tonic::transport::Error),
     /// Connecting failed.
     #[error("connecting to the aggregator failed")]
     Connect(#[source] tonic::transport::Error),
@@ -205,7 +217,10 @@ pub struct AggregatorClient {
 impl AggregatorClient {
     fn endpoint(config: &ClientConfig) -> Result<Endpoint, ClientError> {
         let mut ep = Endpoint::from_shared(config.endpoint.clone())
-            .map_err(|e| ClientError::Config(format!("endpoint {:?}: {e}", config.endpoint)))?
+            .map_err(|source| ClientError::Endpoint {
+                endpoint: config.endpoint.clone(),
+                source,
+            })?
             .connect_timeout(config.connect_timeout)
             .tcp_nodelay(true)
             .initial_stream_window_size(Some(8 << 20))
@@ -220,9 +235,7 @@ impl AggregatorClient {
             if let Some(d) = &tls.domain {
                 t = t.domain_name(d.clone());
             }
-            ep = ep
-                .tls_config(t)
-                .map_err(|e| ClientError::Config(format!("TLS: {e}")))?;
+            ep = ep.tls_config(t).map_err(ClientError::Tls)?;
         }
         Ok(ep)
     }

@@ -11,8 +11,8 @@ pub enum IdentityError {
     #[error("no client certificate was presented; the aggregator requires mTLS")]
     NoCertificate,
     /// The certificate could not be parsed.
-    #[error("the client certificate cannot be parsed: {0}")]
-    Parse(String),
+    #[error("the client certificate cannot be parsed")]
+    Parse(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// Neither a CN nor a DNS/URI SAN.
     #[error("the client certificate names no participant (no CN and no DNS or URI SAN)")]
     NoName,
@@ -44,7 +44,7 @@ pub fn validate_id(name: &str) -> Result<ParticipantId, IdentityError> {
 /// first DNS or URI subject alternative name.
 pub fn participant_from_der(der: &[u8]) -> Result<ParticipantId, IdentityError> {
     let (_, cert) =
-        X509Certificate::from_der(der).map_err(|e| IdentityError::Parse(e.to_string()))?;
+        X509Certificate::from_der(der).map_err(|e| IdentityError::Parse(Box::new(e)))?;
     if let Some(cn) = cert
         .subject()
         .iter_common_name()
@@ -55,7 +55,7 @@ pub fn participant_from_der(der: &[u8]) -> Result<ParticipantId, IdentityError> 
     }
     let san = cert
         .subject_alternative_name()
-        .map_err(|e| IdentityError::Parse(e.to_string()))?;
+        .map_err(|e| IdentityError::Parse(Box::new(e)))?;
     let name = san.and_then(|ext| {
         ext.value.general_names.iter().find_map(|n| match n {
             GeneralName::DNSName(s) | GeneralName::URI(s) => Some(s.to_string()),

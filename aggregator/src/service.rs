@@ -6,167 +6,32 @@
 //! No handler panics: every failure is a `Status` with a `fedsky-reason`
 //! metadata entry (the metric label of the refusal).
 
-use std::collections::BTreeMap;
-use std::future::Future;
+mod plane;
+#[cfg(test)]
+mod tests;
+mod wire;
+
 use std::pin::Pin;
 
 use tokio_stream::Stream;
-use tonic::metadata::MetadataValue;
 use tonic::{Code, Request, Response, Status, Streaming};
 
 use crate::buffers::RecvBuf;
-use crate::coordinator::{
-    Coordinator, CoreError, Instruction, InstructionKind, ModelBlob, Registration, UploadMeta,
-    UploadReceipt, UploadTicket, WireLimits,
-};
-use crate::identity::{IdentityError, participant_from_der, validate_id};
-use crate::metrics::Metrics;
+use crate::coordinator::{CoreError, Instruction, InstructionKind, UploadReceipt};
+use crate::identity::{IdentityError, validate_id};
 use crate::proto;
 use crate::proto::aggregator_server::Aggregator;
-use crate::round::{ParticipantId, UpdateRefusal};
+use crate::round::ParticipantId;
 use crate::update::UpdateRejection;
 
 pub use crate::{PARTICIPANT_METADATA, REASON_METADATA};
 
-/// What the gRPC layer needs from the core.
-pub trait DataPlane: Clone + Send + Sync + 'static {
-    /// An admitted upload.
-    type Upload: UploadSession;
-    /// Whether `token` is the job token.
-    fn token_matches(&self, token: &str) -> bool;
-    /// Metrics to count refusals in.
-    fn metrics(&self) -> &Metrics;
-    /// Limits announced to participants.
-    fn wire_limits(&self) -> WireLimits;
-    /// Registers a participant.
-    fn register(
-        &self,
-        id: &ParticipantId,
-        labels: BTreeMap<String, String>,
-    ) -> Result<Registration, CoreError>;
-    /// Whether `id` is registered.
-    fn is_registered(&self, id: &ParticipantId) -> bool;
-    /// Records a heartbeat.
-    fn heartbeat(&self, id: &ParticipantId) -> Result<(u64, &'static str), CoreError>;
-    /// The instruction for `id` now.
-    fn instruction(&self, id: &ParticipantId) -> Instruction;
-    /// Changes whenever instructions may have changed.
-    fn subscribe(&self) -> tokio::sync::watch::Receiver<u64>;
-    /// A model version.
-    fn model(
-        &self,
-        version: Option<u64>,
-    ) -> impl Future<Output = Result<ModelBlob, CoreError>> + Send;
-    /// Admits an upload.
-    fn begin_upload(&self, id: &ParticipantId, meta: UploadMeta)
-    -> Result<Self::Upload, CoreError>;
-    /// Records an evaluation.
-    fn report_evaluation(
-        &self,
-        id: &ParticipantId,
-        version: u64,
-        num_examples: u64,
-        metrics: BTreeMap<String, f64>,
-    ) -> impl Future<Output = Result<(), CoreError>> + Send;
-}
-
-/// An upload in progress.
-pub trait UploadSession: Send + 'static {
-    /// Declared size.
-    fn declared_bytes(&self) -> u64;
-    /// Checks the head of the bytes; `Some(total)` once the header is in.
-    fn check_prefix(&mut self, prefix: &[u8]) -> Result<Option<usize>, CoreError>;
-    /// A receive buffer of at least `capacity` bytes, for once the header is in.
-    fn buffer(&self, capacity: usize) -> RecvBuf;
-    /// Checks the data received so far (the whole upload up to now), while
-    /// the newest chunk is still in cache.
-    fn check_data(&mut self, received: &[u8]) -> Result<(), CoreError>;
-    /// Refuses the upload on content.
-    fn reject(self, error: &CoreError);
-    /// Validates and records the complete bytes.
-    fn finish(
-        self,
-        bytes: RecvBuf,
-    ) -> impl Future<Output = Result<UploadReceipt, CoreError>> + Send;
-}
-
-impl UploadSession for UploadTicket {
-    fn declared_bytes(&self) -> u64 {
-        UploadTicket::declared_bytes(self)
-    }
-    fn check_prefix(&mut self, prefix: &[u8]) -> Result<Option<usize>, CoreError> {
-        UploadTicket::check_prefix(self, prefix)
-    }
-    fn buffer(&self, capacity: usize) -> RecvBuf {
-        UploadTicket::buffer(self, capacity)
-    }
-    fn check_data(&mut self, received: &[u8]) -> Result<(), CoreError> {
-        UploadTicket::check_data(self, received)
-    }
-    fn reject(self, error: &CoreError) {
-        UploadTicket::reject(self, error);
-    }
-    fn finish(
-        self,
-        bytes: RecvBuf,
-    ) -> impl Future<Output = Result<UploadReceipt, CoreError>> + Send {
-        UploadTicket::finish(self, bytes)
-    }
-}
-
-impl DataPlane for Coordinator {
-    type Upload = UploadTicket;
-    fn token_matches(&self, token: &str) -> bool {
-        Coordinator::token_matches(self, token)
-    }
-    fn metrics(&self) -> &Metrics {
-        Coordinator::metrics(self)
-    }
-    fn wire_limits(&self) -> WireLimits {
-        Coordinator::wire_limits(self)
-    }
-    fn register(
-        &self,
-        id: &ParticipantId,
-        labels: BTreeMap<String, String>,
-    ) -> Result<Registration, CoreError> {
-        Coordinator::register(self, id, labels)
-    }
-    fn is_registered(&self, id: &ParticipantId) -> bool {
-        Coordinator::is_registered(self, id)
-    }
-    fn heartbeat(&self, id: &ParticipantId) -> Result<(u64, &'static str), CoreError> {
-        Coordinator::heartbeat(self, id)
-    }
-    fn instruction(&self, id: &ParticipantId) -> Instruction {
-        Coordinator::instruction(self, id)
-    }
-    fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
-        Coordinator::subscribe(self)
-    }
-    fn model(
-        &self,
-        version: Option<u64>,
-    ) -> impl Future<Output = Result<ModelBlob, CoreError>> + Send {
-        Coordinator::model(self, version)
-    }
-    fn begin_upload(
-        &self,
-        id: &ParticipantId,
-        meta: UploadMeta,
-    ) -> Result<UploadTicket, CoreError> {
-        Coordinator::begin_upload(self, id, meta)
-    }
-    fn report_evaluation(
-        &self,
-        id: &ParticipantId,
-        version: u64,
-        num_examples: u64,
-        metrics: BTreeMap<String, f64>,
-    ) -> impl Future<Output = Result<(), CoreError>> + Send {
-        Coordinator::report_evaluation(self, id, version, num_examples, metrics)
-    }
-}
+pub use plane::{DataPlane, UploadSession};
+use wire::{
+    append, core_status, counts_as_rejection, model_chunks, peer_identity, protocol, status,
+    upload_meta,
+};
+pub use wire::{core_code, instruction_to_proto};
 
 /// How callers are identified.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -228,7 +93,7 @@ impl<D: DataPlane> AggregatorService<D> {
                 IdentityError::NoCertificate => "no_client_certificate",
                 _ => "bad_identity",
             };
-            unauthenticated(e.to_string(), reason)
+            unauthenticated(wire::with_causes(&e), reason)
         })
     }
 
@@ -378,145 +243,6 @@ impl<D: DataPlane> AggregatorService<D> {
     }
 }
 
-/// Appends a chunk to a buffer sized from the header (the size check above
-/// makes overflow impossible; it is still refused rather than trusted).
-fn append(buf: &mut RecvBuf, data: &[u8]) -> Result<(), CoreError> {
-    buf.extend_from_slice(data)
-        .map_err(|e| CoreError::Internal(format!("receive buffer: {e}")))
-}
-
-fn protocol(detail: &str) -> CoreError {
-    CoreError::Protocol {
-        detail: detail.to_string(),
-    }
-}
-
-fn peer_identity<T>(req: &Request<T>) -> Result<ParticipantId, IdentityError> {
-    let certs = req.peer_certs().ok_or(IdentityError::NoCertificate)?;
-    let leaf = certs.first().ok_or(IdentityError::NoCertificate)?;
-    participant_from_der(leaf.as_ref())
-}
-
-/// A status with the reason label attached.
-fn status(code: Code, message: impl Into<String>, reason: &'static str) -> Status {
-    let mut s = Status::new(code, message);
-    s.metadata_mut()
-        .insert(REASON_METADATA, MetadataValue::from_static(reason));
-    s
-}
-
-/// Whether an error is a refused update or call (counted per reason).
-fn counts_as_rejection(e: &CoreError) -> bool {
-    !matches!(
-        e,
-        CoreError::Store(_) | CoreError::Internal(_) | CoreError::VersionNotFound { .. }
-    )
-}
-
-/// The gRPC code of each core error.
-pub fn core_code(e: &CoreError) -> Code {
-    match e {
-        CoreError::UnknownParticipant { .. } | CoreError::NotAllowed { .. } => {
-            Code::PermissionDenied
-        }
-        CoreError::Refused(r) => match r {
-            UpdateRefusal::UnknownParticipant { .. } => Code::PermissionDenied,
-            UpdateRefusal::Duplicate { .. } => Code::AlreadyExists,
-            UpdateRefusal::NotSampled { .. }
-            | UpdateRefusal::StaleRound { .. }
-            | UpdateRefusal::Late { .. }
-            | UpdateRefusal::Dropped { .. }
-            | UpdateRefusal::NoRoundOpen { .. }
-            | UpdateRefusal::NotUploading { .. } => Code::FailedPrecondition,
-        },
-        CoreError::Rejected(
-            UpdateRejection::Oversized { .. } | UpdateRejection::HeaderTooLarge { .. },
-        ) => Code::ResourceExhausted,
-        CoreError::Rejected(_) | CoreError::ZeroExamples | CoreError::Protocol { .. } => {
-            Code::InvalidArgument
-        }
-        CoreError::MessageTooLarge { .. } | CoreError::Capacity { .. } => Code::ResourceExhausted,
-        CoreError::StaleBase { .. } => Code::FailedPrecondition,
-        CoreError::VersionNotFound { .. } => Code::NotFound,
-        CoreError::Store(_) => Code::Unavailable,
-        CoreError::NoInitialModel
-        | CoreError::Job(_)
-        | CoreError::Strategy(_)
-        | CoreError::Round(_)
-        | CoreError::Model(_)
-        | CoreError::Internal(_) => Code::Internal,
-    }
-}
-
-fn core_status(e: &CoreError) -> Status {
-    status(core_code(e), e.to_string(), e.reason())
-}
-
-fn upload_meta(m: proto::UpdateMeta) -> UploadMeta {
-    UploadMeta {
-        round: m.round,
-        base_version: m.base_version,
-        num_examples: m.num_examples,
-        total_bytes: m.total_bytes,
-        metrics: m.metrics.into_iter().collect(),
-    }
-}
-
-/// Core instruction → wire instruction.
-pub fn instruction_to_proto(i: &Instruction) -> proto::Instruction {
-    use proto::instruction::Kind;
-    let kind = match i.kind {
-        InstructionKind::Wait => Kind::Wait,
-        InstructionKind::Fit => Kind::Fit,
-        InstructionKind::Evaluate => Kind::Evaluate,
-        InstructionKind::Done => Kind::Done,
-        InstructionKind::Failed => Kind::Failed,
-    };
-    proto::Instruction {
-        kind: kind as i32,
-        round: i.round,
-        attempt: i.attempt,
-        total_rounds: i.total_rounds,
-        model_version: i.model_version,
-        model_sha256: i.model_sha256.clone(),
-        deadline_in_ms: i.deadline_in_ms,
-        hyper_parameters: i.hyper_parameters.as_ref().map(|h| proto::HyperParameters {
-            local_epochs: h.local_epochs,
-            batch_size: h.batch_size,
-            learning_rate: h.learning_rate,
-            proximal_mu: h.proximal_mu,
-            seed: h.seed,
-            optimizer: h.optimizer.clone(),
-        }),
-        message: i.message.clone(),
-    }
-}
-
-fn model_chunks(blob: &ModelBlob, chunk: usize) -> Vec<Result<proto::ModelChunk, Status>> {
-    let len = blob.bytes.len();
-    let chunk = chunk.max(1);
-    let mut out = Vec::with_capacity(len.div_ceil(chunk).max(1));
-    let mut offset = 0usize;
-    loop {
-        let end = (offset + chunk).min(len);
-        out.push(Ok(proto::ModelChunk {
-            info: (offset == 0).then(|| proto::ModelInfo {
-                version: blob.version,
-                size: len as u64,
-                sha256: blob.sha256.clone(),
-            }),
-            offset: offset as u64,
-            // A slice of the shared buffer: no copy per download.
-            data: blob.bytes.slice(offset..end),
-        }));
-        offset = end;
-        if offset >= len {
-            break;
-        }
-    }
-    out
-}
-
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -651,73 +377,5 @@ impl<D: DataPlane> Aggregator for AggregatorService<D> {
             round,
             phase: phase.into(),
         }))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn codes_are_precise() {
-        let id = ParticipantId::from("p");
-        let cases = [
-            (
-                CoreError::Rejected(UpdateRejection::NonFinite {
-                    tensor: "w".into(),
-                    index: 0,
-                    value: f32::NAN,
-                }),
-                Code::InvalidArgument,
-            ),
-            (
-                CoreError::Rejected(UpdateRejection::Oversized { got: 2, limit: 1 }),
-                Code::ResourceExhausted,
-            ),
-            (
-                CoreError::Refused(UpdateRefusal::StaleRound {
-                    id: id.clone(),
-                    current: 2,
-                    got: 1,
-                }),
-                Code::FailedPrecondition,
-            ),
-            (
-                CoreError::Refused(UpdateRefusal::Duplicate {
-                    id: id.clone(),
-                    round: 1,
-                }),
-                Code::AlreadyExists,
-            ),
-            (CoreError::UnknownParticipant { id }, Code::PermissionDenied),
-            (CoreError::ZeroExamples, Code::InvalidArgument),
-        ];
-        for (e, code) in cases {
-            let s = core_status(&e);
-            assert_eq!(s.code(), code, "{e}");
-            assert_eq!(
-                s.metadata()
-                    .get(REASON_METADATA)
-                    .and_then(|v| v.to_str().ok()),
-                Some(e.reason())
-            );
-        }
-    }
-
-    #[test]
-    fn chunks_cover_the_model_once() {
-        let blob = ModelBlob {
-            version: 3,
-            bytes: bytes::Bytes::from(vec![7u8; 10]),
-            sha256: "x".into(),
-        };
-        let chunks: Vec<proto::ModelChunk> = model_chunks(&blob, 4)
-            .into_iter()
-            .map(|c| c.expect("ok"))
-            .collect();
-        assert_eq!(chunks.len(), 3);
-        assert!(chunks[0].info.is_some() && chunks[1].info.is_none());
-        assert_eq!(chunks.iter().map(|c| c.data.len()).sum::<usize>(), 10);
-        assert_eq!(chunks[2].offset, 8);
     }
 }

@@ -193,9 +193,10 @@ impl Checkpoints {
 
     /// Rewrites a version's info (for metrics reported after it was made).
     pub async fn save_version_info(&self, info: &VersionInfo) -> Result<(), StoreError> {
-        let json = serde_json::to_vec_pretty(info).map_err(|e| StoreError::Corrupt {
+        let json = serde_json::to_vec_pretty(info).map_err(|source| StoreError::Json {
             key: info_key(info.version),
-            detail: format!("cannot encode version info: {e}"),
+            action: "encoded",
+            source,
         })?;
         self.store
             .put(&info_key(info.version), Bytes::from(json))
@@ -239,9 +240,10 @@ impl Checkpoints {
             strategy_state,
             model: info.clone(),
         };
-        let json = serde_json::to_vec_pretty(&record).map_err(|e| StoreError::Corrupt {
+        let json = serde_json::to_vec_pretty(&record).map_err(|source| StoreError::Json {
             key: CHECKPOINT_KEY.into(),
-            detail: format!("cannot encode record: {e}"),
+            action: "encoded",
+            source,
         })?;
         self.store.put(CHECKPOINT_KEY, Bytes::from(json)).await?;
         // The previous round's state blob is unreachable now; losing this
@@ -259,9 +261,10 @@ impl Checkpoints {
             return Ok(None);
         };
         let record: CheckpointRecord =
-            serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+            serde_json::from_slice(&bytes).map_err(|source| StoreError::Json {
                 key: CHECKPOINT_KEY.into(),
-                detail: e.to_string(),
+                action: "decoded",
+                source,
             })?;
         if record.format != FORMAT {
             return Err(StoreError::Corrupt {
@@ -348,9 +351,10 @@ impl Checkpoints {
                 continue;
             };
             let info: VersionInfo =
-                serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+                serde_json::from_slice(&bytes).map_err(|source| StoreError::Json {
                     key: key.clone(),
-                    detail: e.to_string(),
+                    action: "decoded",
+                    source,
                 })?;
             out.push(info);
         }
@@ -374,10 +378,7 @@ fn encode_state(state: FedOptState) -> Result<Option<Bytes>, StoreError> {
         ("v_t", vec![nv], TensorData::F32(v)),
     ])
     .and_then(|m| m.to_safetensors())
-    .map_err(|e| StoreError::Corrupt {
-        key: "state".into(),
-        detail: format!("cannot encode optimizer state: {e}"),
-    })?;
+    .map_err(StoreError::EncodeState)?;
     Ok(Some(Bytes::from(model)))
 }
 

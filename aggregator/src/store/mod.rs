@@ -70,6 +70,20 @@ pub enum StoreError {
         /// What does not match.
         detail: String,
     },
+    /// A record cannot be written as JSON, or a stored one cannot be read.
+    #[error("JSON of stored object {key:?} cannot be {action}")]
+    Json {
+        /// Key of the object.
+        key: String,
+        /// `encoded` or `decoded`.
+        action: &'static str,
+        /// The JSON error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The optimiser state cannot be encoded as safetensors.
+    #[error("the optimizer state cannot be encoded")]
+    EncodeState(#[source] crate::model::ModelError),
     /// A stored model failed validation.
     #[error("stored model {key:?} is not a valid safetensors model")]
     InvalidModel {
@@ -97,7 +111,9 @@ impl StoreError {
             StoreError::InvalidKey { .. } => "invalid_key",
             StoreError::Io { .. } => "io",
             StoreError::S3 { .. } => "s3",
-            StoreError::Corrupt { .. } => "corrupt",
+            StoreError::Corrupt { .. } | StoreError::Json { .. } | StoreError::EncodeState(_) => {
+                "corrupt"
+            }
             StoreError::InvalidModel { .. } => "invalid_model",
             StoreError::Incompatible { .. } => "incompatible",
             StoreError::Join(_) => "internal",

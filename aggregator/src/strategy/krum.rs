@@ -9,45 +9,50 @@
 
 use rayon::prelude::*;
 
-use super::buffer::BufferedRound;
+use super::StrategyError;
+use super::buffer::{Buffered, BufferedRound, RobustRule};
 use super::sum::WeightedSum;
-use super::{Strategy, StrategyError};
-use crate::model::{Model, ModelView};
+use crate::model::Model;
 
-/// Krum (`num_selected == 0`) or multi-Krum (`num_selected == m > 0`).
-#[derive(Debug)]
-pub struct Krum {
+/// The Krum rule (`num_selected == 0`) or multi-Krum (`num_selected == m > 0`).
+#[derive(Debug, Clone, Copy)]
+pub struct KrumRule {
     num_byzantine: usize,
     num_selected: usize,
-    max_buffered_bytes: u64,
-    round: Option<BufferedRound>,
 }
+
+impl KrumRule {
+    /// Krum tolerating `num_byzantine` (f) bad updates, averaging the best
+    /// `num_selected` (m; 0 = plain Krum).
+    pub fn new(num_byzantine: usize, num_selected: usize) -> Self {
+        Self {
+            num_byzantine,
+            num_selected,
+        }
+    }
+}
+
+/// Krum or multi-Krum over buffered updates.
+pub type Krum = Buffered<KrumRule>;
 
 impl Krum {
     /// Krum tolerating `num_byzantine` (f) bad updates, averaging the best
     /// `num_selected` (m; 0 = plain Krum), buffering up to `max_buffered_bytes`.
     pub fn new(num_byzantine: usize, num_selected: usize, max_buffered_bytes: u64) -> Self {
-        Self {
-            num_byzantine,
-            num_selected,
+        Self::with_rule(
+            KrumRule::new(num_byzantine, num_selected),
             max_buffered_bytes,
-            round: None,
-        }
+        )
     }
 
     /// f.
     pub fn num_byzantine(&self) -> usize {
-        self.num_byzantine
+        self.rule().num_byzantine
     }
 
     /// m (0 = Krum).
     pub fn num_selected(&self) -> usize {
-        self.num_selected
-    }
-
-    /// The configured buffer bound.
-    pub fn max_buffered_bytes(&self) -> u64 {
-        self.max_buffered_bytes
+        self.rule().num_selected
     }
 }
 
@@ -107,7 +112,7 @@ pub(crate) fn best_indices(scores: &[f64], k: usize) -> Vec<usize> {
     order
 }
 
-impl Strategy for Krum {
+impl RobustRule for KrumRule {
     fn name(&self) -> &'static str {
         if self.num_selected > 0 {
             "MultiKrum"
@@ -116,33 +121,7 @@ impl Strategy for Krum {
         }
     }
 
-    fn begin_round(&mut self, round: u64, global: &Model) -> Result<(), StrategyError> {
-        self.round = Some(BufferedRound::new(round, global, self.max_buffered_bytes));
-        Ok(())
-    }
-
-    fn accept(&mut self, update: &ModelView<'_>, num_examples: u64) -> Result<(), StrategyError> {
-        self.round
-            .as_mut()
-            .ok_or(StrategyError::NoRound)?
-            .accept(update, num_examples)
-    }
-
-    fn accepted(&self) -> usize {
-        self.round.as_ref().map_or(0, |r| r.buffer.len())
-    }
-
-    fn buffered_bytes(&self) -> u64 {
-        self.round.as_ref().map_or(0, |r| r.buffer.bytes())
-    }
-
-    fn max_updates(&self) -> Option<usize> {
-        self.round.as_ref().map(|r| r.buffer.capacity())
-    }
-
-    fn finish(&mut self) -> Result<Model, StrategyError> {
-        let round = self.round.take().ok_or(StrategyError::NoRound)?;
-        round.require_updates()?;
+    fn combine(&self, round: &BufferedRound) -> Result<Model, StrategyError> {
         let updates = round.buffer.updates();
         let scores = krum_scores(updates, self.num_byzantine);
         if self.num_selected == 0 {
@@ -163,9 +142,5 @@ impl Strategy for Krum {
             round: round.ctx.round,
         })?;
         round.ctx.output(&mean)
-    }
-
-    fn abort_round(&mut self) {
-        self.round = None;
     }
 }

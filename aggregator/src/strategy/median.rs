@@ -1,29 +1,22 @@
 //! Coordinate-wise median (Yin et al., 2018), as Flower's `FedMedian`.
 
-use super::buffer::BufferedRound;
-use super::{Strategy, StrategyError};
-use crate::model::{Model, ModelView};
+use super::StrategyError;
+use super::buffer::{Buffered, BufferedRound, RobustRule};
+use crate::model::Model;
 
-/// Per coordinate, the median of the updates (mean of the two middle values
-/// for an even count, like `numpy.median`). Example counts are ignored.
-#[derive(Debug)]
-pub struct FedMedian {
-    max_buffered_bytes: u64,
-    round: Option<BufferedRound>,
-}
+/// The median rule: per coordinate, the median of the updates (mean of the
+/// two middle values for an even count, like `numpy.median`). Example counts
+/// are ignored.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MedianRule;
+
+/// Coordinate-wise median over buffered updates.
+pub type FedMedian = Buffered<MedianRule>;
 
 impl FedMedian {
     /// Median with updates buffered up to `max_buffered_bytes`.
     pub fn new(max_buffered_bytes: u64) -> Self {
-        Self {
-            max_buffered_bytes,
-            round: None,
-        }
-    }
-
-    /// The configured buffer bound.
-    pub fn max_buffered_bytes(&self) -> u64 {
-        self.max_buffered_bytes
+        Self::with_rule(MedianRule, max_buffered_bytes)
     }
 }
 
@@ -39,42 +32,12 @@ pub(crate) fn median(values: &mut [f32]) -> f32 {
     }
 }
 
-impl Strategy for FedMedian {
+impl RobustRule for MedianRule {
     fn name(&self) -> &'static str {
         "FedMedian"
     }
 
-    fn begin_round(&mut self, round: u64, global: &Model) -> Result<(), StrategyError> {
-        self.round = Some(BufferedRound::new(round, global, self.max_buffered_bytes));
-        Ok(())
-    }
-
-    fn accept(&mut self, update: &ModelView<'_>, num_examples: u64) -> Result<(), StrategyError> {
-        self.round
-            .as_mut()
-            .ok_or(StrategyError::NoRound)?
-            .accept(update, num_examples)
-    }
-
-    fn accepted(&self) -> usize {
-        self.round.as_ref().map_or(0, |r| r.buffer.len())
-    }
-
-    fn buffered_bytes(&self) -> u64 {
-        self.round.as_ref().map_or(0, |r| r.buffer.bytes())
-    }
-
-    fn max_updates(&self) -> Option<usize> {
-        self.round.as_ref().map(|r| r.buffer.capacity())
-    }
-
-    fn finish(&mut self) -> Result<Model, StrategyError> {
-        let round = self.round.take().ok_or(StrategyError::NoRound)?;
-        round.require_updates()?;
+    fn combine(&self, round: &BufferedRound) -> Result<Model, StrategyError> {
         round.ctx.output(&round.coordinatewise(median))
-    }
-
-    fn abort_round(&mut self) {
-        self.round = None;
     }
 }

@@ -23,12 +23,13 @@ mod tests;
 
 use std::sync::Arc;
 
+pub use buffer::{Buffered, BufferedRound, RobustRule};
 pub use config::{BuildStrategy, ClientHints, FedOptConfig, StrategyCheckpoint, StrategyConfig};
 pub use fedavg::FedAvg;
 pub use fedopt::{FedOpt, FedOptState, ServerOptimizer};
-pub use krum::Krum;
-pub use median::FedMedian;
-pub use trimmed_mean::TrimmedMean;
+pub use krum::{Krum, KrumRule};
+pub use median::{FedMedian, MedianRule};
+pub use trimmed_mean::{TrimmedMean, TrimmedMeanRule};
 
 use crate::model::{Model, ModelError, ModelSpec, ModelView};
 
