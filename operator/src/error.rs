@@ -18,15 +18,22 @@ pub enum Error {
     /// The finalizer helper failed (adding/removing the finalizer or the inner reconcile).
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
-    /// The process runtime failed to start, observe or stop a local process.
-    #[error("process runtime: {0}")]
-    Runtime(String),
-    /// A cloud call for an aggregator VM failed (deleting it blocks job deletion).
-    #[error("cloud: {0}")]
-    Cloud(#[from] fedsky_clouds::provision::ProvisionError),
+    /// Starting, observing or removing workloads (pods, processes, VMs) failed.
+    #[error(transparent)]
+    Workloads(#[from] crate::workloads::WorkloadError),
+    /// A hub Secret the job owns lacks keys the operator put there.
+    #[error(
+        "hub Secret {secret} exists without the keys {keys:?}; delete it so that the operator recreates it"
+    )]
+    IncompleteSecret {
+        /// `namespace/name`.
+        secret: String,
+        /// The keys it should have.
+        keys: Vec<String>,
+    },
     /// The job's certificates could not be issued, or its stored CA is unusable.
     #[error("job PKI: {0}")]
-    Pki(#[from] crate::controllers::federated_job::pki::PkiError),
+    Pki(#[from] crate::pki::PkiError),
     /// A placement solve failed for a reason the spec does not explain (a panic, a solver
     /// or catalog defect): retried with backoff, never reported as an invalid spec.
     #[error("placement solve: {0}")]
@@ -43,8 +50,8 @@ impl Error {
             Self::Kube(_) => "HubApiError",
             Self::Cluster(e) => e.category(),
             Self::InvalidSpec(_) => "InvalidSpec",
-            Self::Cloud(e) => e.reason(),
-            Self::Runtime(_) => "ProcessRuntimeError",
+            Self::Workloads(e) => e.category(),
+            Self::IncompleteSecret { .. } => "HubSecretError",
             Self::Serialize(_) => "InternalError",
             Self::Pki(_) => "CertificateError",
             Self::Solve(_) => crate::controllers::aggregator_placement::SOLVE_FAILED,
@@ -62,7 +69,8 @@ impl Error {
         match self {
             Self::InvalidSpec(_) => None,
             // Credentials or a refused call need the user; check again now and then.
-            Self::Cloud(e) if e.is_user_error() => Some(Duration::from_secs(60)),
+            // A cloud call for an aggregator VM failed (deleting it blocks job deletion).
+            Self::Workloads(e) if e.is_user_error() => Some(Duration::from_secs(60)),
             _ => Some(Duration::from_secs(5)),
         }
     }

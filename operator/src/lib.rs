@@ -12,11 +12,14 @@ pub mod error;
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod names;
 pub mod orchestrator;
+pub mod pki;
 pub mod quantity;
 pub mod run;
 pub mod runtime;
 pub mod telemetry;
+pub mod workloads;
 
 pub use context::Context;
 pub use error::Error;

@@ -63,11 +63,12 @@ pub async fn run(client: kube::Client, settings: Settings) -> Result<(), RunErro
         }
     });
 
-    let ctx = Context::new(client.clone(), metrics.clone(), settings.runtime);
+    let ctx = Context::new(client.clone(), metrics.clone());
+    let runtime = settings.runtime;
     let Some(election) = settings.election else {
         let _ = ready_tx.send(true);
         metrics.leader.set(1);
-        controllers_forever(ctx).await;
+        controllers_forever(ctx, &runtime).await;
         return Ok(());
     };
     let lease = format!("{}/{}", election.namespace, election.name);
@@ -82,7 +83,7 @@ pub async fn run(client: kube::Client, settings: Settings) -> Result<(), RunErro
     tracing::info!(%lease, "acquired leadership; starting controllers");
     metrics.leader.set(1);
     tokio::select! {
-        () = controllers_forever(ctx) => Ok(()),
+        () = controllers_forever(ctx, &runtime) => Ok(()),
         () = lost(&mut leading) => {
             metrics.leader.set(0);
             Err(RunError::LostLeadership(lease))
@@ -98,12 +99,14 @@ async fn lost(leading: &mut tokio::sync::watch::Receiver<bool>) {
     }
 }
 
-async fn controllers_forever(ctx: Arc<Context>) {
+/// The four controllers over the shared context; `runtime` picks where the FederatedJob
+/// controllers run workloads.
+async fn controllers_forever(ctx: Arc<Context>, runtime: &crate::runtime::Runtime) {
     tokio::join!(
         controllers::member_cluster::run(ctx.clone()),
         controllers::participant_pool::run(ctx.clone()),
         controllers::aggregator_placement::run(ctx.clone()),
-        controllers::federated_job::run(ctx),
+        controllers::federated_job::run(ctx, runtime),
     );
 }
 

@@ -1,10 +1,10 @@
 //! Desired objects of a FederatedJob, built from a validated job: the participant Jobs
 //! for the sites' clusters and the aggregator's objects for the placed cluster. Pure.
 
-use super::command::{self, AggregatorIo, ParticipantIo, TlsPaths};
-use super::names::{self, AGGREGATOR_NAMESPACE, GRPC_PORT, HTTP_PORT};
-use super::pki::PkiError;
 use super::validate::ValidJob;
+use crate::names::{self, AGGREGATOR_NAMESPACE, GRPC_PORT, HTTP_PORT};
+use crate::pki::PkiError;
+use crate::workloads::command::{self, AggregatorIo, ParticipantIo, TlsPaths};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret, Service};
@@ -186,7 +186,7 @@ pub fn participant_secret(job: &ValidJob, plan: &ParticipantPlan) -> Result<Secr
 
 /// The aggregator's server certificate: valid for its Service name, which participants
 /// verify whatever address they dial, and for loopback (the process runtime).
-pub fn aggregator_certificate(job: &ValidJob) -> Result<super::pki::Leaf, PkiError> {
+pub fn aggregator_certificate(job: &ValidJob) -> Result<crate::pki::Leaf, PkiError> {
     let svc = names::aggregator_tls_name(&job.key);
     job.ca.server(&[
         svc.clone(),

@@ -4,7 +4,7 @@
 //! again under the same name never gets the old one's.
 
 use super::per_job::PerJob;
-use super::pki::Ca;
+use crate::pki::Ca;
 
 /// A job's token and CA.
 #[derive(Clone, Debug)]

@@ -4,8 +4,8 @@
 //! (docs/operator-benchmark.md). One watch per member cluster that hosts aggregators,
 //! started with the first aggregator applied there; nothing is cached.
 
-use super::names::{AGGREGATOR_NAMESPACE, ANNOTATION_JOB, LABEL_ROLE};
 use crate::clusters::ClusterRegistry;
+use crate::names::{AGGREGATOR_NAMESPACE, ANNOTATION_JOB, LABEL_ROLE};
 use fedsky_crds::FederatedJob;
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;

@@ -75,7 +75,7 @@ pub fn sequence_floor<'a>(
 ) -> BTreeMap<String, u32> {
     let mut floor: BTreeMap<String, u32> = BTreeMap::new();
     for (site, name) in names {
-        if let Some(n) = super::names::participant_seq(key, site, name) {
+        if let Some(n) = crate::names::participant_seq(key, site, name) {
             let e = floor.entry(site.to_owned()).or_insert(0);
             *e = (*e).max(n.saturating_add(1));
         }
@@ -193,8 +193,8 @@ pub fn plan(
 
 #[cfg(test)]
 mod tests {
-    use super::super::names;
     use super::*;
+    use crate::names;
 
     fn cand(site: &str, node: &str) -> Candidate {
         Candidate {

@@ -4,7 +4,7 @@
 //! generation, a finalizer or deletion, and the placer's `Placed` do; everything else is
 //! polled by the periodic requeue.
 
-use super::place::hub_only;
+use super::plan::hub_only;
 use fedsky_crds::FederatedJob;
 use kube::ResourceExt;
 use std::collections::HashMap;

@@ -36,7 +36,7 @@ pub struct ValidJob {
     /// The job token participants present.
     pub token: String,
     /// The job's CA, which issues the aggregator's and the participants' certificates.
-    pub ca: super::pki::Ca,
+    pub ca: crate::pki::Ca,
     /// Configuration handed to the aggregator.
     pub aggregator_config: fedsky_contract::JobConfig,
     /// `aggregator_config` as the JSON file the aggregator reads.
@@ -52,7 +52,7 @@ pub struct ValidJob {
     /// Replacements allowed over the job.
     pub max_replacements: u32,
     /// Command lines of the participant binary.
-    pub workload: super::command::Workload,
+    pub workload: crate::workloads::command::Workload,
 }
 
 impl ValidJob {
@@ -71,7 +71,7 @@ pub fn check(job: &FederatedJob, pool: &ParticipantPool) -> Result<(), InvalidJo
     if pool.spec.sites.is_empty() {
         return Err(InvalidJob::EmptyPool(pool.name_any()));
     }
-    super::command::Workload::for_job(job).map(|_| ())
+    crate::workloads::command::Workload::for_job(job).map(|_| ())
 }
 
 /// Checks the job against its pool.
@@ -79,7 +79,7 @@ pub fn validate(
     job: &FederatedJob,
     pool: &ParticipantPool,
     token: &str,
-    ca: &super::pki::Ca,
+    ca: &crate::pki::Ca,
 ) -> Result<ValidJob, InvalidJob> {
     let ns = job.namespace().unwrap_or_default();
     let name = job.name_any();
@@ -116,14 +116,14 @@ pub fn validate(
         },
     };
     let t = &job.spec.training;
-    let workload = super::command::Workload::for_job(job)?;
+    let workload = crate::workloads::command::Workload::for_job(job)?;
     let aggregator_config = super::aggregator_config::aggregator_job(job, &format!("{ns}/{name}"));
     // serde_json fails only on maps with non-string keys, which the job file has none of.
     let aggregator_file = serde_json::to_string(&aggregator_config).map_err(|e| {
         InvalidJob::Unsupported(format!("cannot render the aggregator's job file: {e}"))
     })?;
     Ok(ValidJob {
-        key: super::names::job_key(&ns, &name),
+        key: crate::names::job_key(&ns, &name),
         reference: format!("{ns}/{name}"),
         rounds: t.rounds,
         min_per_round: usize::try_from(p.min_per_round).unwrap_or(1),
@@ -162,8 +162,8 @@ pub(crate) mod tests {
     use std::path::Path;
 
     /// A CA for tests (generating an Ed25519 CA is cheap).
-    pub(crate) fn test_ca() -> super::super::pki::Ca {
-        super::super::pki::Ca::generate("covid/xray", 1_790_000_000).expect("CA")
+    pub(crate) fn test_ca() -> crate::pki::Ca {
+        crate::pki::Ca::generate("covid/xray", 1_790_000_000).expect("CA")
     }
 
     fn example<T: serde::de::DeserializeOwned>(file: &str, kind: &str) -> T {

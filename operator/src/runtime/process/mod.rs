@@ -9,13 +9,20 @@
 //! `sh` wrapper in its own process group that records the exit status even when the
 //! operator is gone, like a kubelet records a container's.
 
+mod files;
+mod supervise;
+#[cfg(test)]
+mod tests;
+
 use super::netem::NetemError;
-use crate::controllers::federated_job::command::{self, AggregatorIo, TlsPaths};
-use crate::controllers::federated_job::pki::Leaf;
+use crate::pki::Leaf;
+use crate::workloads::command::{self, AggregatorIo, TlsPaths};
+use files::{create_dir, io, ports, remove_dir, write_credentials, write_if_changed};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
+use supervise::{last_line, pid, ready, recently_ended, spawn, state, stop, tail};
 
 /// Settings of the process runtime (operator flags).
 #[derive(Debug, Clone)]
@@ -85,7 +92,7 @@ pub enum ProcessError {
     NoDataVolume(String),
     /// A certificate could not be issued.
     #[error("issuing credentials: {0}")]
-    Credentials(String),
+    Credentials(#[source] crate::pki::PkiError),
 }
 
 /// What a process authenticates with: the job token and its side of the job's mutual TLS.
@@ -110,26 +117,6 @@ pub struct CredentialFiles {
     pub cert: PathBuf,
     /// Its private key.
     pub key: PathBuf,
-}
-
-/// Writes `creds` into `dir` (each file only when its content changed).
-fn write_credentials(dir: &Path, creds: &Credentials<'_>) -> Result<CredentialFiles, ProcessError> {
-    let files = CredentialFiles {
-        token: dir.join("token"),
-        ca: dir.join("ca.crt"),
-        cert: dir.join("tls.crt"),
-        key: dir.join("tls.key"),
-    };
-    write_if_changed(&files.token, creds.token.as_bytes(), 0o600)?;
-    write_if_changed(&files.ca, creds.ca_pem.as_bytes(), 0o600)?;
-    write_if_changed(&files.cert, creds.leaf.cert_pem.as_bytes(), 0o600)?;
-    write_if_changed(&files.key, creds.leaf.key_pem.as_bytes(), 0o600)?;
-    Ok(files)
-}
-
-fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ProcessError {
-    let path = path.to_path_buf();
-    move |source| ProcessError::Io { what, path, source }
 }
 
 /// A supervised process as its files describe it.
@@ -200,17 +187,11 @@ pub struct ParticipantPaths {
     pub state: PathBuf,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-struct Ports {
-    grpc: u16,
-    http: u16,
-}
-
 /// Don't restart a crashed aggregator more often than this.
 const RESTART_BACKOFF: Duration = Duration::from_secs(5);
 
-/// Runs jobs' workloads as local processes.
-#[derive(Debug)]
+/// Runs jobs' workloads as local processes. Cloning it is cheap: its state is in files.
+#[derive(Debug, Clone)]
 pub struct ProcessRuntime {
     settings: ProcessSettings,
 }
@@ -470,382 +451,5 @@ impl ProcessRuntime {
             net.remove_job(key).await?;
         }
         remove_dir(&self.job_dir(key))
-    }
-}
-
-fn create_dir(dir: &Path) -> Result<(), ProcessError> {
-    std::fs::create_dir_all(dir).map_err(io("directory", dir))
-}
-
-fn remove_dir(dir: &Path) -> Result<(), ProcessError> {
-    match std::fs::remove_dir_all(dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("directory", dir)(e)),
-        _ => Ok(()),
-    }
-}
-
-/// Writes atomically (temporary file, then rename) unless the content is already there.
-fn write_if_changed(path: &Path, bytes: &[u8], mode: u32) -> Result<(), ProcessError> {
-    if std::fs::read(path).is_ok_and(|old| old == bytes) {
-        return Ok(());
-    }
-    let tmp = path.with_extension("tmp");
-    {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)
-            .map_err(io("file", &tmp))?;
-        f.write_all(bytes).map_err(io("file", &tmp))?;
-        f.sync_all().map_err(io("file", &tmp))?;
-    }
-    std::fs::rename(&tmp, path).map_err(io("file", path))
-}
-
-/// Two free loopback ports, chosen once per job so that participants' endpoints stay
-/// valid across aggregator and operator restarts.
-fn ports(path: &Path) -> Result<Ports, ProcessError> {
-    if let Some(p) = std::fs::read(path)
-        .ok()
-        .and_then(|b| serde_json::from_slice::<Ports>(&b).ok())
-    {
-        return Ok(p);
-    }
-    let free = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .map_err(io("free port", path))
-    };
-    let p = Ports {
-        grpc: free()?,
-        http: free()?,
-    };
-    let json = serde_json::to_vec(&p).unwrap_or_default();
-    write_if_changed(path, &json, 0o644)?;
-    Ok(p)
-}
-
-/// The wrapper: runs the binary, then records its status atomically. `$0` is the run
-/// directory, so the command line identifies the process as ours.
-const WRAPPER: &str = r#""$@"; s=$?; echo "$s" > "$0/exit.tmp" && mv "$0/exit.tmp" "$0/exit""#;
-
-async fn spawn(
-    run: &Path,
-    bin: &Path,
-    args: &[String],
-    env: &[(&str, &str)],
-) -> Result<(), ProcessError> {
-    let _ = std::fs::remove_file(run.join("exit"));
-    let log_path = run.join("log");
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .map_err(io("log", &log_path))?;
-    let err = log.try_clone().map_err(io("log", &log_path))?;
-    let mut cmd = tokio::process::Command::new("sh");
-    cmd.arg("-c")
-        .arg(WRAPPER)
-        .arg(run)
-        .arg(bin)
-        .args(args)
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(err)
-        // Its own group: stopping it stops the binary too, and a Ctrl-C meant for the
-        // operator does not reach it (pods outlive their operator as well).
-        .process_group(0);
-    let mut child = cmd.spawn().map_err(|source| ProcessError::Spawn {
-        bin: bin.to_path_buf(),
-        source,
-    })?;
-    let pid = child.id().unwrap_or_default();
-    write_if_changed(&run.join("pid"), pid.to_string().as_bytes(), 0o644)?;
-    // Reap it, or a dead child would look alive (a zombie) until the operator exits.
-    tokio::spawn(async move {
-        let _ = child.wait().await;
-    });
-    Ok(())
-}
-
-fn pid(run: &Path) -> Option<u32> {
-    std::fs::read_to_string(run.join("pid"))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-}
-
-/// Whether `pid` is alive and is our wrapper for `run` (guards against pid reuse).
-fn alive(pid: u32, run: &Path) -> bool {
-    let proc_dir = PathBuf::from(format!("/proc/{pid}"));
-    if Path::new("/proc/self").exists() {
-        let Ok(cmdline) = std::fs::read(proc_dir.join("cmdline")) else {
-            return false;
-        };
-        let zombie = std::fs::read_to_string(proc_dir.join("stat"))
-            .ok()
-            .and_then(|s| {
-                s.rsplit(')')
-                    .next()
-                    .map(|r| r.trim_start().starts_with('Z'))
-            })
-            .unwrap_or(false);
-        let ours = cmdline
-            .split(|b| *b == 0)
-            .any(|arg| arg == run.as_os_str().as_encoded_bytes());
-        return ours && !zombie;
-    }
-    std::process::Command::new("kill")
-        .args(["-0", &pid.to_string()])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn state(run: &Path) -> ProcState {
-    if let Some(code) = std::fs::read_to_string(run.join("exit"))
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-    {
-        return ProcState::Exited(code);
-    }
-    match pid(run) {
-        None => ProcState::Absent,
-        Some(p) if alive(p, run) => ProcState::Running,
-        Some(_) => ProcState::Lost,
-    }
-}
-
-fn recently_ended(run: &Path) -> bool {
-    let marker = if run.join("exit").exists() {
-        run.join("exit")
-    } else {
-        run.join("pid")
-    };
-    std::fs::metadata(marker)
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|t| t.elapsed().ok())
-        .is_some_and(|age| age < RESTART_BACKOFF)
-}
-
-/// Stops the process group of `run` (TERM, then KILL after 5 s) and waits for it.
-async fn stop(run: &Path) {
-    let Some(pid) = pid(run) else { return };
-    let signal = |sig: &str| {
-        let _ = std::process::Command::new("kill")
-            .args([sig, "--", &format!("-{pid}")])
-            .stderr(Stdio::null())
-            .status();
-    };
-    if !alive(pid, run) {
-        return;
-    }
-    signal("-TERM");
-    for _ in 0..50 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        if !alive(pid, run) {
-            return;
-        }
-    }
-    signal("-KILL");
-}
-
-async fn ready(http: &str) -> bool {
-    let Ok(client) = reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()
-    else {
-        return false;
-    };
-    client
-        .get(format!("{http}/readyz"))
-        .send()
-        .await
-        .is_ok_and(|r| r.status().is_success())
-}
-
-fn tail(s: &str, max: usize) -> String {
-    let s = s.trim();
-    let start = s.len().saturating_sub(max);
-    let start = (start..s.len())
-        .find(|i| s.is_char_boundary(*i))
-        .unwrap_or(s.len());
-    s[start..].to_string()
-}
-
-fn last_line(log: &Path) -> String {
-    std::fs::read_to_string(log)
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .rev()
-                .find(|l| !l.trim().is_empty())
-                .map(str::to_string)
-        })
-        .map_or_else(|| "no output".into(), |l| tail(&l, 300))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn runtime(dir: &Path) -> ProcessRuntime {
-        ProcessRuntime::new(ProcessSettings {
-            state_dir: dir.into(),
-            aggregator_bin: "/bin/false".into(),
-            participant_bin: "/bin/sleep".into(),
-            data_root: None,
-            participant_threads: 1,
-            network: None,
-        })
-    }
-
-    async fn until(what: &str, mut f: impl FnMut() -> bool) {
-        for _ in 0..100 {
-            if f() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("timed out waiting for {what}");
-    }
-
-    #[tokio::test]
-    async fn a_participant_runs_exits_with_its_status_and_is_removed() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let rt = runtime(dir.path());
-        let meta = ParticipantMeta {
-            site: "eu".into(),
-            node: "eu-1".into(),
-            n: 0,
-        };
-        rt.start_participant("k", "p-0", &meta, &["30".into()])
-            .await
-            .expect("start");
-        let procs = rt.participants("k");
-        assert_eq!(procs.len(), 1);
-        assert_eq!(procs[0].meta, meta);
-        assert_eq!(procs[0].state, ProcState::Running);
-        // Starting it again is a no-op while it runs.
-        rt.start_participant("k", "p-0", &meta, &["30".into()])
-            .await
-            .expect("again");
-        let first_pid = pid(&rt.participant_dir("k", "p-0").join("run"));
-        // Kill the binary, not the wrapper: the wrapper records 128 + 9.
-        let child_of = |parent: Option<u32>| {
-            std::fs::read_dir("/proc")
-                .ok()?
-                .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-                .find(|p| {
-                    std::fs::read_to_string(format!("/proc/{p}/stat"))
-                        .ok()
-                        .and_then(|s| s.rsplit(')').next().map(str::to_string))
-                        .and_then(|r| r.split_whitespace().nth(1).map(str::to_string))
-                        == parent.map(|p| p.to_string())
-                })
-        };
-        // The wrapper forks the binary a moment after it starts.
-        until("the wrapper's child", || child_of(first_pid).is_some()).await;
-        let bin_pid = child_of(first_pid).expect("child of the wrapper");
-        std::process::Command::new("kill")
-            .args(["-KILL", &bin_pid.to_string()])
-            .status()
-            .expect("kill");
-        until("exit status", || {
-            rt.participants("k")[0].state == ProcState::Exited(137)
-        })
-        .await;
-        rt.remove_participant("k", "p-0").await.expect("remove");
-        assert!(rt.participants("k").is_empty());
-    }
-
-    #[tokio::test]
-    async fn stopping_the_wrapper_leaves_no_process_and_reads_as_lost() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let rt = runtime(dir.path());
-        let meta = ParticipantMeta {
-            site: "eu".into(),
-            node: "eu-1".into(),
-            n: 1,
-        };
-        rt.start_participant("k", "p-1", &meta, &["30".into()])
-            .await
-            .expect("start");
-        let run = rt.participant_dir("k", "p-1").join("run");
-        stop(&run).await;
-        until("stopped", || state(&run) == ProcState::Lost).await;
-        rt.cleanup("k").await.expect("cleanup");
-        assert!(!rt.job_dir("k").exists());
-    }
-
-    #[tokio::test]
-    async fn a_failing_init_model_is_reported_with_its_output() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let rt = ProcessRuntime::new(ProcessSettings {
-            participant_bin: "/bin/sh".into(),
-            ..runtime(dir.path()).settings
-        });
-        let script = "echo no such architecture >&2; exit 3";
-        let leaf = Leaf {
-            cert_pem: "cert".into(),
-            key_pem: "key".into(),
-        };
-        let creds = Credentials {
-            token: "t",
-            ca_pem: "ca",
-            leaf: &leaf,
-        };
-        let err = rt
-            .ensure_aggregator("k", "{}", &creds, &["-c".into(), script.into()])
-            .await
-            .expect_err("the script fails");
-        let msg = err.to_string();
-        assert!(
-            msg.contains("no such architecture") && msg.contains('3'),
-            "{msg}"
-        );
-        assert!(!dir.path().join("k/aggregator/initial.safetensors").exists());
-    }
-
-    #[test]
-    fn pvc_data_needs_a_data_root_and_host_paths_do_not() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut rt = runtime(dir.path());
-        let mut site: fedsky_crds::participant_pool::Site = serde_json::from_value(
-            serde_json::json!({"name": "eu", "memberCluster": "m", "cloud": "aws",
-                "region": "eu-central-1", "dataVolume": {"persistentVolumeClaim": "xray"}}),
-        )
-        .expect("site");
-        let err = rt.data_dir(&site).expect_err("no data root");
-        assert!(err.to_string().contains("--process-data-root"), "{err}");
-        rt.settings.data_root = Some("/srv/data".into());
-        assert_eq!(
-            rt.data_dir(&site).expect("dir"),
-            PathBuf::from("/srv/data/xray")
-        );
-        site.data_volume.host_path = Some("/mnt/xray".into());
-        assert_eq!(rt.data_dir(&site).expect("dir"), PathBuf::from("/mnt/xray"));
-    }
-
-    #[test]
-    fn writes_are_atomic_and_token_files_private() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().expect("tempdir");
-        let p = dir.path().join("token");
-        write_if_changed(&p, b"secret", 0o600).expect("write");
-        let mode = std::fs::metadata(&p).expect("meta").permissions().mode();
-        assert_eq!(mode & 0o777, 0o600);
-        assert!(!p.with_extension("tmp").exists());
-        let ports1 = ports(&dir.path().join("ports.json")).expect("ports");
-        let ports2 = ports(&dir.path().join("ports.json")).expect("ports");
-        assert_eq!((ports1.grpc, ports1.http), (ports2.grpc, ports2.http));
     }
 }

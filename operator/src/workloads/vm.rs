@@ -8,11 +8,11 @@
 //! job's ownership tags, so a crash between the create call and the status write never
 //! makes a second VM, and cleanup finds the VM even when status never recorded it.
 
-use super::names::{GRPC_PORT, HTTP_PORT};
-use super::status::AggregatorObs;
-use super::validate::ValidJob;
+use super::{DesiredAggregator, ParticipantObs, Start, WorkloadError, Workloads};
+use crate::controllers::federated_job::status::AggregatorObs;
+use crate::controllers::federated_job::validate::ValidJob;
 use crate::controllers::member_cluster::credentials::{cloud_of, secret_data};
-use crate::{Context, Error};
+use crate::names::{GRPC_PORT, HTTP_PORT};
 use fedsky_clouds::Sensitive;
 use fedsky_clouds::credentials::{self, Credentials};
 use fedsky_clouds::initializer::{self, InitSpec, TlsFiles};
@@ -21,11 +21,15 @@ use fedsky_clouds::provision::{
 };
 use fedsky_crds::aggregator_placement::{CloudProvisioning, PlacementOption, ProvisioningSpec};
 use fedsky_crds::common::CloudProvider;
+use fedsky_crds::participant_pool::Site;
 use fedsky_crds::{AggregatorPlacement, FederatedJob};
 use fedsky_placement_spec::cloud_name;
+use futures::FutureExt;
+use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::Api;
+use std::sync::Arc;
 
 /// Prefix of `status.placement.memberCluster` for an aggregator on a VM.
 pub const VM_PREFIX: &str = "vm/";
@@ -43,6 +47,79 @@ pub fn parse_vm_ref(s: &str) -> Option<(String, String, String)> {
         parts.next()?.to_string(),
         parts.next()?.to_string(),
     ))
+}
+
+/// The aggregator on a VM where the placed region has no member cluster to run it, over
+/// `inner` for everything else (see [`Workloads`] on why a decorator).
+pub struct VmWorkloads {
+    client: kube::Client,
+    inner: Arc<dyn Workloads>,
+}
+
+impl std::fmt::Debug for VmWorkloads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VmWorkloads")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl VmWorkloads {
+    /// VMs through the hub `client`'s placements and Secrets, over `inner`.
+    pub fn new(client: kube::Client, inner: Arc<dyn Workloads>) -> Self {
+        Self { client, inner }
+    }
+}
+
+impl Workloads for VmWorkloads {
+    fn ensure_aggregator<'a>(
+        &'a self,
+        job: &'a ValidJob,
+        want: &'a DesiredAggregator,
+    ) -> BoxFuture<'a, AggregatorObs> {
+        async move {
+            if want.cluster.is_none()
+                && let Some(obs) = realise(&self.client, job, &want.option).await
+            {
+                return obs;
+            }
+            self.inner.ensure_aggregator(job, want).await
+        }
+        .boxed()
+    }
+
+    fn participants<'a>(
+        &'a self,
+        job: &'a ValidJob,
+        site: &'a Site,
+    ) -> BoxFuture<'a, Result<Vec<ParticipantObs>, WorkloadError>> {
+        self.inner.participants(job, site)
+    }
+
+    fn start_participant<'a>(
+        &'a self,
+        job: &'a ValidJob,
+        start: Start<'a>,
+    ) -> BoxFuture<'a, Result<(), WorkloadError>> {
+        self.inner.start_participant(job, start)
+    }
+
+    fn remove_participant<'a>(
+        &'a self,
+        job: &'a ValidJob,
+        site: &'a Site,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<(), WorkloadError>> {
+        self.inner.remove_participant(job, site, name)
+    }
+
+    fn cleanup<'a>(&'a self, job: &'a FederatedJob) -> BoxFuture<'a, Result<(), WorkloadError>> {
+        async move {
+            cleanup(&self.client, job).await?;
+            self.inner.cleanup(job).await
+        }
+        .boxed()
+    }
 }
 
 /// The image for `region`: its own entry, else `*`.
@@ -74,7 +151,7 @@ impl Placement {
     }
 }
 
-async fn placement(ctx: &Context, job: &FederatedJob) -> Result<Placement, kube::Error> {
+async fn placement(client: &kube::Client, job: &FederatedJob) -> Result<Placement, kube::Error> {
     let ns = job.namespace().unwrap_or_default();
     let name = job
         .spec
@@ -82,7 +159,7 @@ async fn placement(ctx: &Context, job: &FederatedJob) -> Result<Placement, kube:
         .placement_ref
         .as_ref()
         .map_or_else(|| job.name_any(), |r| r.name.clone());
-    let ap = Api::<AggregatorPlacement>::namespaced(ctx.client.clone(), &ns)
+    let ap = Api::<AggregatorPlacement>::namespaced(client.clone(), &ns)
         .get_opt(&name)
         .await?;
     Ok(Placement {
@@ -98,13 +175,13 @@ async fn placement(ctx: &Context, job: &FederatedJob) -> Result<Placement, kube:
 
 /// Reads and parses the entry's credentials Secret.
 async fn credentials_for(
-    ctx: &Context,
+    client: &kube::Client,
     namespace: &str,
     entry: &CloudProvisioning,
 ) -> Result<Credentials, (&'static str, String)> {
     let cloud = cloud_of(entry.cloud);
     let name = &entry.credentials_secret_ref.name;
-    let secret = Api::<Secret>::namespaced(ctx.client.clone(), namespace)
+    let secret = Api::<Secret>::namespaced(client.clone(), namespace)
         .get_opt(name)
         .await
         .map_err(|e| ("HubApiError", e.to_string()))?
@@ -121,12 +198,12 @@ async fn credentials_for(
 /// The aggregator on a VM in the placed region, or `None` when the placement has no
 /// `provisioning` section (the caller then waits for a member cluster).
 pub async fn realise(
-    ctx: &Context,
+    client: &kube::Client,
     job: &ValidJob,
     option: &PlacementOption,
 ) -> Option<AggregatorObs> {
     let (ns, name) = job.reference.split_once('/')?;
-    let object = match Api::<FederatedJob>::namespaced(ctx.client.clone(), ns)
+    let object = match Api::<FederatedJob>::namespaced(client.clone(), ns)
         .get_opt(name)
         .await
     {
@@ -134,19 +211,19 @@ pub async fn realise(
         Ok(None) => return None,
         Err(e) => return Some(AggregatorObs::Waiting("HubApiError", e.to_string())),
     };
-    let p = match placement(ctx, &object).await {
+    let p = match placement(client, &object).await {
         Ok(p) => p,
         Err(e) => return Some(AggregatorObs::Waiting("HubApiError", e.to_string())),
     };
     let prov = p.provisioning()?;
-    Some(match ensure(ctx, job, &p, prov, option).await {
+    Some(match ensure(client, job, &p, prov, option).await {
         Ok(obs) => obs,
         Err((reason, message)) => AggregatorObs::Waiting(reason, message),
     })
 }
 
 async fn ensure(
-    ctx: &Context,
+    client: &kube::Client,
     job: &ValidJob,
     p: &Placement,
     prov: &ProvisioningSpec,
@@ -174,15 +251,15 @@ async fn ensure(
     if let Some((cloud, region, _)) = recorded(&p.job)
         && (cloud != option.cloud || region != option.region)
     {
-        sweep(ctx, p, &cloud, &region).await.map_err(|e| {
+        sweep(client, p, &cloud, &region).await.map_err(|e| {
             (
                 e.reason(),
                 format!("deleting the aggregator VM in {cloud}/{region}: {e}"),
             )
         })?;
     }
-    let creds = credentials_for(ctx, &p.owner.namespace, entry).await?;
-    let server = super::build::aggregator_certificate(job)
+    let creds = credentials_for(client, &p.owner.namespace, entry).await?;
+    let server = crate::controllers::federated_job::build::aggregator_certificate(job)
         .map_err(|e| ("CertificateError", e.to_string()))?;
     let user_data = initializer::render(&InitSpec {
         binary_url: prov.aggregator_binary.url.clone(),
@@ -248,7 +325,7 @@ fn recorded(job: &FederatedJob) -> Option<(String, String, String)> {
 /// Deletes the job's VM and firewall in one cloud and region; an error while anything
 /// is left, so the finalizer comes back.
 async fn sweep(
-    ctx: &Context,
+    client: &kube::Client,
     p: &Placement,
     cloud: &str,
     region: &str,
@@ -269,7 +346,7 @@ async fn sweep(
              hand and remove the finalizer"
         ))
     })?;
-    let creds = credentials_for(ctx, &p.owner.namespace, entry)
+    let creds = credentials_for(client, &p.owner.namespace, entry)
         .await
         .map_err(|(_, m)| refused(format!("{m}; it is needed to delete the aggregator VM")))?;
     let provisioner = AnyProvisioner::connect(&creds, region).await?;
@@ -295,8 +372,8 @@ async fn sweep(
 
 /// Deletes the job's VMs wherever they may be: the region status recorded and the
 /// placed region (status may not have recorded a VM made just before a crash).
-pub async fn cleanup(ctx: &Context, job: &FederatedJob) -> Result<(), Error> {
-    let p = placement(ctx, job).await?;
+pub async fn cleanup(client: &kube::Client, job: &FederatedJob) -> Result<(), WorkloadError> {
+    let p = placement(client, job).await.map_err(WorkloadError::Hub)?;
     let mut places: Vec<(String, String)> = Vec::new();
     if let Some((cloud, region, _)) = recorded(job) {
         places.push((cloud, region));
@@ -320,7 +397,7 @@ pub async fn cleanup(ctx: &Context, job: &FederatedJob) -> Result<(), Error> {
     places.sort();
     places.dedup();
     for (cloud, region) in places {
-        sweep(ctx, &p, &cloud, &region).await?;
+        sweep(client, &p, &cloud, &region).await?;
     }
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! each participant and `init-model` for the aggregator's initial model — built once, so
 //! pods and local processes start exactly the same programs. Pure.
 
-use super::validate::InvalidJob;
+use crate::controllers::federated_job::validate::InvalidJob;
 use fedsky_crds::FederatedJob;
 use fedsky_crds::federated_job::{Architecture, DatasetFormat};
 
@@ -191,8 +191,8 @@ impl Workload {
 
 #[cfg(test)]
 mod tests {
-    use super::super::validate::tests::example_job;
     use super::*;
+    use crate::controllers::federated_job::validate::tests::example_job;
 
     fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
         args.windows(2)

@@ -1,0 +1,71 @@
+//! What the FederatedJob controllers own besides the shared [`Context`]: the jobs'
+//! credentials, the slots and yielding between placer and lifecycle, the member watches,
+//! the aggregators' HTTP client and where workloads run.
+
+use super::credentials::Credentials;
+use super::member_watch::MemberWatches;
+use super::yielding::Arrivals;
+use super::{CONCURRENCY, PLACE_CONCURRENCY};
+use crate::Context;
+use crate::controllers::federated_job::build::Images;
+use crate::runtime::Runtime;
+use crate::workloads::Workloads;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+
+/// What every FederatedJob reconcile gets.
+#[derive(Clone)]
+pub struct JobContext {
+    /// What all controllers share.
+    pub shared: Arc<Context>,
+    /// Where the aggregator and participants run, chosen once at start-up.
+    pub workloads: Arc<dyn Workloads>,
+    /// Each job's token and CA, read from the hub once per job and operator run.
+    pub credentials: Credentials,
+    /// Lifecycle reconciles that may run at once, first come first served.
+    pub member_slots: Arc<tokio::sync::Semaphore>,
+    /// Placer reconciles that may run at once, first come first served.
+    pub place_slots: Arc<tokio::sync::Semaphore>,
+    /// Jobs being placed right now: member-cluster work yields to them (placing needs only
+    /// the hub and is what a user waits for after `kubectl apply`).
+    pub placing: Arc<AtomicUsize>,
+    /// Jobs waiting for the placer's first look; member-cluster work yields to them too.
+    pub arrivals: Arrivals,
+    /// HTTP client of the aggregators' status APIs, shared so that its connections and TLS
+    /// setup are not rebuilt per reconcile.
+    pub http: reqwest::Client,
+    /// Watches of aggregator Deployments in member clusters (the pods workloads start
+    /// them; they wake the lifecycle controller).
+    pub member_watches: MemberWatches,
+}
+
+impl std::fmt::Debug for JobContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobContext").finish_non_exhaustive()
+    }
+}
+
+impl JobContext {
+    /// The FederatedJob controllers' context over `shared`, with the workloads of
+    /// `runtime`.
+    pub fn new(shared: Arc<Context>, runtime: &Runtime) -> Arc<Self> {
+        let member_watches = MemberWatches::default();
+        let workloads = crate::workloads::select(
+            runtime,
+            shared.clone(),
+            Images::default(),
+            member_watches.clone(),
+        );
+        Arc::new(Self {
+            shared,
+            workloads,
+            credentials: Credentials::default(),
+            member_slots: Arc::new(tokio::sync::Semaphore::new(CONCURRENCY)),
+            place_slots: Arc::new(tokio::sync::Semaphore::new(PLACE_CONCURRENCY)),
+            placing: Arc::default(),
+            arrivals: Arrivals::default(),
+            http: reqwest::Client::new(),
+            member_watches,
+        })
+    }
+}

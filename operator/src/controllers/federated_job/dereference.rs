@@ -1,0 +1,231 @@
+//! Dereference: what a FederatedJob refers to, read (or, for what the job owns on the
+//! hub, created) before anything is decided: its pool, its token and CA Secrets, its
+//! AggregatorPlacement, and the member clusters the aggregator may run in.
+
+use super::context::JobContext;
+use super::credentials::JobCredentials;
+use super::status::PlacementObs;
+use crate::names;
+use crate::pki::Ca;
+use crate::{Context, Error, FIELD_MANAGER};
+use fedsky_crds::conditions;
+use fedsky_crds::{AggregatorPlacement, FederatedJob, MemberCluster, ParticipantPool};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::{Resource, ResourceExt};
+use std::collections::BTreeMap;
+
+/// The job's pool from the cache (or the hub when the cache does not hold it); the inner
+/// error says why the job is invalid without it.
+pub(super) async fn pool(
+    job: &FederatedJob,
+    ctx: &Context,
+) -> Result<Result<ParticipantPool, String>, Error> {
+    let ns = job.namespace().unwrap_or_default();
+    let name = &job.spec.participants.pool_ref.name;
+    if let Some(p) = ctx.pools.get(Some(&ns), name).await {
+        return Ok(Ok((*p).clone()));
+    }
+    let pools: Api<ParticipantPool> = Api::namespaced(ctx.client.clone(), &ns);
+    Ok(pools
+        .get_opt(name)
+        .await?
+        .ok_or_else(|| format!("spec.participants.poolRef: ParticipantPool {ns}/{name} not found")))
+}
+
+/// Name of the hub Secret holding a job's participant token.
+pub fn token_secret(job: &str) -> String {
+    format!("{job}-fedsky-token")
+}
+
+/// Name of the hub Secret holding a job's CA.
+pub fn ca_secret(job: &str) -> String {
+    format!("{job}-fedsky-ca")
+}
+
+/// The data of the hub Secret `name` owned by `job`, created once from `make` when it
+/// does not exist or lacks `keys`. A create that loses a race (409) reads the winner's.
+async fn ensure_hub_secret(
+    ctx: &Context,
+    job: &FederatedJob,
+    name: &str,
+    keys: &[&str],
+    make: impl Fn() -> Result<BTreeMap<String, String>, Error>,
+) -> Result<BTreeMap<String, String>, Error> {
+    let ns = job.namespace().unwrap_or_default();
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let read = |s: &Secret| -> Option<BTreeMap<String, String>> {
+        let data = s.data.as_ref()?;
+        keys.iter()
+            .map(|k| {
+                let v = data.get(*k)?;
+                Some(((*k).to_string(), String::from_utf8_lossy(&v.0).into_owned()))
+            })
+            .collect()
+    };
+    if let Some(s) = api.get_opt(name).await?
+        && let Some(data) = read(&s)
+    {
+        return Ok(data);
+    }
+    let data = make()?;
+    let mut secret: Secret = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": name, "namespace": ns, "labels": { names::LABEL_JOB: job.name_any() } },
+        "stringData": data,
+    }))?;
+    secret.metadata.owner_references = job.controller_owner_ref(&()).map(|r| vec![r]);
+    match api.create(&PostParams::default(), &secret).await {
+        Ok(_) => Ok(data),
+        // Another reconcile won the race: use its data.
+        Err(kube::Error::Api(e)) if e.code == 409 => {
+            let s = api.get(name).await?;
+            read(&s).ok_or_else(|| Error::IncompleteSecret {
+                secret: format!("{ns}/{name}"),
+                keys: keys.iter().map(|k| (*k).to_string()).collect(),
+            })
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The job's token, created once (random) in a hub Secret owned by the job.
+async fn ensure_token(ctx: &Context, job: &FederatedJob) -> Result<String, Error> {
+    let name = token_secret(&job.name_any());
+    let mut data = ensure_hub_secret(ctx, job, &name, &["token"], || {
+        use rand::Rng;
+        let bytes: [u8; 24] = rand::rng().random();
+        let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        Ok(BTreeMap::from([("token".to_string(), token)]))
+    })
+    .await?;
+    Ok(data.remove("token").unwrap_or_default())
+}
+
+/// The job's CA, created once in a hub Secret owned by the job (deleted with it).
+async fn ensure_ca(ctx: &Context, job: &FederatedJob) -> Result<Ca, Error> {
+    let ns = job.namespace().unwrap_or_default();
+    let name = ca_secret(&job.name_any());
+    let reference = format!("{ns}/{}", job.name_any());
+    let data = ensure_hub_secret(ctx, job, &name, &["ca.crt", "ca.key"], || {
+        let ca = Ca::generate(&reference, k8s_openapi::jiff::Timestamp::now().as_second())?;
+        Ok(BTreeMap::from([
+            ("ca.crt".to_string(), ca.cert_pem.clone()),
+            ("ca.key".to_string(), ca.key_pem().to_string()),
+        ]))
+    })
+    .await?;
+    let get = |k: &str| data.get(k).map_or("", String::as_str);
+    Ok(Ca::from_pem(
+        get("ca.crt"),
+        get("ca.key"),
+        &format!("{ns}/{name}"),
+    )?)
+}
+
+/// The job's token and CA: from memory once read, else from (or into) their hub Secrets.
+pub(super) async fn credentials(
+    ctx: &JobContext,
+    job: &FederatedJob,
+) -> Result<JobCredentials, Error> {
+    let uid = job.uid().unwrap_or_default();
+    if let Some(c) = ctx.credentials.get(&uid) {
+        return Ok(c);
+    }
+    let creds = JobCredentials {
+        token: ensure_token(&ctx.shared, job).await?,
+        ca: ensure_ca(&ctx.shared, job).await?,
+    };
+    ctx.credentials.insert(&uid, creds.clone());
+    Ok(creds)
+}
+
+/// Adopts the referenced AggregatorPlacement or applies one from the inline requirements,
+/// and reads its result. Both controllers call it: the placer to place, the lifecycle
+/// controller to follow a placement that changes.
+pub(super) async fn placement(ctx: &Context, job: &FederatedJob) -> Result<PlacementObs, Error> {
+    let ns = job.namespace().unwrap_or_default();
+    let api: Api<AggregatorPlacement> = Api::namespaced(ctx.client.clone(), &ns);
+    let name = match &job.spec.placement.placement_ref {
+        Some(r) => match ctx.placements.get(Some(&ns), &r.name).await {
+            Some(ap) => return Ok(placement_obs(r.name.clone(), &ap)),
+            None => r.name.clone(),
+        },
+        None => {
+            let requirements = job.spec.placement.requirements.clone().unwrap_or_default();
+            // Applied once: a cached placement with this spec and owner needs no request.
+            if let Some(ap) = ctx.placements.get(Some(&ns), &job.name_any()).await
+                && ap
+                    .spec
+                    .participants
+                    .pool_ref
+                    .as_ref()
+                    .map(|r| r.name.as_str())
+                    == Some(job.spec.participants.pool_ref.name.as_str())
+                && ap.spec.requirements == requirements
+                && ap
+                    .owner_references()
+                    .iter()
+                    .any(|o| Some(&o.uid) == job.metadata.uid.as_ref())
+            {
+                return Ok(placement_obs(job.name_any(), &ap));
+            }
+            let mut ap = serde_json::json!({
+                "apiVersion": "fl.fedsky.dev/v1alpha1",
+                "kind": "AggregatorPlacement",
+                "metadata": { "name": job.name_any(), "namespace": ns },
+                "spec": {
+                    "participants": { "poolRef": { "name": job.spec.participants.pool_ref.name } },
+                    "requirements": requirements,
+                },
+            });
+            if let Some(owner) = job.controller_owner_ref(&()) {
+                ap["metadata"]["ownerReferences"] = serde_json::json!([owner]);
+            }
+            api.patch(
+                &job.name_any(),
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&ap),
+            )
+            .await?;
+            job.name_any()
+        }
+    };
+    let Some(ap) = api.get_opt(&name).await? else {
+        return Ok(PlacementObs::Pending(format!(
+            "spec.placement.placementRef: AggregatorPlacement {ns}/{name} not found"
+        )));
+    };
+    Ok(placement_obs(name, &ap))
+}
+
+/// What a placement's status says for the jobs using it.
+fn placement_obs(name: String, ap: &AggregatorPlacement) -> PlacementObs {
+    let pending = || {
+        PlacementObs::Pending(format!(
+            "waiting for AggregatorPlacement {name} to be solved"
+        ))
+    };
+    let Some(st) = &ap.status else {
+        return pending();
+    };
+    if st.observed_generation != ap.metadata.generation {
+        return pending();
+    }
+    if let Some(c) = conditions::find(&st.conditions, "Feasible")
+        && c.status == "False"
+    {
+        return PlacementObs::Infeasible(format!("AggregatorPlacement {name}: {}", c.message));
+    }
+    match &st.selected {
+        Some(option) => PlacementObs::Placed {
+            option: option.clone(),
+            name,
+        },
+        None => pending(),
+    }
+}
+
+/// Every MemberCluster (the candidates for the aggregator).
+pub(super) async fn member_clusters(ctx: &Context) -> Result<Vec<MemberCluster>, kube::Error> {
+    ctx.list_member_clusters().await
+}
