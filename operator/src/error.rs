@@ -15,6 +15,10 @@ pub enum Error {
     /// The object's spec cannot be acted on until the user changes it.
     #[error("invalid spec: {0}")]
     InvalidSpec(String),
+    /// The built-in placement catalog does not load (a bug in the build; like an invalid
+    /// spec, retrying cannot help).
+    #[error("invalid spec: builtin catalog: {0}")]
+    Catalog(#[source] fedsky_placement::CatalogError),
     /// The finalizer helper failed (adding/removing the finalizer or the inner reconcile).
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
@@ -38,7 +42,7 @@ impl Error {
         match self {
             Self::Kube(_) => "HubApiError",
             Self::Cluster(e) => e.category(),
-            Self::InvalidSpec(_) => "InvalidSpec",
+            Self::InvalidSpec(_) | Self::Catalog(_) => "InvalidSpec",
             Self::Cloud(e) => e.reason(),
             Self::Runtime(_) => "ProcessRuntimeError",
             Self::Serialize(_) => "InternalError",
@@ -55,7 +59,7 @@ impl Error {
     /// transient ones retry quickly.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            Self::InvalidSpec(_) => None,
+            Self::InvalidSpec(_) | Self::Catalog(_) => None,
             // Credentials or a refused call need the user; check again now and then.
             Self::Cloud(e) if e.is_user_error() => Some(Duration::from_secs(60)),
             _ => Some(Duration::from_secs(5)),

@@ -56,8 +56,7 @@ pub async fn run(ctx: Arc<Context>) {
 async fn reconcile(ap: Arc<AggregatorPlacement>, ctx: Arc<Context>) -> Result<Action, Error> {
     let start = Instant::now();
     let ns = ap.namespace().unwrap_or_default();
-    let catalog =
-        Catalog::builtin().map_err(|e| Error::InvalidSpec(format!("builtin catalog: {e}")))?;
+    let catalog = Catalog::builtin().map_err(Error::Catalog)?;
     let pool = match &ap.spec.participants.pool_ref {
         Some(r) => {
             Api::<ParticipantPool>::namespaced(ctx.client.clone(), &ns)

@@ -43,14 +43,15 @@ pub enum CredentialsProblem {
         name: String,
     },
     /// Reading the Secret from the hub failed.
-    #[error("reading credentials Secret {namespace}/{name}: {reason}")]
+    #[error("reading credentials Secret {namespace}/{name}: {source}")]
     Hub {
         /// Namespace.
         namespace: String,
         /// Name.
         name: String,
         /// The API error.
-        reason: String,
+        #[source]
+        source: kube::Error,
     },
     /// The Secret's keys do not form credentials.
     #[error(transparent)]
@@ -118,11 +119,11 @@ pub async fn check(client: &kube::Client, mc: &MemberCluster) -> Option<Outcome>
                 name: r.name.clone(),
             }));
         }
-        Err(e) => {
+        Err(source) => {
             return Some(Err(CredentialsProblem::Hub {
                 namespace,
                 name: r.name.clone(),
-                reason: e.to_string(),
+                source,
             }));
         }
     };

@@ -114,9 +114,10 @@ async fn probe_member(mc: &MemberCluster, ctx: &Context) -> Result<probe::Probe,
     let secret = secrets
         .get_opt(&r.name)
         .await
-        .map_err(|e| ClusterError::Unreachable {
+        .map_err(|source| ClusterError::Call {
             cluster: "hub".into(),
-            reason: e.to_string(),
+            doing: None,
+            source,
         })?
         .ok_or_else(|| ClusterError::SecretMissing {
             namespace: namespace.clone(),
