@@ -16,6 +16,7 @@ pub mod orchestrator;
 pub mod quantity;
 pub mod run;
 pub mod runtime;
+pub mod status_patch;
 pub mod telemetry;
 
 pub use context::Context;
