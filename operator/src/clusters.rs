@@ -217,7 +217,8 @@ mod tests {
 
     #[test]
     fn a_failed_call_reads_as_before_and_keeps_its_cause() {
-        let cause = || kube::Error::RefResolve("no such ref".into());
+        let cause =
+            || kube::Error::SerdeError(serde_json::from_str::<u8>("x").expect_err("not a number"));
         let plain = ClusterError::Call {
             cluster: "eu".into(),
             doing: None,
