@@ -90,6 +90,59 @@ pub fn set_condition(
     }
 }
 
+/// Sets the conditions of one object in one reconcile: every condition written through it
+/// carries the same `observedGeneration` and, where its status changes, the same
+/// `lastTransitionTime` (see [`set_condition`]).
+#[derive(Debug)]
+pub struct Setter<'a> {
+    conditions: &'a mut Vec<Condition>,
+    observed_generation: Option<i64>,
+    now: Timestamp,
+}
+
+impl<'a> Setter<'a> {
+    /// A setter writing into `conditions` for the object's `observed_generation` at `now`.
+    pub fn new(
+        conditions: &'a mut Vec<Condition>,
+        observed_generation: Option<i64>,
+        now: Timestamp,
+    ) -> Self {
+        Self {
+            conditions,
+            observed_generation,
+            now,
+        }
+    }
+
+    /// Sets condition `type_`; `status` is a [`ConditionStatus`] or a `bool`.
+    pub fn set(
+        &mut self,
+        type_: &str,
+        status: impl Into<ConditionStatus>,
+        reason: &str,
+        message: impl Into<String>,
+    ) -> &mut Self {
+        self.apply(NewCondition {
+            type_,
+            status: status.into(),
+            reason,
+            message: message.into(),
+        })
+    }
+
+    /// Sets a condition decided elsewhere.
+    pub fn apply(&mut self, new: NewCondition<'_>) -> &mut Self {
+        set_condition(self.conditions, new, self.observed_generation, self.now);
+        self
+    }
+
+    /// Removes condition `type_` (it no longer applies).
+    pub fn remove(&mut self, type_: &str) -> &mut Self {
+        self.conditions.retain(|c| c.type_ != type_);
+        self
+    }
+}
+
 /// The condition of the given type, if present.
 pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
     conditions.iter().find(|c| c.type_ == type_)
@@ -116,15 +169,21 @@ mod tests {
         }
     }
 
+    /// Sets `Ready` with `status` and `reason` at generation `generation`, time `at`.
+    fn set_ready(
+        c: &mut Vec<Condition>,
+        status: ConditionStatus,
+        reason: &'static str,
+        generation: i64,
+        at: i64,
+    ) {
+        set_condition(c, ready(status, reason), Some(generation), t(at));
+    }
+
     #[test]
     fn adds_condition_with_transition_time() {
         let mut c = Vec::new();
-        set_condition(
-            &mut c,
-            ready(ConditionStatus::False, "Pending"),
-            Some(1),
-            t(10),
-        );
+        set_ready(&mut c, ConditionStatus::False, "Pending", 1, 10);
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].status, "False");
         assert_eq!(c[0].last_transition_time, Time(t(10)));
@@ -134,18 +193,8 @@ mod tests {
     #[test]
     fn same_status_keeps_transition_time_but_updates_reason() {
         let mut c = Vec::new();
-        set_condition(
-            &mut c,
-            ready(ConditionStatus::False, "Pending"),
-            Some(1),
-            t(10),
-        );
-        set_condition(
-            &mut c,
-            ready(ConditionStatus::False, "StillPending"),
-            Some(2),
-            t(20),
-        );
+        set_ready(&mut c, ConditionStatus::False, "Pending", 1, 10);
+        set_ready(&mut c, ConditionStatus::False, "StillPending", 2, 20);
         assert_eq!(c[0].last_transition_time, Time(t(10)));
         assert_eq!(c[0].reason, "StillPending");
         assert_eq!(c[0].observed_generation, Some(2));
@@ -154,18 +203,8 @@ mod tests {
     #[test]
     fn status_change_moves_transition_time() {
         let mut c = Vec::new();
-        set_condition(
-            &mut c,
-            ready(ConditionStatus::False, "Pending"),
-            Some(1),
-            t(10),
-        );
-        set_condition(
-            &mut c,
-            ready(ConditionStatus::True, "Ready"),
-            Some(1),
-            t(30),
-        );
+        set_ready(&mut c, ConditionStatus::False, "Pending", 1, 10);
+        set_ready(&mut c, ConditionStatus::True, "Ready", 1, 30);
         assert_eq!(c[0].last_transition_time, Time(t(30)));
         assert!(is_true(&c, READY));
     }
@@ -186,5 +225,43 @@ mod tests {
         assert_eq!(types, [READY, RECONCILING, STALLED]);
         assert!(!is_true(&c, READY));
         assert!(find(&c, "Missing").is_none());
+    }
+
+    #[test]
+    fn setter_shares_generation_and_time_and_keeps_unchanged_transitions() {
+        let mut c = Vec::new();
+        Setter::new(&mut c, Some(1), t(10))
+            .set(READY, false, "Pending", "waiting")
+            .set(STALLED, ConditionStatus::False, "NotStalled", String::new());
+        Setter::new(&mut c, Some(2), t(20))
+            .set(READY, true, "Ready", "serving")
+            .set(STALLED, false, "StillNotStalled", "");
+        let ready = find(&c, READY).expect("Ready");
+        assert_eq!(
+            (
+                ready.status.as_str(),
+                ready.reason.as_str(),
+                ready.message.as_str()
+            ),
+            ("True", "Ready", "serving")
+        );
+        assert_eq!(ready.last_transition_time, Time(t(20)), "status changed");
+        let stalled = find(&c, STALLED).expect("Stalled");
+        assert_eq!(stalled.last_transition_time, Time(t(10)), "status held");
+        assert_eq!(stalled.reason, "StillNotStalled");
+        assert!(c.iter().all(|c| c.observed_generation == Some(2)));
+    }
+
+    #[test]
+    fn setter_removes_a_condition() {
+        let mut c = Vec::new();
+        let mut set = Setter::new(&mut c, None, t(1));
+        set.set(READY, true, "Ready", "")
+            .set(STALLED, false, "No", "");
+        set.remove(STALLED).remove("Missing");
+        set.apply(ready(ConditionStatus::False, "Pending"));
+        assert_eq!(c[0].reason, "Pending");
+        let types: Vec<_> = c.iter().map(|c| c.type_.as_str()).collect();
+        assert_eq!(types, [READY]);
     }
 }

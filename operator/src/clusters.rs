@@ -44,6 +44,17 @@ pub enum ClusterError {
         /// The error from the probe.
         reason: String,
     },
+    /// A call to the member's API server (or, for its kubeconfig Secret, the hub's) failed.
+    #[error("member cluster {cluster} unreachable: {}{source}", doing_prefix(.doing.as_deref()))]
+    Call {
+        /// MemberCluster name (`hub` for the hub).
+        cluster: String,
+        /// What the call was doing (`"listing pods"`), if it says more than the error.
+        doing: Option<String>,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
     /// No client is registered for the named MemberCluster yet.
     #[error("member cluster {0} is not registered (not Ready yet?)")]
     NotRegistered(String),
@@ -56,7 +67,7 @@ impl ClusterError {
             Self::SecretMissing { .. } => "KubeconfigSecretMissing",
             Self::KeyMissing { .. } => "KubeconfigKeyMissing",
             Self::InvalidKubeconfig { .. } => "KubeconfigInvalid",
-            Self::Unreachable { .. } => "ClusterUnreachable",
+            Self::Unreachable { .. } | Self::Call { .. } => "ClusterUnreachable",
             Self::NotRegistered(_) => "ClusterNotRegistered",
         }
     }
@@ -68,6 +79,11 @@ impl ClusterError {
             Self::SecretMissing { .. } | Self::KeyMissing { .. } | Self::InvalidKubeconfig { .. }
         )
     }
+}
+
+/// `"doing: "`, or nothing: what a failed call was doing, ahead of its error.
+fn doing_prefix(doing: Option<&str>) -> String {
+    doing.map(|d| format!("{d}: ")).unwrap_or_default()
 }
 
 #[derive(Clone)]
@@ -106,15 +122,18 @@ pub async fn bounded<T>(
     what: &str,
     call: impl std::future::Future<Output = Result<T, kube::Error>>,
 ) -> Result<T, ClusterError> {
-    let reason = match tokio::time::timeout(MEMBER_TIMEOUT, call).await {
-        Ok(Ok(v)) => return Ok(v),
-        Ok(Err(e)) => format!("{what}: {e}"),
-        Err(_) => format!("{what} timed out"),
-    };
-    Err(ClusterError::Unreachable {
-        cluster: cluster.to_owned(),
-        reason,
-    })
+    match tokio::time::timeout(MEMBER_TIMEOUT, call).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(source)) => Err(ClusterError::Call {
+            cluster: cluster.to_owned(),
+            doing: Some(what.to_owned()),
+            source,
+        }),
+        Err(_) => Err(ClusterError::Unreachable {
+            cluster: cluster.to_owned(),
+            reason: format!("{what} timed out"),
+        }),
+    }
 }
 
 impl ClusterRegistry {
@@ -189,4 +208,40 @@ async fn client_from_secret(secret: &Secret, key: &str) -> Result<kube::Client, 
     config.read_timeout = Some(MEMBER_TIMEOUT);
     config.write_timeout = Some(MEMBER_TIMEOUT);
     kube::Client::try_from(config).map_err(|e| invalid(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn a_failed_call_reads_as_before_and_keeps_its_cause() {
+        let cause =
+            || kube::Error::SerdeError(serde_json::from_str::<u8>("x").expect_err("not a number"));
+        let plain = ClusterError::Call {
+            cluster: "eu".into(),
+            doing: None,
+            source: cause(),
+        };
+        assert_eq!(
+            plain.to_string(),
+            format!("member cluster eu unreachable: {}", cause())
+        );
+        let listing = ClusterError::Call {
+            cluster: "eu".into(),
+            doing: Some("listing pods".into()),
+            source: cause(),
+        };
+        assert_eq!(
+            listing.to_string(),
+            format!("member cluster eu unreachable: listing pods: {}", cause())
+        );
+        assert_eq!(
+            listing.source().map(ToString::to_string),
+            Some(cause().to_string())
+        );
+        assert_eq!(listing.category(), "ClusterUnreachable");
+        assert!(!listing.is_user_error());
+    }
 }

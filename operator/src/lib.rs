@@ -18,6 +18,7 @@ pub mod pki;
 pub mod quantity;
 pub mod run;
 pub mod runtime;
+pub mod status_patch;
 pub mod telemetry;
 pub mod workloads;
 

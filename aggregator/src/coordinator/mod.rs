@@ -13,7 +13,6 @@ mod start;
 mod tests;
 mod upload;
 
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -22,9 +21,9 @@ use bytes::Bytes;
 use tokio::sync::{Notify, watch};
 
 pub use error::CoreError;
+pub use fedsky_contract::{AggregatorPhase, ParticipantStatus, StatusView};
 pub use instruction::{HyperParameters, Instruction, InstructionKind, participant_seed};
 pub use upload::{UploadMeta, UploadReceipt, UploadTicket};
-pub use fedsky_contract::{AggregatorPhase, ParticipantStatus, StatusView};
 
 use crate::buffers::{BufferPool, RecvBuf};
 use crate::job::JobConfig;

@@ -7,9 +7,10 @@
 
 mod solve;
 
-use crate::{Context, Error, FIELD_MANAGER};
+use crate::status_patch::patch_status;
+use crate::{Context, Error};
 use fedsky_crds::common::CloudProvider;
-use fedsky_crds::conditions::{self, ConditionStatus, NewCondition, READY, RECONCILING, STALLED};
+use fedsky_crds::conditions::{READY, RECONCILING, STALLED, Setter};
 use fedsky_crds::{AggregatorPlacement, AggregatorPlacementStatus, MemberCluster, ParticipantPool};
 use fedsky_placement::Catalog;
 use fedsky_placement_spec::{self as convert, SpecContext};
@@ -17,7 +18,7 @@ use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, ListParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
@@ -147,47 +148,24 @@ async fn reconcile(ap: Arc<AggregatorPlacement>, ctx: Arc<Context>) -> Result<Ac
             (false, e.reason(), e.to_string(), true)
         }
     };
-    let mut set = |type_, status: bool, reason, message: String| {
-        let status = ConditionStatus::from(status);
-        conditions::set_condition(
-            &mut next.conditions,
-            NewCondition {
-                type_,
-                status,
-                reason,
-                message,
-            },
-            generation,
-            now,
-        );
-    };
-    set(convert::FEASIBLE, feasible, reason, message.clone());
-    set(
-        READY,
-        feasible,
-        if feasible { "Solved" } else { reason },
-        message.clone(),
-    );
-    set(RECONCILING, false, "Solved", String::new());
-    set(
-        STALLED,
-        stalled,
-        if stalled { reason } else { "NotStalled" },
-        if stalled { message } else { String::new() },
-    );
-
-    let patch = serde_json::json!({
-        "apiVersion": "fl.fedsky.dev/v1alpha1",
-        "kind": "AggregatorPlacement",
-        "status": next,
-    });
-    Api::<AggregatorPlacement>::namespaced(ctx.client.clone(), &ns)
-        .patch_status(
-            &ap.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
+    Setter::new(&mut next.conditions, generation, now)
+        .set(convert::FEASIBLE, feasible, reason, message.clone())
+        .set(
+            READY,
+            feasible,
+            if feasible { "Solved" } else { reason },
+            message.clone(),
         )
-        .await?;
+        .set(RECONCILING, false, "Solved", "")
+        .set(
+            STALLED,
+            stalled,
+            if stalled { reason } else { "NotStalled" },
+            if stalled { message } else { String::new() },
+        );
+
+    let api = Api::<AggregatorPlacement>::namespaced(ctx.client.clone(), &ns);
+    patch_status(&api, ap.as_ref(), &next).await?;
     ctx.metrics
         .reconciled(CONTROLLER, "success", Some(start.elapsed()));
     Ok(Action::requeue(Duration::from_secs(300)))

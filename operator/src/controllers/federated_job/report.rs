@@ -11,7 +11,7 @@ use fedsky_crds::FederatedJob;
 use fedsky_crds::federated_job::{FailureMark as ApiFailureMark, FederatedJobStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
@@ -96,19 +96,11 @@ pub(super) async fn write_status(
         )
         .await;
     }
-    let ns = job.namespace().unwrap_or_default();
-    let patch = serde_json::json!({
-        "apiVersion": "fl.fedsky.dev/v1alpha1",
-        "kind": "FederatedJob",
-        "status": next,
-    });
-    Api::<FederatedJob>::namespaced(ctx.shared.client.clone(), &ns)
-        .patch_status(
-            &job.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await?;
+    let api = Api::<FederatedJob>::namespaced(
+        ctx.shared.client.clone(),
+        &job.namespace().unwrap_or_default(),
+    );
+    crate::status_patch::patch_status(&api, job, &next).await?;
     Ok(Some(next))
 }
 

@@ -9,7 +9,7 @@ use fedsky_clouds::auth::{self, AuthError, Valid};
 use fedsky_clouds::credentials::{self, CredentialsError, SecretData};
 use fedsky_crds::MemberCluster;
 use fedsky_crds::common::CloudProvider;
-use fedsky_crds::conditions::{self, ConditionStatus, NewCondition};
+use fedsky_crds::conditions::{self, Setter};
 use fedsky_crds::member_cluster::MemberClusterStatus;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
@@ -43,14 +43,15 @@ pub enum CredentialsProblem {
         name: String,
     },
     /// Reading the Secret from the hub failed.
-    #[error("reading credentials Secret {namespace}/{name}: {reason}")]
+    #[error("reading credentials Secret {namespace}/{name}: {source}")]
     Hub {
         /// Namespace.
         namespace: String,
         /// Name.
         name: String,
         /// The API error.
-        reason: String,
+        #[source]
+        source: kube::Error,
     },
     /// The Secret's keys do not form credentials.
     #[error(transparent)]
@@ -118,11 +119,11 @@ pub async fn check(client: &kube::Client, mc: &MemberCluster) -> Option<Outcome>
                 name: r.name.clone(),
             }));
         }
-        Err(e) => {
+        Err(source) => {
             return Some(Err(CredentialsProblem::Hub {
                 namespace,
                 name: r.name.clone(),
-                reason: e.to_string(),
+                source,
             }));
         }
     };
@@ -159,24 +160,20 @@ pub fn set_condition(
     outcome: Option<&Outcome>,
     now: Timestamp,
 ) {
+    let mut set = Setter::new(&mut status.conditions, mc.metadata.generation, now);
     let (Some(outcome), Some(r)) = (outcome, mc.spec.credentials_secret_ref.as_ref()) else {
-        status.conditions.retain(|c| c.type_ != CREDENTIALS_VALID);
+        set.remove(CREDENTIALS_VALID);
         return;
     };
     let secret = format!("{}/{}", r.namespace.as_deref().unwrap_or_default(), r.name);
-    conditions::set_condition(
-        &mut status.conditions,
-        NewCondition {
-            type_: CREDENTIALS_VALID,
-            status: ConditionStatus::from(outcome.is_ok()),
-            reason: match outcome {
-                Ok(_) => REASON_VALID,
-                Err(e) => e.reason(),
-            },
-            message: message(cloud_of(mc.spec.provider), &secret, outcome),
+    set.set(
+        CREDENTIALS_VALID,
+        outcome.is_ok(),
+        match outcome {
+            Ok(_) => REASON_VALID,
+            Err(e) => e.reason(),
         },
-        mc.metadata.generation,
-        now,
+        message(cloud_of(mc.spec.provider), &secret, outcome),
     );
 }
 

@@ -10,13 +10,14 @@ mod probe;
 pub mod status;
 
 use crate::clusters::ClusterError;
-use crate::{Context, Error, FIELD_MANAGER};
+use crate::status_patch::patch_status;
+use crate::{Context, Error};
 use fedsky_crds::MemberCluster;
 use fedsky_crds::member_cluster::MemberClusterStatus;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::{WatchStreamExt, predicates, reflector, watcher};
@@ -67,7 +68,7 @@ async fn reconcile(mc: Arc<MemberCluster>, ctx: Arc<Context>) -> Result<Action, 
     let now = Timestamp::now();
     let mut next = status::compute(&prev, &outcome, mc.metadata.generation, now);
     credentials::set_condition(&mut next, &mc, creds.as_ref(), now);
-    patch_status(&ctx, &mc, &next).await?;
+    patch_status(&Api::all(ctx.client.clone()), mc.as_ref(), &next).await?;
     publish_transition(&ctx, &mc, &prev, &next, &outcome).await;
     publish_credentials(&ctx, &mc, &prev, &next).await;
 
@@ -114,9 +115,10 @@ async fn probe_member(mc: &MemberCluster, ctx: &Context) -> Result<probe::Probe,
     let secret = secrets
         .get_opt(&r.name)
         .await
-        .map_err(|e| ClusterError::Unreachable {
+        .map_err(|source| ClusterError::Call {
             cluster: "hub".into(),
-            reason: e.to_string(),
+            doing: None,
+            source,
         })?
         .ok_or_else(|| ClusterError::SecretMissing {
             namespace: namespace.clone(),
@@ -127,26 +129,6 @@ async fn probe_member(mc: &MemberCluster, ctx: &Context) -> Result<probe::Probe,
         .client_for(&mc.name_any(), &secret, &key)
         .await?;
     probe::probe(&mc.name_any(), &client).await
-}
-
-async fn patch_status(
-    ctx: &Context,
-    mc: &MemberCluster,
-    status: &MemberClusterStatus,
-) -> Result<(), Error> {
-    let api: Api<MemberCluster> = Api::all(ctx.client.clone());
-    let patch = serde_json::json!({
-        "apiVersion": "fl.fedsky.dev/v1alpha1",
-        "kind": "MemberCluster",
-        "status": status,
-    });
-    api.patch_status(
-        &mc.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
-    Ok(())
 }
 
 async fn publish_transition(

@@ -23,7 +23,11 @@ pub(super) async fn probe(cluster: &str, client: &kube::Client) -> Result<Probe,
     let version = tokio::time::timeout(MEMBER_TIMEOUT, client.apiserver_version())
         .await
         .map_err(|_| unreachable(format!("no answer within {}s", MEMBER_TIMEOUT.as_secs())))?
-        .map_err(|e| unreachable(e.to_string()))?;
+        .map_err(|source| ClusterError::Call {
+            cluster: cluster.to_string(),
+            doing: None,
+            source,
+        })?;
     let api: Api<Node> = Api::all(client.clone());
     let (mut nodes, mut ready) = (0i32, 0i32);
     let mut params = ListParams::default().limit(500);

@@ -2,7 +2,7 @@
 
 use super::probe::Probe;
 use crate::clusters::ClusterError;
-use fedsky_crds::conditions::{self, ConditionStatus, NewCondition, READY, RECONCILING, STALLED};
+use fedsky_crds::conditions::{self, READY, RECONCILING, STALLED, Setter};
 use fedsky_crds::member_cluster::MemberClusterStatus;
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -38,45 +38,15 @@ pub fn compute(
             (false, e.category(), e.to_string(), e.is_user_error())
         }
     };
-    let set = |s: &mut MemberClusterStatus, type_, status, reason, message| {
-        conditions::set_condition(
-            &mut s.conditions,
-            NewCondition {
-                type_,
-                status,
-                reason,
-                message,
-            },
-            generation,
-            now,
-        );
-    };
-    set(
-        &mut s,
-        READY,
-        ConditionStatus::from(ready),
-        reason,
-        message.clone(),
-    );
-    set(
-        &mut s,
-        RECONCILING,
-        ConditionStatus::False,
-        "ProbeComplete",
-        "last probe finished".into(),
-    );
     let (stalled_reason, stalled_msg) = if stalled {
         (reason, format!("waiting for a fix: {message}"))
     } else {
         ("NotStalled", String::new())
     };
-    set(
-        &mut s,
-        STALLED,
-        ConditionStatus::from(stalled),
-        stalled_reason,
-        stalled_msg,
-    );
+    Setter::new(&mut s.conditions, generation, now)
+        .set(READY, ready, reason, message)
+        .set(RECONCILING, false, "ProbeComplete", "last probe finished")
+        .set(STALLED, stalled, stalled_reason, stalled_msg);
     s
 }
 

@@ -6,12 +6,13 @@ pub mod nodes;
 pub mod status;
 
 use crate::capacity::Resources;
-use crate::{Context, Error, FIELD_MANAGER};
+use crate::status_patch::patch_status;
+use crate::{Context, Error};
 use fedsky_crds::{FederatedJob, ParticipantPool};
 use futures::StreamExt;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use std::sync::Arc;
@@ -75,18 +76,8 @@ async fn reconcile(pool: Arc<ParticipantPool>, ctx: Arc<Context>) -> Result<Acti
         pool.metadata.generation,
         Timestamp::now(),
     );
-    let patch = serde_json::json!({
-        "apiVersion": "fl.fedsky.dev/v1alpha1",
-        "kind": "ParticipantPool",
-        "status": next,
-    });
-    Api::<ParticipantPool>::namespaced(ctx.client.clone(), &ns)
-        .patch_status(
-            &pool.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await?;
+    let api = Api::<ParticipantPool>::namespaced(ctx.client.clone(), &ns);
+    patch_status(&api, pool.as_ref(), &next).await?;
     ctx.metrics
         .reconciled(CONTROLLER, "success", Some(start.elapsed()));
     Ok(Action::requeue(REFRESH))

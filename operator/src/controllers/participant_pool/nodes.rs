@@ -147,12 +147,11 @@ pub async fn pod_usage(
         if let Some(t) = token.take() {
             params = params.continue_token(&t);
         }
-        let req = request
-            .list(&params)
-            .map_err(|e| ClusterError::Unreachable {
-                cluster: cluster.to_owned(),
-                reason: format!("listing pods: {e}"),
-            })?;
+        let req = request.list(&params).map_err(|e| ClusterError::Call {
+            cluster: cluster.to_owned(),
+            doing: Some("listing pods".into()),
+            source: kube::Error::BuildRequest(e),
+        })?;
         let page: PodPage = bounded(cluster, "listing pods", client.request(req)).await?;
         used.add(page.items.as_deref().unwrap_or_default());
         match page.metadata.continue_ {

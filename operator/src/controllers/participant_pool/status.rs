@@ -2,7 +2,7 @@
 
 use crate::capacity::{NodeView, Resources, eligible};
 use crate::clusters::ClusterError;
-use fedsky_crds::conditions::{self, ConditionStatus, NewCondition, READY, RECONCILING, STALLED};
+use fedsky_crds::conditions::{READY, RECONCILING, STALLED, Setter};
 use fedsky_crds::participant_pool::{ParticipantPoolStatus, SiteStatus};
 use k8s_openapi::jiff::Timestamp;
 
@@ -64,68 +64,37 @@ pub fn compute(
         .filter(|x| !x.healthy)
         .map(|x| format!("{}: {}", x.name, x.message.clone().unwrap_or_default()))
         .collect();
-    let set = |s: &mut ParticipantPoolStatus, type_, status, reason, message| {
-        conditions::set_condition(
-            &mut s.conditions,
-            NewCondition {
-                type_,
-                status,
-                reason,
-                message,
-            },
-            generation,
-            now,
-        );
-    };
+    let mut set = Setter::new(&mut s.conditions, generation, now);
     if unhealthy.is_empty() {
-        set(
-            &mut s,
+        set.set(
             READY,
-            ConditionStatus::True,
+            true,
             "SitesHealthy",
             format!("{total} eligible nodes across {} sites", sites.len()),
         );
     } else {
-        set(
-            &mut s,
-            READY,
-            ConditionStatus::False,
-            "SitesUnhealthy",
-            unhealthy.join("; "),
-        );
+        set.set(READY, false, "SitesUnhealthy", unhealthy.join("; "));
     }
     let short = total < needed;
-    set(
-        &mut s,
+    set.set(
         INSUFFICIENT_CAPACITY,
-        ConditionStatus::from(short),
+        short,
         if short {
             "FewerEligibleNodesThanNeeded"
         } else {
             "EnoughEligibleNodes"
         },
         format!("{total} eligible nodes; jobs using this pool need up to {needed} per round"),
-    );
-    set(
-        &mut s,
-        RECONCILING,
-        ConditionStatus::False,
-        "Observed",
-        String::new(),
-    );
-    set(
-        &mut s,
-        STALLED,
-        ConditionStatus::False,
-        "NotStalled",
-        String::new(),
-    );
+    )
+    .set(RECONCILING, false, "Observed", "")
+    .set(STALLED, false, "NotStalled", "");
     s
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fedsky_crds::conditions;
 
     fn node(name: &str, cpu: u64, ready: bool) -> NodeView {
         NodeView {
