@@ -527,14 +527,39 @@ pub struct ParticipantState {
     /// Node it runs on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
-    /// `Pending`, `Running`, `Failed`, `Replaced` or `Completed`.
-    pub state: String,
+    /// Where the participant stands: `Pending` (started, not running yet, or its start
+    /// failed: see `message`), `Running`, `Completed`, `Failed` (replaced while the job's
+    /// replacement budget lasts) or `Replaced` (removed; kept for a while as history).
+    pub state: ParticipantPhase,
     /// Why it is in that state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     /// Last heartbeat the aggregator saw.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_heartbeat: Option<Time>,
+}
+
+/// Where a participant stands.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum ParticipantPhase {
+    /// Started, not yet running (or its start failed; see the message).
+    #[default]
+    Pending,
+    /// Running.
+    Running,
+    /// Finished its work.
+    Completed,
+    /// Failed; it is replaced while the job's replacement budget lasts.
+    Failed,
+    /// Removed and replaced by another participant (kept for a while as history).
+    Replaced,
+}
+
+impl ParticipantPhase {
+    /// Running or finished: it counts towards the participants a round can use.
+    pub fn is_live(self) -> bool {
+        matches!(self, Self::Running | Self::Completed)
+    }
 }
 
 /// Recent participant failures on one node.

@@ -8,6 +8,7 @@ mod common;
 
 use common::{apply_json, capacity, eventually, fleet};
 use fedsky_crds::conditions;
+use fedsky_crds::federated_job::ParticipantPhase;
 use fedsky_crds::{AggregatorPlacement, FederatedJob};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
@@ -274,7 +275,8 @@ async fn job_is_placed_started_healed_and_cleaned_up() {
     assert!(
         st.participants
             .iter()
-            .any(|p| p.state == "Replaced" && p.node.as_deref() == Some(failed_node.as_str()))
+            .any(|p| p.state == ParticipantPhase::Replaced
+                && p.node.as_deref() == Some(failed_node.as_str()))
     );
     assert_eq!(st.failure_marks.len(), 1);
     let us_jobs = participant_jobs(us).await;
@@ -311,7 +313,7 @@ async fn job_is_placed_started_healed_and_cleaned_up() {
     let replaced = st
         .participants
         .iter()
-        .find(|p| p.state == "Replaced")
+        .find(|p| p.state == ParticipantPhase::Replaced)
         .map(|p| p.name.clone())
         .expect("replaced participant");
     assert!(
@@ -355,7 +357,7 @@ async fn job_is_placed_started_healed_and_cleaned_up() {
             let st = j.status.ok_or("no status")?;
             let us_live = st.participants.iter().find(|p| {
                 p.site == "us"
-                    && p.state != "Replaced"
+                    && p.state != ParticipantPhase::Replaced
                     && p.message
                         .as_deref()
                         .is_some_and(|m| m.contains("cannot be read"))

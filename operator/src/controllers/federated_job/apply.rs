@@ -12,6 +12,7 @@ use crate::orchestrator::QueueState;
 use crate::workloads::Start;
 use fedsky_crds::FederatedJob;
 use fedsky_crds::aggregator_placement::PlacementOption;
+use fedsky_crds::federated_job::ParticipantPhase;
 use fedsky_crds::federated_job::ParticipantState;
 use kube::runtime::events::EventType;
 
@@ -87,9 +88,13 @@ async fn execute(
             .await
             .err()
             .map(|e| format!("cannot start: {e}"));
-        planned
-            .states
-            .push(plan::state(&name, &c.site, &c.node, "Pending", msg));
+        planned.states.push(plan::state(
+            &name,
+            &c.site,
+            &c.node,
+            ParticipantPhase::Pending,
+            msg,
+        ));
     }
 }
 

@@ -5,6 +5,7 @@
 use super::build::ParticipantPlan;
 use crate::capacity::Resources;
 use crate::orchestrator::{self, Candidate, Policy, QueueState, SelectError, Slot};
+use fedsky_crds::federated_job::ParticipantPhase;
 use fedsky_crds::federated_job::ParticipantState;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -92,7 +93,7 @@ pub fn last_known(
 ) -> (Vec<ParticipantState>, usize) {
     let kept: Vec<ParticipantState> = prev
         .iter()
-        .filter(|p| p.state != "Replaced" && unreadable.contains(&p.site.as_str()))
+        .filter(|p| p.state != ParticipantPhase::Replaced && unreadable.contains(&p.site.as_str()))
         .map(|p| ParticipantState {
             message: Some(format!("site {} cannot be read; last known state", p.site)),
             ..p.clone()
@@ -100,7 +101,7 @@ pub fn last_known(
         .collect();
     let live = kept
         .iter()
-        .filter(|p| p.state == "Pending" || p.state == "Running")
+        .filter(|p| p.state == ParticipantPhase::Pending || p.state == ParticipantPhase::Running)
         .count();
     (kept, live)
 }
@@ -356,20 +357,20 @@ mod tests {
 
     #[test]
     fn an_unreadable_sites_participants_keep_their_last_state_and_count_as_live() {
-        let st = |name: &str, site: &str, state: &str| ParticipantState {
+        let st = |name: &str, site: &str, state: ParticipantPhase| ParticipantState {
             name: name.into(),
             site: site.into(),
             node: None,
-            state: state.into(),
+            state,
             message: None,
             last_heartbeat: None,
         };
         let prev = [
-            st("a", "eu", "Running"),
-            st("b", "eu", "Pending"),
-            st("c", "eu", "Replaced"),
-            st("d", "eu", "Failed"),
-            st("e", "us", "Running"),
+            st("a", "eu", ParticipantPhase::Running),
+            st("b", "eu", ParticipantPhase::Pending),
+            st("c", "eu", ParticipantPhase::Replaced),
+            st("d", "eu", ParticipantPhase::Failed),
+            st("e", "us", ParticipantPhase::Running),
         ];
         let (kept, live) = last_known(&prev, &["eu"]);
         let names: Vec<&str> = kept.iter().map(|p| p.name.as_str()).collect();

@@ -154,7 +154,7 @@ mod tests {
                 name: "p-0".into(),
                 site: "eu".into(),
                 node: None,
-                state: "Running".into(),
+                state: fedsky_crds::federated_job::ParticipantPhase::Running,
                 message: None,
                 last_heartbeat: None,
             }],

@@ -12,6 +12,7 @@ use crate::orchestrator::{Candidate, FailureMark, QueueState, SelectError, Slot}
 use crate::workloads::{DesiredAggregator, ParticipantObs};
 use fedsky_crds::aggregator_placement::PlacementOption;
 use fedsky_crds::conditions;
+use fedsky_crds::federated_job::ParticipantPhase;
 use fedsky_crds::federated_job::{FederatedJobStatus, ParticipantState};
 use fedsky_crds::member_cluster::ClusterTier;
 use fedsky_crds::{FederatedJob, MemberCluster};
@@ -214,7 +215,7 @@ pub fn participants(
             &o.name,
             &o.site,
             &o.node,
-            "Replaced",
+            ParticipantPhase::Replaced,
             Some(why.clone()),
         ));
     }
@@ -224,10 +225,10 @@ pub fn participants(
         .filter(|o| !replaced.contains(&o.name.as_str()))
     {
         let s = match o.phase {
-            participants::Phase::Pending => "Pending",
-            participants::Phase::Running => "Running",
-            participants::Phase::Succeeded => "Completed",
-            participants::Phase::Failed => "Failed",
+            participants::Phase::Pending => ParticipantPhase::Pending,
+            participants::Phase::Running => ParticipantPhase::Running,
+            participants::Phase::Succeeded => ParticipantPhase::Completed,
+            participants::Phase::Failed => ParticipantPhase::Failed,
         };
         states.push(state(&o.name, &o.site, &o.node, s, None));
     }
@@ -251,7 +252,7 @@ pub fn settle(job: &ValidJob, planned: ParticipantsPlan) -> ParticipantsOutcome 
     let running = states
         .iter()
         .filter(|s| !unobserved.contains(&s.site))
-        .filter(|s| s.state == "Running" || s.state == "Completed")
+        .filter(|s| s.state.is_live())
         .count();
     if plan.shortfall.is_none() && !unreachable.is_empty() && running < job.max_per_round {
         plan.shortfall = Some(SelectError::NotEnough {
@@ -273,14 +274,14 @@ pub fn state(
     name: &str,
     site: &str,
     node: &str,
-    s: &str,
+    s: ParticipantPhase,
     message: Option<String>,
 ) -> ParticipantState {
     ParticipantState {
         name: name.into(),
         site: site.into(),
         node: Some(node.into()),
-        state: s.into(),
+        state: s,
         message,
         last_heartbeat: None,
     }
@@ -292,14 +293,20 @@ pub fn merge_participants(
     now: Vec<ParticipantState>,
 ) -> Vec<ParticipantState> {
     let mut out = now;
-    for p in prev.iter().filter(|p| p.state == "Replaced") {
+    for p in prev
+        .iter()
+        .filter(|p| p.state == ParticipantPhase::Replaced)
+    {
         if !out.iter().any(|q| q.name == p.name) {
             out.push(p.clone());
         }
     }
     // Over the bound, the oldest replaced entries go (they are last); live ones never.
     while out.len() > MAX_PARTICIPANT_ENTRIES {
-        match out.iter().rposition(|p| p.state == "Replaced") {
+        match out
+            .iter()
+            .rposition(|p| p.state == ParticipantPhase::Replaced)
+        {
             Some(i) => {
                 out.remove(i);
             }

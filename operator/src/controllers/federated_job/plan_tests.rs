@@ -1,14 +1,15 @@
 //! Tests of the pure plan.
 
 use super::*;
+use fedsky_crds::federated_job::ParticipantPhase;
 use fedsky_crds::federated_job::ParticipantState;
 
-fn entry(name: &str, state: &str) -> ParticipantState {
+fn entry(name: &str, state: ParticipantPhase) -> ParticipantState {
     ParticipantState {
         name: name.into(),
         site: "eu".into(),
         node: None,
-        state: state.into(),
+        state,
         message: None,
         last_heartbeat: None,
     }
@@ -17,11 +18,11 @@ fn entry(name: &str, state: &str) -> ParticipantState {
 #[test]
 fn replaced_participants_stay_listed_and_the_oldest_go_first() {
     let prev: Vec<ParticipantState> = (0..MAX_PARTICIPANT_ENTRIES)
-        .map(|i| entry(&format!("old-{i}"), "Replaced"))
+        .map(|i| entry(&format!("old-{i}"), ParticipantPhase::Replaced))
         .collect();
     let now: Vec<ParticipantState> = (0..5)
-        .map(|i| entry(&format!("live-{i}"), "Running"))
-        .chain([entry("just-replaced", "Replaced")])
+        .map(|i| entry(&format!("live-{i}"), ParticipantPhase::Running))
+        .chain([entry("just-replaced", ParticipantPhase::Replaced)])
         .collect();
     let out = merge_participants(&prev, now);
     assert_eq!(out.len(), MAX_PARTICIPANT_ENTRIES);
@@ -40,18 +41,18 @@ fn replaced_participants_stay_listed_and_the_oldest_go_first() {
     assert_eq!(names[6], "old-0", "the newest of the earlier ones stay");
     assert_eq!(names.last(), Some(&"old-93"));
     // A participant replaced earlier and seen again is listed once.
-    let again = merge_participants(&out, vec![entry("old-0", "Replaced")]);
+    let again = merge_participants(&out, vec![entry("old-0", ParticipantPhase::Replaced)]);
     assert_eq!(again.iter().filter(|p| p.name == "old-0").count(), 1);
 }
 
 #[test]
 fn live_participants_are_never_dropped_for_the_bound() {
     let now: Vec<ParticipantState> = (0..MAX_PARTICIPANT_ENTRIES + 3)
-        .map(|i| entry(&format!("live-{i}"), "Running"))
+        .map(|i| entry(&format!("live-{i}"), ParticipantPhase::Running))
         .collect();
-    let out = merge_participants(&[entry("old", "Replaced")], now);
+    let out = merge_participants(&[entry("old", ParticipantPhase::Replaced)], now);
     assert_eq!(out.len(), MAX_PARTICIPANT_ENTRIES + 3);
-    assert!(out.iter().all(|p| p.state == "Running"));
+    assert!(out.iter().all(|p| p.state == ParticipantPhase::Running));
 }
 
 fn member(name: &str, provider: &str, region: &str, tier: &str, ready: bool) -> MemberCluster {
@@ -160,7 +161,7 @@ fn a_participant_on_a_lost_node_is_replaced_and_listed_as_such() {
         .iter()
         .find(|s| s.name == replaced)
         .expect("listed");
-    assert_eq!(entry.state, "Replaced");
+    assert_eq!(entry.state, ParticipantPhase::Replaced);
     let outcome = settle(&job, planned);
     assert_eq!(outcome.running, 2);
     assert!(outcome.plan.shortfall.is_none());
@@ -174,7 +175,13 @@ fn a_participant_on_a_lost_node_is_replaced_and_listed_as_such() {
 fn an_unreadable_site_keeps_its_last_known_participants_and_says_why() {
     let job = super::super::validate::tests::valid_job();
     let asia = crate::names::participant(&job.key, "asia", 0);
-    let prev = vec![state(&asia, "asia", "asia-1", "Running", None)];
+    let prev = vec![state(
+        &asia,
+        "asia",
+        "asia-1",
+        ParticipantPhase::Running,
+        None,
+    )];
     let sites = vec![
         SiteObs {
             site: "eu".into(),

@@ -9,6 +9,7 @@ use super::{AggregatorObs, Observation, PlacementObs};
 use fedsky_contract::AggregatorPhase;
 use fedsky_crds::conditions::{ConditionStatus, NewCondition, READY, RECONCILING, STALLED};
 use fedsky_crds::federated_job::JobPhase;
+use fedsky_crds::federated_job::ParticipantPhase;
 
 /// A condition decided here; its type is one of [`super::types`] or a kstatus one.
 pub type Decided = NewCondition<'static>;
@@ -183,7 +184,7 @@ pub fn degraded(o: &Observation, f: &Facts) -> Decided {
     let replaced = o
         .participants
         .iter()
-        .filter(|p| p.state == "Replaced")
+        .filter(|p| p.state == ParticipantPhase::Replaced)
         .count();
     let degraded = f.aggregator_ready && (o.running < o.max_per_round || replaced > 0);
     cond(

@@ -6,6 +6,7 @@ use super::types::*;
 use super::{AggregatorObs, Observation, PlacementObs, Progress};
 use fedsky_crds::conditions::{ConditionStatus, READY, RECONCILING, STALLED};
 use fedsky_crds::federated_job::JobPhase;
+use fedsky_crds::federated_job::ParticipantPhase;
 use fedsky_crds::federated_job::ParticipantState;
 
 fn placed_obs() -> PlacementObs {
@@ -184,7 +185,7 @@ fn degraded_counts_missing_and_replaced_participants() {
     );
     let mut replaced = serving(3);
     replaced.participants = vec![ParticipantState {
-        state: "Replaced".into(),
+        state: ParticipantPhase::Replaced,
         ..Default::default()
     }];
     let c = degraded(&replaced, &Facts::of(&replaced, None));
