@@ -2,7 +2,7 @@
 SHELL := /usr/bin/env bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
-CRD_YAML := charts/fedsky/crds/fedsky.yaml
+CRD_YAML := charts/fedsky/files/crds.yaml
 
 .PHONY: test fmt fmt-check lint generate generate-check tests control-plane
 

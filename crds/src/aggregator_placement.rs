@@ -386,7 +386,8 @@ pub struct CloudProvisioning {
     /// The cloud these settings apply to.
     pub cloud: CloudProvider,
     /// Secret in the placement's namespace with this cloud's credentials; its keys are
-    /// listed in docs/clouds.md.
+    /// listed in docs/clouds.md. The operator reads Secrets only in namespaces it was
+    /// given (chart value `rbac.secretNamespaces`): add the placement's namespace there.
     pub credentials_secret_ref: LocalObjectRef,
     /// Machine image per region, `*` for any region: an AMI id on AWS (AMIs differ per
     /// region), an image URL or family on GCP, an image id on OpenStack.

@@ -47,6 +47,8 @@ use std::collections::BTreeMap;
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!has(self.dataset.classes) || !has(self.model.builtin) || size(self.dataset.classes) == self.model.builtin.numClasses").message("spec.dataset.classes must list exactly spec.model.builtin.numClasses names"))]
+// On the spec, not the field: a rule on an optional field never sees it added or removed.
+#[x_kube(validation = Rule::new("has(self.images) == has(oldSelf.images) && (!has(self.images) || self.images == oldSelf.images)").message("spec.images is immutable once the job exists"))]
 pub struct FederatedJobSpec {
     /// The model to train: a built-in architecture or a TorchScript module. Immutable.
     #[x_kube(validation = Rule::new("self == oldSelf").message("spec.model is immutable; create a new FederatedJob to train another model"))]
@@ -71,6 +73,30 @@ pub struct FederatedJobSpec {
     /// Optional experiment tracking.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tracking: Option<Tracking>,
+    /// Container images for this job's pods, overriding the operator's defaults (its
+    /// `--aggregator-image` and `--participant-image`). Immutable: a running job keeps the
+    /// images it started with. The process runtime runs local binaries and ignores it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub images: Option<JobImages>,
+}
+
+/// An image reference: `[registry[:port]/]name[:tag][@sha256:digest]`, as the container
+/// runtime reads it.
+pub const IMAGE_REFERENCE_PATTERN: &str = r"^([a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?)*(:[0-9]+)?/)?[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?$";
+
+/// Per-job container images. Unset entries use the operator's defaults.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobImages {
+    /// The aggregator's image, e.g. `registry.example/fedsky-aggregator:0.1.0` or pinned by
+    /// digest (`...@sha256:<64 hex>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512), pattern(IMAGE_REFERENCE_PATTERN))]
+    pub aggregator: Option<String>,
+    /// The participants' image (libtorch inside; a CUDA build for GPU sites).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512), pattern(IMAGE_REFERENCE_PATTERN))]
+    pub participant: Option<String>,
 }
 
 /// The model to train. Exactly one of `builtin` or `torchScript` is set.

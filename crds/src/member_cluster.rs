@@ -46,13 +46,16 @@ pub struct MemberClusterSpec {
     #[serde(default)]
     pub tier: ClusterTier,
     /// Secret holding a kubeconfig for this cluster (key defaults to `kubeconfig`).
-    /// `namespace` is required because MemberCluster is cluster-scoped.
+    /// `namespace` is required because MemberCluster is cluster-scoped; it must be the
+    /// operator's namespace or one it was given to read (chart value
+    /// `rbac.secretNamespaces`), else `Ready` is False with `KubeconfigSecretNotReadable`.
     #[x_kube(validation = Rule::new("has(self.__namespace__)").message("spec.kubeconfigSecretRef.namespace is required for a cluster-scoped MemberCluster"))]
     pub kubeconfig_secret_ref: SecretKeyRef,
     /// Secret with cloud credentials for this provider; the operator checks them with the
     /// cloud and reports `CredentialsValid` with the identity and expiry. The keys per
     /// provider are listed in docs/clouds.md; for GCP, `key` names the entry holding the
-    /// service-account key file (default `credentials.json`). Optional.
+    /// service-account key file (default `credentials.json`). The namespace rule of
+    /// `kubeconfigSecretRef` applies (reason `SecretNotReadable`). Optional.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("has(self.__namespace__)").message("spec.credentialsSecretRef.namespace is required for a cluster-scoped MemberCluster"))]
     pub credentials_secret_ref: Option<SecretKeyRef>,

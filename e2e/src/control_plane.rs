@@ -26,6 +26,10 @@ pub struct Options {
     pub kwok: bool,
     /// How long to wait for health.
     pub timeout: Duration,
+    /// Write an audit log of every request (see [`ControlPlane::audit_events`]) and run the
+    /// `OwnerReferencesPermissionEnforcement` admission plugin, so that tests can prove
+    /// what a client was allowed and refused, as a production API server would judge it.
+    pub audit: bool,
 }
 
 impl Options {
@@ -37,6 +41,7 @@ impl Options {
             scheduler: false,
             kwok: false,
             timeout: Duration::from_secs(120),
+            audit: false,
         }
     }
 
@@ -50,6 +55,16 @@ impl Options {
         }
     }
 }
+
+/// Every request at `Metadata` level (who, verb, resource, response code), once answered.
+const AUDIT_POLICY: &str = "apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+";
+/// The audit log's file in the run directory.
+const AUDIT_LOG: &str = "audit.log";
 
 /// Annotation that hands a Node to kwok.
 pub const KWOK_NODE_ANNOTATION: &str = "kwok.x-k8s.io/node";
@@ -139,6 +154,18 @@ impl ControlPlane {
                 "--log-level=warn".into(),
             ],
         )?;
+        let mut audit_args = Vec::new();
+        if opts.audit {
+            let policy = root.join("audit-policy.yaml");
+            std::fs::write(&policy, AUDIT_POLICY).map_err(io("write", &policy))?;
+            audit_args = vec![
+                format!("--audit-policy-file={}", p(&policy)),
+                format!("--audit-log-path={}", p(&root.join(AUDIT_LOG))),
+                "--audit-log-format=json".into(),
+                "--audit-log-mode=blocking".into(),
+                "--enable-admission-plugins=OwnerReferencesPermissionEnforcement".into(),
+            ];
+        }
         cp.spawn(
             "kube-apiserver",
             &[
@@ -163,7 +190,10 @@ impl ControlPlane {
                     std::env::var_os("FEDSKY_APISERVER_PROFILING").is_some()
                 ),
                 "--v=1".into(),
-            ],
+            ]
+            .into_iter()
+            .chain(audit_args)
+            .collect::<Vec<_>>(),
         )?;
         cp.wait_ready("kube-apiserver", opts.timeout)?;
 
@@ -297,6 +327,21 @@ impl ControlPlane {
         &self.kubeconfig_yaml
     }
 
+    /// Where the audit log is written when started with [`Options::audit`].
+    pub fn audit_log_path(&self) -> PathBuf {
+        self.run_dir().join(AUDIT_LOG)
+    }
+
+    /// The audit log's events so far; empty unless started with [`Options::audit`].
+    pub fn audit_events(&self) -> Result<Vec<crate::audit::AuditEvent>, Error> {
+        let path = self.audit_log_path();
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ok(crate::audit::parse(&text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(io("read", &path)(e)),
+        }
+    }
+
     /// Directory holding this run's state and logs.
     pub fn run_dir(&self) -> &Path {
         self.dir
@@ -348,10 +393,10 @@ impl ControlPlane {
             .await?)
     }
 
-    /// Installs fedsky's generated CRDs (`charts/fedsky/crds/`) and waits until they are
+    /// Installs fedsky's generated CRDs (`charts/fedsky/files/crds.yaml`) and waits until they are
     /// Established and served by discovery.
     pub fn install_fedsky_crds(&self) -> Result<(), Error> {
-        let file = crate::repo_root().join("charts/fedsky/crds/fedsky.yaml");
+        let file = crate::repo_root().join("charts/fedsky/files/crds.yaml");
         let file = file.display().to_string();
         let run = |args: &[&str]| -> Result<String, Error> {
             let out = kubectl(&self.kubeconfig, args)?;

@@ -45,6 +45,14 @@ pub enum Error {
     /// A Kubernetes API call failed.
     #[error("kubernetes API: {0}")]
     Kube(#[from] kube::Error),
+    /// A command (helm, kubectl) or the reading of its output failed.
+    #[error("{what} failed: {stderr}")]
+    Command {
+        /// What was run.
+        what: String,
+        /// Its standard error, or the parse error.
+        stderr: String,
+    },
 }
 
 impl Error {

@@ -16,6 +16,16 @@ pub struct KubectlOutput {
     pub stderr: String,
 }
 
+impl From<std::process::Output> for KubectlOutput {
+    fn from(out: std::process::Output) -> Self {
+        Self {
+            success: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
 /// Runs `kubectl --kubeconfig KUBECONFIG ARGS...` and captures its output.
 pub fn kubectl(kubeconfig: &Path, args: &[&str]) -> Result<KubectlOutput, Error> {
     let bin = Binaries::locate()?.path("kubectl");
@@ -27,9 +37,5 @@ pub fn kubectl(kubeconfig: &Path, args: &[&str]) -> Result<KubectlOutput, Error>
             name: format!("kubectl ({})", bin.display()),
             source,
         })?;
-    Ok(KubectlOutput {
-        success: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    })
+    Ok(out.into())
 }

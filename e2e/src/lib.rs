@@ -7,25 +7,29 @@
 //! The binaries are built from the Go module proxy by `e2e/scripts/build-control-plane.sh`
 //! and cached outside the clone; nothing here imitates an API server.
 
+pub mod audit;
 mod binaries;
 mod control_plane;
 mod error;
+mod helm;
 mod kubectl;
 pub mod moto;
 mod namespace;
 mod pki;
 mod process;
+pub mod rbac;
 pub mod testbed;
 pub mod toxiproxy;
 
 pub use binaries::Binaries;
 pub use control_plane::{ControlPlane, Options};
 pub use error::Error;
+pub use helm::helm;
 pub use kubectl::{KubectlOutput, kubectl};
 pub use namespace::TestNamespace;
 
 /// The root of the fedsky checkout the tests run in. Found at run time (the current
-/// directory or one above it holding `charts/fedsky/crds/fedsky.yaml`; cargo runs tests in
+/// directory or one above it holding `charts/fedsky/files/crds.yaml`; cargo runs tests in
 /// their crate's directory) rather than baked in at compile time: a build cache shared
 /// between clones would otherwise point every clone at the one that built it first.
 /// `FEDSKY_REPO_ROOT` overrides it.
@@ -33,7 +37,7 @@ pub fn repo_root() -> std::path::PathBuf {
     if let Some(dir) = std::env::var_os("FEDSKY_REPO_ROOT") {
         return dir.into();
     }
-    let marker = std::path::Path::new("charts/fedsky/crds/fedsky.yaml");
+    let marker = std::path::Path::new("charts/fedsky/files/crds.yaml");
     std::env::current_dir()
         .ok()
         .and_then(|cwd| {

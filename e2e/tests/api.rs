@@ -129,6 +129,11 @@ fn immutable_fields_cannot_change() {
             r#"{"spec":{"participants":{"poolRef":{"name":"other"}}}}"#,
             "spec.participants.poolRef is immutable",
         ),
+        // Adding images to a job that has none is a change too.
+        (
+            r#"{"spec":{"images":{"participant":"registry.example/p:2"}}}"#,
+            "spec.images is immutable",
+        ),
     ];
     for (patch, expect) in cases {
         let out = k(&[
@@ -178,6 +183,38 @@ fn immutable_fields_cannot_change() {
         out.stderr
     );
     k_ok(&["delete", "mc", "immutable-mc"]);
+}
+
+/// Image references as registries and runtimes write them pass `spec.images`'s pattern.
+#[test]
+fn image_references_are_accepted() {
+    let ns = hub_namespace("images");
+    let text = std::fs::read_to_string(repo_root().join("examples/covid-xray/federated-job.yaml"))
+        .expect("example");
+    let digest = format!("sha256:{}", "0123456789abcdef".repeat(4));
+    for (i, image) in [
+        "fedsky-participant".to_string(),
+        "ghcr.io/fedsky/fedsky-participant:0.1.0-abc1234".to_string(),
+        "localhost:5000/fedsky/fedsky-participant:latest".to_string(),
+        format!("registry.example.com:443/a_b/c__d/e--f:v1.2@{digest}"),
+        format!("ghcr.io/fedsky/fedsky-aggregator@{digest}"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let job = text
+            .replace("namespace: covid-xray", &format!("namespace: {ns}"))
+            .replace("name: covid-xray\n", &format!("name: images-{i}\n"))
+            + &format!("  images:\n    aggregator: \"{image}\"\n    participant: \"{image}\"\n");
+        let file = temp_manifest(&job);
+        let out = k(&[
+            "apply",
+            "--dry-run=server",
+            "-f",
+            &file.display().to_string(),
+        ]);
+        assert!(out.success, "{image} refused:\n{}", out.stderr);
+    }
 }
 
 /// `kubectl explain what`, once the API server has published the CRDs' OpenAPI schema:

@@ -18,6 +18,9 @@ pub enum ClusterError {
         /// Name of the Secret.
         name: String,
     },
+    /// The Secret is outside the operator's Secret namespaces.
+    #[error("spec.kubeconfigSecretRef: {0}")]
+    OutOfScope(#[from] crate::secret_scope::OutOfScope),
     /// The Secret lacks the key.
     #[error("Secret {namespace}/{name} has no key {key:?}")]
     KeyMissing {
@@ -65,6 +68,7 @@ impl ClusterError {
     pub fn category(&self) -> &'static str {
         match self {
             Self::SecretMissing { .. } => "KubeconfigSecretMissing",
+            Self::OutOfScope(_) => "KubeconfigSecretNotReadable",
             Self::KeyMissing { .. } => "KubeconfigKeyMissing",
             Self::InvalidKubeconfig { .. } => "KubeconfigInvalid",
             Self::Unreachable { .. } | Self::Call { .. } => "ClusterUnreachable",
@@ -76,7 +80,10 @@ impl ClusterError {
     pub fn is_user_error(&self) -> bool {
         matches!(
             self,
-            Self::SecretMissing { .. } | Self::KeyMissing { .. } | Self::InvalidKubeconfig { .. }
+            Self::SecretMissing { .. }
+                | Self::OutOfScope(_)
+                | Self::KeyMissing { .. }
+                | Self::InvalidKubeconfig { .. }
         )
     }
 }

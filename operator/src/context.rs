@@ -4,6 +4,7 @@
 use crate::cache::Cache;
 use crate::clusters::ClusterRegistry;
 use crate::metrics::Metrics;
+use crate::secret_scope::SecretScope;
 use fedsky_crds::MemberCluster;
 use kube::api::{Api, ListParams};
 use kube::runtime::events::{Recorder, Reporter};
@@ -33,6 +34,8 @@ pub struct Context {
     pub placements: Cache<fedsky_crds::AggregatorPlacement>,
     /// The MemberCluster controller's cache.
     pub member_clusters: Cache<MemberCluster>,
+    /// The namespaces whose Secrets the operator reads and writes.
+    pub secrets: SecretScope,
 }
 
 /// Events published at once.
@@ -46,7 +49,7 @@ impl std::fmt::Debug for Context {
 
 impl Context {
     /// Builds the context for a hub client.
-    pub fn new(client: kube::Client, metrics: Arc<Metrics>) -> Arc<Self> {
+    pub fn new(client: kube::Client, metrics: Arc<Metrics>, secrets: SecretScope) -> Arc<Self> {
         let reporter = Reporter {
             controller: crate::FIELD_MANAGER.into(),
             instance: std::env::var("POD_NAME").ok(),
@@ -60,6 +63,7 @@ impl Context {
             pools: Cache::default(),
             placements: Cache::default(),
             member_clusters: Cache::default(),
+            secrets,
             client,
             metrics,
         })

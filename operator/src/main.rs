@@ -1,6 +1,7 @@
 //! `fedsky-operator`: parse flags, start telemetry, run.
 
 use clap::Parser;
+use fedsky_operator::images::{Images, PullPolicy};
 use fedsky_operator::runtime::{ProcessRuntime, ProcessSettings, Runtime};
 
 /// The fedsky operator.
@@ -13,9 +14,14 @@ struct Args {
     /// Disable leader election (only for a single replica).
     #[arg(long)]
     no_leader_election: bool,
-    /// Namespace of the leader-election Lease (the operator's own namespace).
+    /// The operator's own namespace: its leader-election Lease and each job's token and CA
+    /// Secrets live here, and MemberClusters may reference Secrets here.
     #[arg(long, env = "POD_NAMESPACE", default_value = "fedsky-system")]
-    lease_namespace: String,
+    namespace: String,
+    /// Further namespaces, comma-separated, whose Secrets MemberClusters may reference
+    /// (kubeconfigs, cloud credentials); the operator reads no Secret elsewhere.
+    #[arg(long, env = "FEDSKY_SECRET_NAMESPACES", value_delimiter = ',')]
+    secret_namespaces: Vec<String>,
     /// Identity in the Lease (the pod name).
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
@@ -48,6 +54,21 @@ struct Args {
     /// region and the aggregator's placement from the catalog.
     #[arg(long)]
     network_emulator: Option<String>,
+    /// Kubernetes runtime: the aggregator's image (default: this release's
+    /// ghcr.io/fedsky/fedsky-aggregator). A FederatedJob's spec.images overrides it.
+    #[arg(long, env = "FEDSKY_AGGREGATOR_IMAGE")]
+    aggregator_image: Option<String>,
+    /// Kubernetes runtime: the participants' image, which also writes the initial model
+    /// (default: this release's ghcr.io/fedsky/fedsky-participant).
+    #[arg(long, env = "FEDSKY_PARTICIPANT_IMAGE")]
+    participant_image: Option<String>,
+    /// Kubernetes runtime: imagePullPolicy of the containers (default: Kubernetes' own).
+    #[arg(long, env = "FEDSKY_IMAGE_PULL_POLICY", value_enum)]
+    image_pull_policy: Option<PullPolicy>,
+    /// Kubernetes runtime: imagePullSecrets of the pods, comma-separated; each Secret must
+    /// exist in the namespaces where fedsky runs pods in every member cluster.
+    #[arg(long, env = "FEDSKY_IMAGE_PULL_SECRETS", value_delimiter = ',')]
+    image_pull_secrets: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -73,13 +94,23 @@ async fn main() -> anyhow::Result<()> {
     let identity = args
         .identity
         .unwrap_or_else(|| format!("fedsky-operator-{}", std::process::id()));
+    let secrets =
+        fedsky_operator::secret_scope::SecretScope::new(&args.namespace, args.secret_namespaces);
     let election = (!args.no_leader_election)
-        .then(|| fedsky_operator::run::default_election(args.lease_namespace, identity));
+        .then(|| fedsky_operator::run::default_election(args.namespace, identity));
     if args.network_emulator.is_some() && args.runtime != RuntimeKind::Process {
         anyhow::bail!("--network-emulator needs --runtime process");
     }
     let runtime = match args.runtime {
-        RuntimeKind::Kubernetes => Runtime::Kubernetes,
+        RuntimeKind::Kubernetes => {
+            let defaults = Images::default();
+            Runtime::Kubernetes(Images {
+                aggregator: args.aggregator_image.unwrap_or(defaults.aggregator),
+                participant: args.participant_image.unwrap_or(defaults.participant),
+                pull_policy: args.image_pull_policy,
+                pull_secrets: args.image_pull_secrets,
+            })
+        }
         RuntimeKind::Process => {
             let state_dir = std::path::absolute(&args.process_state_dir)?;
             std::fs::create_dir_all(&state_dir)?;
@@ -111,6 +142,7 @@ async fn main() -> anyhow::Result<()> {
         metrics_addr: args.metrics_addr,
         election,
         runtime: std::sync::Arc::new(runtime),
+        secrets,
     };
     fedsky_operator::run::run(client, settings).await?;
     Ok(())

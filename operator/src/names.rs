@@ -53,6 +53,13 @@ pub fn participant(key: &str, site: &str, n: u32) -> String {
     format!("{base}-{n}")
 }
 
+/// Name of the Secret in the operator's namespace that holds a job's token (`token`) or
+/// CA (`ca`): keyed by the job's UID, so a job created again under the same name never
+/// gets the old one's, and short whatever the job's namespace and name.
+pub fn job_secret(job_uid: &str, what: &str) -> String {
+    format!("fedsky-job-{job_uid}-{what}")
+}
+
 /// The sequence number in `name` if it is a participant name of `key` at `site`.
 pub fn participant_seq(key: &str, site: &str, name: &str) -> Option<u32> {
     let zero = participant(key, site, 0);
@@ -95,6 +102,15 @@ pub fn selector(key: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn job_secrets_are_keyed_by_uid_and_fit_dns_subdomains() {
+        let uid = "0f9d3a4e-8a3b-4c2e-9d1f-2b7e6c5a4d3f";
+        let (t, c) = (job_secret(uid, "token"), job_secret(uid, "ca"));
+        assert_ne!(t, c);
+        assert_eq!(t, format!("fedsky-job-{uid}-token"));
+        assert!(t.len() <= 63 && c.len() <= 63);
+    }
 
     #[test]
     fn names_are_stable_and_fit_dns_labels() {

@@ -16,15 +16,19 @@ pub struct Settings {
     pub election: Option<Election>,
     /// Where aggregators and participants run.
     pub runtime: Arc<crate::runtime::Runtime>,
+    /// The operator's own namespace and the namespaces whose Secrets it reads.
+    pub secrets: crate::secret_scope::SecretScope,
 }
 
 impl Default for Settings {
-    /// Loopback metrics on a free port, no election, pods in member clusters (tests).
+    /// Loopback metrics on a free port, no election, pods in member clusters, Secrets in
+    /// `fedsky-system` (tests).
     fn default() -> Self {
         Self {
             metrics_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             election: None,
             runtime: Arc::default(),
+            secrets: crate::secret_scope::SecretScope::default(),
         }
     }
 }
@@ -63,7 +67,7 @@ pub async fn run(client: kube::Client, settings: Settings) -> Result<(), RunErro
         }
     });
 
-    let ctx = Context::new(client.clone(), metrics.clone());
+    let ctx = Context::new(client.clone(), metrics.clone(), settings.secrets);
     let runtime = settings.runtime;
     let Some(election) = settings.election else {
         let _ = ready_tx.send(true);

@@ -8,7 +8,6 @@ mod common;
 use common::{apply_json, eventually};
 use fedsky_crds::conditions;
 use fedsky_crds::{AggregatorPlacement, ParticipantPool};
-use fedsky_e2e::{ControlPlane, Options};
 use fedsky_operator::run::{Settings, run};
 use fedsky_placement_spec::{STATUS_FRONT_LIMIT, SpecContext, solve_spec, to_status};
 use kube::api::{Api, Patch, PatchParams};
@@ -44,18 +43,13 @@ async fn solved(api: &Api<AggregatorPlacement>, name: &str) -> AggregatorPlaceme
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn controller_matches_cli_and_explains_infeasibility() {
-    let hub = tokio::task::spawn_blocking(|| {
-        let hub = ControlPlane::start(&Options::api_only("hub")).expect("hub");
-        hub.install_fedsky_crds().expect("crds");
-        hub
-    })
-    .await
-    .expect("start");
-    let client = hub.client().await.expect("client");
+    // The operator acts as the chart's ServiceAccount.
+    let hub = common::hub(&[]).await;
+    let client = hub.admin.clone();
     let settings = Settings {
         ..Default::default()
     };
-    let operator = tokio::spawn(run(client.clone(), settings));
+    let operator = tokio::spawn(run(hub.operator.clone(), settings));
 
     apply_json(&client, example("participant-pool.yaml")).await;
     apply_json(&client, example("aggregator-placement.yaml")).await;
@@ -155,5 +149,6 @@ async fn controller_matches_cli_and_explains_infeasibility() {
     assert_ne!(standby.region, pick.region);
     assert_eq!(st.selected, cli.selected, "the same primary and standby");
     assert_eq!(st.pareto_front, cli.pareto_front);
+    hub.refusals.check();
     operator.abort();
 }

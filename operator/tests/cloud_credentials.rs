@@ -83,16 +83,14 @@ async fn credentials_condition_follows_the_secret_without_a_restart() {
     );
     moto.enforce_auth().expect("auth on");
 
-    let (hub, member) = tokio::task::spawn_blocking(|| {
-        let hub = ControlPlane::start(&Options::api_only("hub")).expect("hub");
-        hub.install_fedsky_crds().expect("CRDs");
-        let member = ControlPlane::start(&Options::api_only("eu")).expect("member");
-        (hub, member)
+    // The operator acts as the chart's ServiceAccount.
+    let hub = common::hub(&[]).await;
+    let member = tokio::task::spawn_blocking(|| {
+        ControlPlane::start(&Options::api_only("eu")).expect("member")
     })
     .await
     .expect("start");
-    let client = hub.client().await.expect("hub client");
-    common::system_namespace(&client).await;
+    let client = hub.admin.clone();
     common::kubeconfig_secret(&client, "eu", &member).await;
     put_secret(
         &client,
@@ -116,7 +114,7 @@ async fn credentials_condition_follows_the_secret_without_a_restart() {
         }),
     )
     .await;
-    let operator = tokio::spawn(run(client.clone(), Settings::default()));
+    let operator = tokio::spawn(run(hub.operator.clone(), Settings::default()));
     let api: Api<MemberCluster> = Api::all(client.clone());
 
     // Wrong keys: refused by moto, a clear condition, no crash loop.
@@ -172,7 +170,7 @@ async fn credentials_condition_follows_the_secret_without_a_restart() {
     // No secret value anywhere the operator writes.
     let status = serde_json::to_string(&api.get("eu").await.expect("mc").status).expect("json");
     let events = tokio::task::spawn_blocking({
-        let path = hub.kubeconfig_path().to_path_buf();
+        let path = hub.plane.kubeconfig_path().to_path_buf();
         move || kubectl(&path, &["get", "events", "-A", "-o", "yaml"]).expect("kubectl")
     })
     .await
@@ -194,5 +192,6 @@ async fn credentials_condition_follows_the_secret_without_a_restart() {
         assert!(!status.contains(leaked), "status shows a secret: {status}");
         assert!(!events.stdout.contains(leaked), "an event shows a secret");
     }
+    hub.refusals.check();
     operator.abort();
 }

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{apply_json, capacity, eventually, fleet};
+use common::{apply_json, capacity, eventually, fleet_with};
 use fedsky_crds::conditions;
 use fedsky_crds::federated_job::ParticipantPhase;
 use fedsky_crds::{AggregatorPlacement, FederatedJob};
@@ -58,34 +58,56 @@ fn node_of(job: &Job) -> String {
         .unwrap_or_default()
 }
 
+/// Grants this lifecycle does not need but another test on an audited hub does, where a
+/// missing grant is a refused request that fails it (`common::NothingRefused`).
+const NEEDED_ELSEWHERE: &[(&str, &str, &str)] = &[
+    // vm_provisioning.rs: the VM path reads the job and its placement.
+    ("fl.fedsky.dev", "federatedjobs", "get"),
+    // operator_restarts.rs: a job with inline placement gets its AggregatorPlacement by
+    // server-side apply, a patch that needs create too when it creates the object.
+    ("fl.fedsky.dev", "aggregatorplacements", "patch"),
+    ("fl.fedsky.dev", "aggregatorplacements", "create"),
+];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn job_is_placed_started_healed_and_cleaned_up() {
-    let f = fleet(&[
-        (
-            "aws-eu-central-1",
-            "aws",
-            "eu-central-1",
-            "public",
-            &[("agg-1", &[], "8", "16Gi")],
-        ),
-        (
-            "hospital-eu",
-            "openstack",
-            "RegionFrankfurt",
-            "private",
-            &[
-                ("eu-big", WORKER, "8", "16Gi"),
-                ("eu-small", WORKER, "1", "1Gi"),
-            ],
-        ),
-        (
-            "hospital-us",
-            "openstack",
-            "RegionVirginia",
-            "private",
-            &[("us-1", WORKER, "4", "8Gi"), ("us-2", WORKER, "4", "8Gi")],
-        ),
-    ])
+    // As the chart runs it: leader election on, so its Lease grants are exercised too.
+    let settings = fedsky_operator::run::Settings {
+        election: Some(fedsky_operator::run::default_election(
+            "fedsky-system".into(),
+            "federated-job-test".into(),
+        )),
+        ..Default::default()
+    };
+    let f = fleet_with(
+        &[
+            (
+                "aws-eu-central-1",
+                "aws",
+                "eu-central-1",
+                "public",
+                &[("agg-1", &[], "8", "16Gi")],
+            ),
+            (
+                "hospital-eu",
+                "openstack",
+                "RegionFrankfurt",
+                "private",
+                &[
+                    ("eu-big", WORKER, "8", "16Gi"),
+                    ("eu-small", WORKER, "1", "1Gi"),
+                ],
+            ),
+            (
+                "hospital-us",
+                "openstack",
+                "RegionVirginia",
+                "private",
+                &[("us-1", WORKER, "4", "8Gi"), ("us-2", WORKER, "4", "8Gi")],
+            ),
+        ],
+        settings,
+    )
     .await;
     let hub = f.hub_client.clone();
     let ns = "default";
@@ -433,5 +455,23 @@ async fn job_is_placed_started_healed_and_cleaned_up() {
         .await
         .expect("deployments");
     assert!(deps.items.is_empty(), "aggregator removed");
+    let left = Api::<Secret>::namespaced(hub.clone(), "fedsky-system")
+        .list(&ListParams::default().labels("fl.fedsky.dev/job=default-xray"))
+        .await
+        .expect("job credentials");
+    assert!(left.items.is_empty(), "the job's token and CA are deleted");
+
+    // The chart's roles grant exactly what the operator did in this lifecycle: nothing
+    // was refused, and each rule was the only one allowing some request, so removing any
+    // rule would refuse one.
+    let events = f.hub.audit_events().expect("audit log");
+    let rules = fedsky_e2e::rbac::rules(&f.rbac_yaml).expect("rendered roles");
+    let verdict = fedsky_e2e::rbac::judge(
+        &rules,
+        &events,
+        &fedsky_e2e::rbac::operator_user(),
+        NEEDED_ELSEWHERE,
+    );
+    assert!(verdict.is_exact(), "{verdict:#?}");
     f.operator.abort();
 }

@@ -4,7 +4,6 @@
 mod common;
 
 use common::eventually;
-use fedsky_e2e::{ControlPlane, Options};
 use fedsky_operator::leader::Election;
 use fedsky_operator::run::{Settings, run};
 use k8s_openapi::api::coordination::v1::Lease;
@@ -15,7 +14,7 @@ fn settings(identity: &str) -> Settings {
     Settings {
         metrics_addr: "127.0.0.1:0".parse().expect("addr"),
         election: Some(Election {
-            namespace: "default".into(),
+            namespace: "fedsky-system".into(),
             name: "fedsky-operator-leader".into(),
             identity: identity.into(),
             lease_duration: Duration::from_secs(4),
@@ -37,15 +36,10 @@ async fn holder(leases: &Api<Lease>) -> Result<String, String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn standby_takes_over_only_after_the_leader_stops() {
-    let hub = tokio::task::spawn_blocking(|| {
-        let hub = ControlPlane::start(&Options::api_only("hub")).expect("hub");
-        hub.install_fedsky_crds().expect("crds");
-        hub
-    })
-    .await
-    .expect("start");
-    let client = hub.client().await.expect("client");
-    let leases: Api<Lease> = Api::namespaced(client.clone(), "default");
+    // Both replicas act as the chart's ServiceAccount, whose Lease is in its namespace.
+    let hub = common::hub(&[]).await;
+    let client = hub.operator.clone();
+    let leases: Api<Lease> = Api::namespaced(hub.admin.clone(), "fedsky-system");
 
     let a = tokio::spawn(run(client.clone(), settings("replica-a")));
     eventually("replica-a leads", 30, || {
@@ -75,5 +69,6 @@ async fn standby_takes_over_only_after_the_leader_stops() {
     .await;
     let lease = leases.get("fedsky-operator-leader").await.expect("lease");
     assert_eq!(lease.spec.and_then(|s| s.lease_transitions), Some(1));
+    hub.refusals.check();
     b.abort();
 }

@@ -1,12 +1,15 @@
 //! MemberCluster controller on real control planes: a hub running the operator in-process
 //! and a member with a simulated node. The member's API server is frozen and thawed to
-//! check that `Ready` goes false with the error and comes back by itself.
+//! check that `Ready` goes false with the error and comes back by itself. The operator
+//! acts as the chart's ServiceAccount; a Secret outside its namespaces is never asked for.
+
+mod common;
 
 use fedsky_crds::MemberCluster;
 use fedsky_crds::conditions;
 use fedsky_e2e::{ControlPlane, Options};
 use fedsky_operator::run::{Settings, run};
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PostParams};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -48,19 +51,17 @@ fn ready(mc: &MemberCluster) -> Option<bool> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn member_cluster_reports_reachability_and_recovers() {
-    let (hub, member) = tokio::task::spawn_blocking(|| {
-        let hub = ControlPlane::start(&Options::api_only("hub")).expect("hub starts");
-        hub.install_fedsky_crds().expect("CRDs install");
-        let member = ControlPlane::start(&Options {
+    let hub = common::hub(&[]).await;
+    let member = tokio::task::spawn_blocking(|| {
+        ControlPlane::start(&Options {
             scheduler: false,
             ..Options::full("member")
         })
-        .expect("member starts");
-        (hub, member)
+        .expect("member starts")
     })
     .await
     .expect("start");
-    let hub_client = hub.client().await.expect("hub client");
+    let hub_client = hub.admin.clone();
     let member_client = member.client().await.expect("member client");
     for i in 0..2 {
         member
@@ -77,15 +78,7 @@ async fn member_cluster_reports_reachability_and_recovers() {
     let settings = Settings {
         ..Default::default()
     };
-    let operator = tokio::spawn(run(hub_client.clone(), settings));
-
-    let ns: Namespace =
-        serde_json::from_value(serde_json::json!({"metadata": {"name": "fedsky-system"}}))
-            .expect("ns");
-    Api::<Namespace>::all(hub_client.clone())
-        .create(&PostParams::default(), &ns)
-        .await
-        .expect("namespace");
+    let operator = tokio::spawn(run(hub.operator.clone(), settings));
     let mcs: Api<MemberCluster> = Api::all(hub_client.clone());
     let mc: MemberCluster = serde_json::from_value(serde_json::json!({
         "apiVersion": "fl.fedsky.dev/v1alpha1",
@@ -171,5 +164,40 @@ async fn member_cluster_reports_reachability_and_recovers() {
         .collect();
     assert!(reasons.iter().any(|r| r == "Unreachable"), "{reasons:?}");
     assert!(reasons.iter().any(|r| r == "Reachable"), "{reasons:?}");
+
+    // A kubeconfig Secret in a namespace the operator does not read: not Ready, with what
+    // to do, and the operator never asked the hub for it.
+    let elsewhere: MemberCluster = serde_json::from_value(serde_json::json!({
+        "apiVersion": "fl.fedsky.dev/v1alpha1", "kind": "MemberCluster",
+        "metadata": { "name": "member-elsewhere" },
+        "spec": { "provider": "openstack", "region": "RegionFrankfurt", "tier": "private",
+                  "kubeconfigSecretRef": { "namespace": "default", "name": "member-eu-kubeconfig" } }
+    }))
+    .expect("mc");
+    mcs.create(&PostParams::default(), &elsewhere)
+        .await
+        .expect("create mc");
+    let m = wait_mc(
+        &mcs,
+        "member-elsewhere",
+        "KubeconfigSecretNotReadable",
+        30,
+        |m| ready(m) == Some(false),
+    )
+    .await;
+    let cond = conditions::find(
+        &m.status.as_ref().expect("status").conditions,
+        conditions::READY,
+    )
+    .cloned()
+    .expect("Ready");
+    assert_eq!(cond.reason, "KubeconfigSecretNotReadable");
+    assert!(
+        cond.message.contains("default/member-eu-kubeconfig")
+            && cond.message.contains("rbac.secretNamespaces"),
+        "{}",
+        cond.message
+    );
+    hub.refusals.check();
     operator.abort();
 }

@@ -100,7 +100,7 @@ async fn twenty_operator_kills_leave_one_aggregator_and_no_orphans() {
         let settings = Settings {
             ..Default::default()
         };
-        operator = tokio::spawn(run(hub.clone(), settings));
+        operator = tokio::spawn(run(f.operator_client.clone(), settings));
     }
 
     let jobs: Api<FederatedJob> = Api::namespaced(hub.clone(), "default");

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{apply_json, eventually, fleet};
+use common::{apply_json, eventually, fleet_with};
 use fedsky_crds::FederatedJob;
 use fedsky_e2e::moto::{Moto, MotoOptions};
 use fedsky_operator::run::{Settings, run};
@@ -64,6 +64,17 @@ fn vm_of(job: &FederatedJob) -> Option<String> {
         .filter(|m| m.starts_with("vm/"))
 }
 
+/// The operator as the chart runs it with `rbac.secretNamespaces: [default]`.
+fn settings() -> Settings {
+    Settings {
+        secrets: fedsky_operator::secret_scope::SecretScope::new(
+            "fedsky-system",
+            ["default".to_string()],
+        ),
+        ..Settings::default()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn job_without_a_member_cluster_gets_one_vm_that_survives_a_crash_and_is_deleted() {
     let moto = Moto::start(&MotoOptions::default()).expect("moto");
@@ -76,13 +87,18 @@ async fn job_without_a_member_cluster_gets_one_vm_that_survives_a_crash_and_is_d
     moto.enforce_auth().expect("auth on");
 
     // One private hospital cluster; no public cluster anywhere.
-    let f = fleet(&[(
-        "hospital-eu",
-        "openstack",
-        "RegionFrankfurt",
-        "private",
-        &[("eu-1", WORKER, "8", "16Gi")],
-    )])
+    // The provisioning credentials live in the placement's namespace, which the operator
+    // may read only when told so (rbac.secretNamespaces).
+    let f = fleet_with(
+        &[(
+            "hospital-eu",
+            "openstack",
+            "RegionFrankfurt",
+            "private",
+            &[("eu-1", WORKER, "8", "16Gi")],
+        )],
+        settings(),
+    )
     .await;
     let hub = f.hub_client.clone();
     let ns = "default";
@@ -172,7 +188,7 @@ async fn job_without_a_member_cluster_gets_one_vm_that_survives_a_crash_and_is_d
     .await
     .expect("drop the VM from status");
     assert_eq!(vm_of(&jobs.get("xray").await.expect("job")), None);
-    let operator = tokio::spawn(run(hub.clone(), Settings::default()));
+    let operator = tokio::spawn(run(f.operator_client.clone(), settings()));
     let again = eventually("the restarted operator records the VM", 90, || {
         let jobs = jobs.clone();
         async move {

@@ -61,12 +61,26 @@ Name of the operator's ServiceAccount.
 {{- end }}
 
 {{/*
-Operator image reference; the tag defaults to the chart's appVersion, a digest wins.
+An image reference from images.<name> (dict "image" <values> "chart" .Chart): the tag
+defaults to the chart's appVersion, a digest wins.
 */}}
-{{- define "fedsky.image" -}}
-{{- if .Values.image.digest }}
-{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- define "fedsky.imageRef" -}}
+{{- if .image.digest }}
+{{- printf "%s@%s" .image.repository .image.digest }}
 {{- else }}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag | toString) }}
+{{- printf "%s:%s" .image.repository (default .chart.AppVersion .image.tag | toString) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Values renamed since an earlier chart version: fail with the new name rather than
+silently ignore a setting.
+*/}}
+{{- define "fedsky.checkRenamedValues" -}}
+{{- if hasKey .Values "image" }}
+{{- fail "values: `image` was replaced by `images.operator` (repository, tag, digest) and `images.pullPolicy` in chart 0.2.0" }}
+{{- end }}
+{{- if hasKey .Values "imagePullSecrets" }}
+{{- fail "values: `imagePullSecrets` was replaced by `images.pullSecrets` (a list of Secret names) in chart 0.2.0" }}
 {{- end }}
 {{- end }}

@@ -1,4 +1,4 @@
-//! Writes the CRD YAML (`crdgen > charts/fedsky/crds/fedsky.yaml`), or with `--check FILE`
+//! Writes the CRD YAML (`crdgen > charts/fedsky/files/crds.yaml`), or with `--check FILE`
 //! fails when FILE differs from what the types generate.
 
 use std::process::ExitCode;

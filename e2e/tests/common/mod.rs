@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 pub fn crd_yaml_path() -> PathBuf {
-    repo_root().join("charts/fedsky/crds/fedsky.yaml")
+    repo_root().join("charts/fedsky/files/crds.yaml")
 }
 
 /// The shared control plane with fedsky's CRDs installed and Established.

@@ -10,20 +10,26 @@ pub use netem::{NetemError, NetworkEmulator};
 pub use process::{ProcessError, ProcessRuntime, ProcessSettings};
 
 /// The workload runtime the operator uses.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub enum Runtime {
-    /// Deployments and Jobs in member clusters.
-    #[default]
-    Kubernetes,
+    /// Deployments and Jobs in member clusters, from these images.
+    Kubernetes(crate::images::Images),
     /// Local processes supervised through files under a state directory.
     Process(ProcessRuntime),
+}
+
+impl Default for Runtime {
+    /// Pods of this release's images.
+    fn default() -> Self {
+        Self::Kubernetes(crate::images::Images::default())
+    }
 }
 
 impl Runtime {
     /// The process runtime, when it is the one in use.
     pub fn process(&self) -> Option<&ProcessRuntime> {
         match self {
-            Self::Kubernetes => None,
+            Self::Kubernetes(_) => None,
             Self::Process(p) => Some(p),
         }
     }

@@ -10,7 +10,7 @@ pub mod vm;
 
 use crate::Context;
 use crate::clusters::ClusterError;
-use crate::controllers::federated_job::build::{Images, ParticipantPlan};
+use crate::controllers::federated_job::build::ParticipantPlan;
 use crate::controllers::federated_job::member_watch::MemberWatches;
 use crate::controllers::federated_job::participants::Phase;
 use crate::controllers::federated_job::status::AggregatorObs;
@@ -151,20 +151,20 @@ impl WorkloadError {
     }
 }
 
-/// The implementation for `runtime`, wrapped for aggregators on VMs. `images`, `applied`
-/// and `watches` are the pods implementation's (the controller shares the watches).
-pub fn select(
-    runtime: &Runtime,
-    ctx: Arc<Context>,
-    images: Images,
-    watches: MemberWatches,
-) -> Arc<dyn Workloads> {
-    let client = ctx.client.clone();
+/// The implementation for `runtime`, wrapped for aggregators on VMs. `watches` are the
+/// pods implementation's (the controller shares them).
+pub fn select(runtime: &Runtime, ctx: Arc<Context>, watches: MemberWatches) -> Arc<dyn Workloads> {
+    let hub = vm::Hub {
+        client: ctx.client.clone(),
+        secrets: ctx.secrets.clone(),
+    };
     let inner: Arc<dyn Workloads> = match runtime {
-        Runtime::Kubernetes => Arc::new(pods::PodWorkloads::new(ctx, images, watches)),
+        Runtime::Kubernetes(images) => {
+            Arc::new(pods::PodWorkloads::new(ctx, images.clone(), watches))
+        }
         Runtime::Process(rt) => Arc::new(process::ProcessWorkloads::new(rt.clone(), ctx)),
     };
-    Arc::new(vm::VmWorkloads::new(client, inner))
+    Arc::new(vm::VmWorkloads::new(hub, inner))
 }
 
 /// What the aggregator waits for when the placed region has no member cluster to run it.

@@ -5,11 +5,12 @@
 use super::{DesiredAggregator, ParticipantObs, Start, WorkloadError, Workloads};
 use crate::clusters::{ClusterError, MEMBER_TIMEOUT, bounded};
 use crate::controllers::federated_job::applied::{self, Applied};
-use crate::controllers::federated_job::build::{self, Images};
+use crate::controllers::federated_job::build;
 use crate::controllers::federated_job::member_watch::MemberWatches;
 use crate::controllers::federated_job::participants::Phase;
 use crate::controllers::federated_job::status::AggregatorObs;
 use crate::controllers::federated_job::validate::ValidJob;
+use crate::images::Images;
 use crate::names::{self, AGGREGATOR_NAMESPACE, GRPC_PORT, HTTP_PORT};
 use crate::{Context, FIELD_MANAGER};
 use fedsky_crds::FederatedJob;
@@ -47,6 +48,11 @@ impl PodWorkloads {
             applied: Applied::default(),
             watches,
         }
+    }
+
+    /// The operator's images with `job`'s `spec.images` applied.
+    fn images_of(&self, job: &ValidJob) -> Images {
+        self.images.for_job(job.image_overrides.as_ref())
     }
 }
 
@@ -104,7 +110,7 @@ impl Workloads for PodWorkloads {
             .map_err(WorkloadError::Member)?;
             ssa(
                 &Api::<Job>::namespaced(client, &site.namespace),
-                &build::participant_job(job, start.plan, start.endpoint, &self.images),
+                &build::participant_job(job, start.plan, start.endpoint, &self.images_of(job)),
             )
             .await
             .map_err(WorkloadError::Member)?;
@@ -185,7 +191,7 @@ async fn apply_aggregator(
     let ctx = &w.ctx;
     let client = ctx.clusters.get(cluster)?;
     w.watches.ensure(&ctx.clusters, cluster);
-    let objs = build::aggregator(job, &w.images)?;
+    let objs = build::aggregator(job, &w.images_of(job))?;
     let digest = applied::digest(
         cluster,
         &(&objs.secret, &objs.pvc, &objs.service, &objs.deployment),

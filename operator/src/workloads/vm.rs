@@ -13,6 +13,7 @@ use crate::controllers::federated_job::status::AggregatorObs;
 use crate::controllers::federated_job::validate::ValidJob;
 use crate::controllers::member_cluster::credentials::{cloud_of, secret_data};
 use crate::names::{GRPC_PORT, HTTP_PORT};
+use crate::secret_scope::SecretScope;
 use fedsky_clouds::Sensitive;
 use fedsky_clouds::credentials::{self, Credentials};
 use fedsky_clouds::initializer::{self, InitSpec, TlsFiles};
@@ -52,8 +53,18 @@ pub fn parse_vm_ref(s: &str) -> Option<(String, String, String)> {
 /// The aggregator on a VM where the placed region has no member cluster to run it, over
 /// `inner` for everything else (see [`Workloads`] on why a decorator).
 pub struct VmWorkloads {
-    client: kube::Client,
+    hub: Hub,
     inner: Arc<dyn Workloads>,
+}
+
+/// The hub as the VM path uses it: placements, jobs and provisioning credentials.
+#[derive(Clone)]
+#[allow(missing_debug_implementations)] // kube::Client has no Debug
+pub struct Hub {
+    /// Client of the hub.
+    pub client: kube::Client,
+    /// Where provisioning credentials may be read from.
+    pub secrets: SecretScope,
 }
 
 impl std::fmt::Debug for VmWorkloads {
@@ -65,9 +76,9 @@ impl std::fmt::Debug for VmWorkloads {
 }
 
 impl VmWorkloads {
-    /// VMs through the hub `client`'s placements and Secrets, over `inner`.
-    pub fn new(client: kube::Client, inner: Arc<dyn Workloads>) -> Self {
-        Self { client, inner }
+    /// VMs through the hub's placements and Secrets, over `inner`.
+    pub fn new(hub: Hub, inner: Arc<dyn Workloads>) -> Self {
+        Self { hub, inner }
     }
 }
 
@@ -79,7 +90,7 @@ impl Workloads for VmWorkloads {
     ) -> BoxFuture<'a, AggregatorObs> {
         async move {
             if want.cluster.is_none()
-                && let Some(obs) = realise(&self.client, job, &want.option).await
+                && let Some(obs) = realise(&self.hub, job, &want.option).await
             {
                 return obs;
             }
@@ -115,7 +126,7 @@ impl Workloads for VmWorkloads {
 
     fn cleanup<'a>(&'a self, job: &'a FederatedJob) -> BoxFuture<'a, Result<(), WorkloadError>> {
         async move {
-            cleanup(&self.client, job).await?;
+            cleanup(&self.hub, job).await?;
             self.inner.cleanup(job).await
         }
         .boxed()
@@ -175,13 +186,19 @@ async fn placement(client: &kube::Client, job: &FederatedJob) -> Result<Placemen
 
 /// Reads and parses the entry's credentials Secret.
 async fn credentials_for(
-    client: &kube::Client,
+    hub: &Hub,
     namespace: &str,
     entry: &CloudProvisioning,
 ) -> Result<Credentials, (&'static str, String)> {
     let cloud = cloud_of(entry.cloud);
     let name = &entry.credentials_secret_ref.name;
-    let secret = Api::<Secret>::namespaced(client.clone(), namespace)
+    hub.secrets.check(namespace, name).map_err(|e| {
+        (
+            "SecretNotReadable",
+            format!("provisioning credentials: {e}"),
+        )
+    })?;
+    let secret = Api::<Secret>::namespaced(hub.client.clone(), namespace)
         .get_opt(name)
         .await
         .map_err(|e| ("HubApiError", e.to_string()))?
@@ -197,13 +214,9 @@ async fn credentials_for(
 
 /// The aggregator on a VM in the placed region, or `None` when the placement has no
 /// `provisioning` section (the caller then waits for a member cluster).
-pub async fn realise(
-    client: &kube::Client,
-    job: &ValidJob,
-    option: &PlacementOption,
-) -> Option<AggregatorObs> {
+pub async fn realise(hub: &Hub, job: &ValidJob, option: &PlacementOption) -> Option<AggregatorObs> {
     let (ns, name) = job.reference.split_once('/')?;
-    let object = match Api::<FederatedJob>::namespaced(client.clone(), ns)
+    let object = match Api::<FederatedJob>::namespaced(hub.client.clone(), ns)
         .get_opt(name)
         .await
     {
@@ -211,19 +224,19 @@ pub async fn realise(
         Ok(None) => return None,
         Err(e) => return Some(AggregatorObs::Waiting("HubApiError", e.to_string())),
     };
-    let p = match placement(client, &object).await {
+    let p = match placement(&hub.client, &object).await {
         Ok(p) => p,
         Err(e) => return Some(AggregatorObs::Waiting("HubApiError", e.to_string())),
     };
     let prov = p.provisioning()?;
-    Some(match ensure(client, job, &p, prov, option).await {
+    Some(match ensure(hub, job, &p, prov, option).await {
         Ok(obs) => obs,
         Err((reason, message)) => AggregatorObs::Waiting(reason, message),
     })
 }
 
 async fn ensure(
-    client: &kube::Client,
+    hub: &Hub,
     job: &ValidJob,
     p: &Placement,
     prov: &ProvisioningSpec,
@@ -251,14 +264,14 @@ async fn ensure(
     if let Some((cloud, region, _)) = recorded(&p.job)
         && (cloud != option.cloud || region != option.region)
     {
-        sweep(client, p, &cloud, &region).await.map_err(|e| {
+        sweep(hub, p, &cloud, &region).await.map_err(|e| {
             (
                 e.reason(),
                 format!("deleting the aggregator VM in {cloud}/{region}: {e}"),
             )
         })?;
     }
-    let creds = credentials_for(client, &p.owner.namespace, entry).await?;
+    let creds = credentials_for(hub, &p.owner.namespace, entry).await?;
     let server = crate::controllers::federated_job::build::aggregator_certificate(job)
         .map_err(|e| ("CertificateError", e.to_string()))?;
     let user_data = initializer::render(&InitSpec {
@@ -324,12 +337,7 @@ fn recorded(job: &FederatedJob) -> Option<(String, String, String)> {
 
 /// Deletes the job's VM and firewall in one cloud and region; an error while anything
 /// is left, so the finalizer comes back.
-async fn sweep(
-    client: &kube::Client,
-    p: &Placement,
-    cloud: &str,
-    region: &str,
-) -> Result<(), ProvisionError> {
+async fn sweep(hub: &Hub, p: &Placement, cloud: &str, region: &str) -> Result<(), ProvisionError> {
     let refused = |detail: String| ProvisionError::Refused {
         cloud: cloud_of(match cloud {
             "gcp" => CloudProvider::Gcp,
@@ -346,7 +354,7 @@ async fn sweep(
              hand and remove the finalizer"
         ))
     })?;
-    let creds = credentials_for(client, &p.owner.namespace, entry)
+    let creds = credentials_for(hub, &p.owner.namespace, entry)
         .await
         .map_err(|(_, m)| refused(format!("{m}; it is needed to delete the aggregator VM")))?;
     let provisioner = AnyProvisioner::connect(&creds, region).await?;
@@ -372,8 +380,10 @@ async fn sweep(
 
 /// Deletes the job's VMs wherever they may be: the region status recorded and the
 /// placed region (status may not have recorded a VM made just before a crash).
-pub async fn cleanup(client: &kube::Client, job: &FederatedJob) -> Result<(), WorkloadError> {
-    let p = placement(client, job).await.map_err(WorkloadError::Hub)?;
+pub async fn cleanup(hub: &Hub, job: &FederatedJob) -> Result<(), WorkloadError> {
+    let p = placement(&hub.client, job)
+        .await
+        .map_err(WorkloadError::Hub)?;
     let mut places: Vec<(String, String)> = Vec::new();
     if let Some((cloud, region, _)) = recorded(job) {
         places.push((cloud, region));
@@ -397,7 +407,7 @@ pub async fn cleanup(client: &kube::Client, job: &FederatedJob) -> Result<(), Wo
     places.sort();
     places.dedup();
     for (cloud, region) in places {
-        sweep(client, &p, &cloud, &region).await?;
+        sweep(hub, &p, &cloud, &region).await?;
     }
     Ok(())
 }

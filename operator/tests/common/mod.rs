@@ -14,10 +14,49 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 pub struct Fleet {
+    /// Checked first on drop, while the hub still runs.
+    pub refusals: NothingRefused,
     pub hub: ControlPlane,
+    /// The hub as its admin (the test's own view).
     pub hub_client: kube::Client,
+    /// The hub as the operator sees it: the chart's ServiceAccount and roles.
+    pub operator_client: kube::Client,
+    /// The chart's rendered ServiceAccount and roles.
+    pub rbac_yaml: String,
     pub members: Vec<(String, ControlPlane, kube::Client)>,
     pub operator: tokio::task::JoinHandle<Result<(), fedsky_operator::run::RunError>>,
+}
+
+/// Every test on a fleet doubles as an RBAC test: the operator acts as the chart's
+/// ServiceAccount, and when the fleet is dropped a request the hub refused it fails the
+/// test.
+pub struct NothingRefused {
+    audit_log: std::path::PathBuf,
+}
+
+impl NothingRefused {
+    /// Fails if the hub refused any request of the operator so far.
+    pub fn check(&self) {
+        let text = std::fs::read_to_string(&self.audit_log).expect("hub audit log");
+        let events = fedsky_e2e::audit::parse(&text);
+        let user = fedsky_e2e::rbac::operator_user();
+        let refused: Vec<String> = fedsky_e2e::audit::forbidden(&events, &user)
+            .iter()
+            .map(|e| format!("{} {}", e.verb, e.request_uri))
+            .collect();
+        assert!(
+            refused.is_empty(),
+            "the chart's roles refused the operator: {refused:#?}"
+        );
+    }
+}
+
+impl Drop for NothingRefused {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            self.check();
+        }
+    }
 }
 
 /// A node to register: name, labels, cpu, memory.
@@ -26,29 +65,83 @@ pub type NodeSpec<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str, &'a str);
 /// A member cluster: name, provider, region, tier, nodes.
 pub type MemberSpec<'a> = (&'a str, &'a str, &'a str, &'a str, &'a [NodeSpec<'a>]);
 
-/// Starts a hub (API server only, CRDs installed) and one full member control plane per
-/// entry, registers the nodes, creates kubeconfig Secrets and MemberClusters, and runs
-/// the operator against the hub.
+/// A hub as the chart sets it up for the operator.
+pub struct Hub {
+    /// Checked first on drop, while the hub still runs.
+    pub refusals: NothingRefused,
+    pub plane: ControlPlane,
+    /// The hub as its admin (the test's own view).
+    pub admin: kube::Client,
+    /// The hub as the operator sees it: the chart's ServiceAccount and roles.
+    pub operator: kube::Client,
+    /// The chart's rendered ServiceAccount and roles.
+    pub rbac_yaml: String,
+}
+
+/// Starts a hub (API server only, audited) with the CRDs and the chart's operator
+/// ServiceAccount and roles (`rbac.secretNamespaces` = `secret_namespaces`) installed.
+pub async fn hub(secret_namespaces: &[&str]) -> Hub {
+    let extra: Vec<String> = secret_namespaces.iter().map(|s| s.to_string()).collect();
+    let (plane, rbac_yaml) = tokio::task::spawn_blocking(move || {
+        let hub = ControlPlane::start(&Options {
+            audit: true,
+            ..Options::api_only("hub")
+        })
+        .expect("hub starts");
+        hub.install_fedsky_crds().expect("CRDs install");
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let rbac_yaml = fedsky_e2e::rbac::install(&hub, &extra).expect("operator RBAC");
+        (hub, rbac_yaml)
+    })
+    .await
+    .expect("start hub");
+    let admin = plane.client().await.expect("hub client");
+    let operator = fedsky_e2e::rbac::operator_client(&plane)
+        .await
+        .expect("operator client");
+    Hub {
+        refusals: NothingRefused {
+            audit_log: plane.audit_log_path(),
+        },
+        plane,
+        admin,
+        operator,
+        rbac_yaml,
+    }
+}
+
+/// Starts a hub (see [`hub`]) and one full member control plane per entry, registers the
+/// nodes, creates kubeconfig Secrets and MemberClusters, and runs the operator against
+/// the hub as the chart's ServiceAccount.
 pub async fn fleet(members: &[MemberSpec<'_>]) -> Fleet {
     fleet_with(members, Settings::default()).await
 }
 
-/// [`fleet`] with the operator's settings (for example the process runtime).
+/// [`fleet`] with the operator's settings (for example the process runtime); the chart's
+/// `rbac.secretNamespaces` follow `settings.secrets`.
 pub async fn fleet_with(members: &[MemberSpec<'_>], settings: Settings) -> Fleet {
+    let extra: Vec<&str> = settings
+        .secrets
+        .readable()
+        .filter(|ns| *ns != settings.secrets.home())
+        .collect();
+    let h = hub(&extra).await;
     let names: Vec<String> = members.iter().map(|m| m.0.to_string()).collect();
-    let (hub, planes) = tokio::task::spawn_blocking(move || {
-        let hub = ControlPlane::start(&Options::api_only("hub")).expect("hub starts");
-        hub.install_fedsky_crds().expect("CRDs install");
-        let planes: Vec<ControlPlane> = names
+    let planes = tokio::task::spawn_blocking(move || {
+        names
             .iter()
             .map(|n| ControlPlane::start(&Options::full(n)).expect("member starts"))
-            .collect();
-        (hub, planes)
+            .collect::<Vec<_>>()
     })
     .await
-    .expect("start");
-    let hub_client = hub.client().await.expect("hub client");
-    system_namespace(&hub_client).await;
+    .expect("start members");
+    let Hub {
+        refusals,
+        plane: hub,
+        admin: hub_client,
+        operator: operator_client,
+        rbac_yaml,
+    } = h;
 
     let mut out = Vec::new();
     for ((name, provider, region, tier, nodes), plane) in members.iter().zip(planes) {
@@ -79,10 +172,13 @@ pub async fn fleet_with(members: &[MemberSpec<'_>], settings: Settings) -> Fleet
         .await;
         out.push((name.to_string(), plane, client));
     }
-    let operator = tokio::spawn(run(hub_client.clone(), settings));
+    let operator = tokio::spawn(run(operator_client.clone(), settings));
     Fleet {
+        refusals,
         hub,
         hub_client,
+        operator_client,
+        rbac_yaml,
         members: out,
         operator,
     }

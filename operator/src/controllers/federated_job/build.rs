@@ -2,6 +2,7 @@
 //! for the sites' clusters and the aggregator's objects for the placed cluster. Pure.
 
 use super::validate::ValidJob;
+use crate::images::Images;
 use crate::names::{self, AGGREGATOR_NAMESPACE, GRPC_PORT, HTTP_PORT};
 use crate::pki::PkiError;
 use crate::workloads::command::{self, AggregatorIo, ParticipantIo, TlsPaths};
@@ -9,25 +10,6 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret, Service};
 use serde_json::json;
-
-/// Container images the operator starts.
-#[derive(Debug, Clone)]
-pub struct Images {
-    /// Aggregator image.
-    pub aggregator: String,
-    /// Participant image.
-    pub participant: String,
-}
-
-impl Default for Images {
-    fn default() -> Self {
-        let v = env!("CARGO_PKG_VERSION");
-        Self {
-            aggregator: format!("ghcr.io/fedsky/fedsky-aggregator:{v}"),
-            participant: format!("ghcr.io/fedsky/fedsky-participant:{v}"),
-        }
-    }
-}
 
 /// One participant to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,10 +102,12 @@ pub fn participant_job(
                     "nodeName": plan.node,
                     "restartPolicy": "Never",
                     "automountServiceAccountToken": false,
+                    "imagePullSecrets": images.pull_secret_refs(),
                     "securityContext": { "runAsNonRoot": true, "seccompProfile": { "type": "RuntimeDefault" } },
                     "containers": [{
                         "name": "participant",
                         "image": images.participant,
+                        "imagePullPolicy": images.pull_policy_value(),
                         "args": job.workload.participant(&ParticipantIo {
                             name: &name,
                             endpoint,
@@ -251,12 +235,14 @@ pub fn aggregator(job: &ValidJob, images: &Images) -> Result<AggregatorObjects, 
                 "metadata": { "labels": labels },
                 "spec": {
                     "automountServiceAccountToken": false,
+                    "imagePullSecrets": images.pull_secret_refs(),
                     "securityContext": { "runAsNonRoot": true, "seccompProfile": { "type": "RuntimeDefault" } },
                     // The initial global model, from the job's seed: the same bytes on
                     // every restart, and ignored once a checkpoint exists.
                     "initContainers": [{
                         "name": "init-model",
                         "image": images.participant,
+                        "imagePullPolicy": images.pull_policy_value(),
                         "args": init_model,
                         "securityContext": restricted_security(),
                         "volumeMounts": [{ "name": "models", "mountPath": "/models" }],
@@ -264,6 +250,7 @@ pub fn aggregator(job: &ValidJob, images: &Images) -> Result<AggregatorObjects, 
                     "containers": [{
                         "name": "aggregator",
                         "image": images.aggregator,
+                        "imagePullPolicy": images.pull_policy_value(),
                         "args": command::aggregator(&AggregatorIo {
                             job_file: "/var/run/fedsky/job.json",
                             grpc_listen: &format!("0.0.0.0:{GRPC_PORT}"),

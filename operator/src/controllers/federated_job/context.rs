@@ -7,7 +7,6 @@ use super::member_watch::MemberWatches;
 use super::yielding::Arrivals;
 use super::{CONCURRENCY, PLACE_CONCURRENCY};
 use crate::Context;
-use crate::controllers::federated_job::build::Images;
 use crate::runtime::Runtime;
 use crate::workloads::Workloads;
 use std::sync::Arc;
@@ -50,12 +49,7 @@ impl JobContext {
     /// `runtime`.
     pub fn new(shared: Arc<Context>, runtime: &Runtime) -> Arc<Self> {
         let member_watches = MemberWatches::default();
-        let workloads = crate::workloads::select(
-            runtime,
-            shared.clone(),
-            Images::default(),
-            member_watches.clone(),
-        );
+        let workloads = crate::workloads::select(runtime, shared.clone(), member_watches.clone());
         Arc::new(Self {
             shared,
             workloads,

@@ -33,26 +33,20 @@ pub(super) async fn pool(
         .ok_or_else(|| format!("spec.participants.poolRef: ParticipantPool {ns}/{name} not found")))
 }
 
-/// Name of the hub Secret holding a job's participant token.
-pub fn token_secret(job: &str) -> String {
-    format!("{job}-fedsky-token")
-}
-
-/// Name of the hub Secret holding a job's CA.
-pub fn ca_secret(job: &str) -> String {
-    format!("{job}-fedsky-ca")
-}
-
-/// The data of the hub Secret `name` owned by `job`, created once from `make` when it
-/// does not exist or lacks `keys`. A create that loses a race (409) reads the winner's.
+/// The data of the Secret `name` in the operator's namespace that holds `what` of `job`,
+/// created once from `make` when it does not exist or lacks `keys`. A create that loses a
+/// race (409) reads the winner's. No owner reference (owners must share the namespace):
+/// the job's finalizer deletes it ([`delete_credentials`]).
 async fn ensure_hub_secret(
     ctx: &Context,
     job: &FederatedJob,
-    name: &str,
+    what: &str,
     keys: &[&str],
     make: impl Fn() -> Result<BTreeMap<String, String>, Error>,
 ) -> Result<BTreeMap<String, String>, Error> {
-    let ns = job.namespace().unwrap_or_default();
+    let ns = ctx.secrets.home().to_string();
+    let name = names::job_secret(&job.uid().unwrap_or_default(), what);
+    let job_ns = job.namespace().unwrap_or_default();
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     let read = |s: &Secret| -> Option<BTreeMap<String, String>> {
         let data = s.data.as_ref()?;
@@ -63,22 +57,28 @@ async fn ensure_hub_secret(
             })
             .collect()
     };
-    if let Some(s) = api.get_opt(name).await?
+    if let Some(s) = api.get_opt(&name).await?
         && let Some(data) = read(&s)
     {
         return Ok(data);
     }
     let data = make()?;
-    let mut secret: Secret = serde_json::from_value(serde_json::json!({
-        "metadata": { "name": name, "namespace": ns, "labels": { names::LABEL_JOB: job.name_any() } },
+    let secret: Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {
+            "name": name, "namespace": ns,
+            "labels": {
+                names::LABEL_JOB: names::job_key(&job_ns, &job.name_any()),
+                "app.kubernetes.io/managed-by": "fedsky",
+            },
+            "annotations": { names::ANNOTATION_JOB: format!("{job_ns}/{}", job.name_any()) },
+        },
         "stringData": data,
     }))?;
-    secret.metadata.owner_references = job.controller_owner_ref(&()).map(|r| vec![r]);
     match api.create(&PostParams::default(), &secret).await {
         Ok(_) => Ok(data),
         // Another reconcile won the race: use its data.
         Err(kube::Error::Api(e)) if e.code == 409 => {
-            let s = api.get(name).await?;
+            let s = api.get(&name).await?;
             read(&s).ok_or_else(|| Error::IncompleteSecret {
                 secret: format!("{ns}/{name}"),
                 keys: keys.iter().map(|k| (*k).to_string()).collect(),
@@ -88,10 +88,31 @@ async fn ensure_hub_secret(
     }
 }
 
-/// The job's token, created once (random) in a hub Secret owned by the job.
+/// Deletes the job's token and CA Secrets (gone already is fine).
+pub(super) async fn delete_credentials(ctx: &Context, job: &FederatedJob) -> Result<(), Error> {
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ctx.secrets.home());
+    let uid = job.uid().unwrap_or_default();
+    for what in [TOKEN, CA] {
+        match api
+            .delete(&names::job_secret(&uid, what), &Default::default())
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Which of a job's Secrets holds its token.
+const TOKEN: &str = "token";
+/// Which of a job's Secrets holds its CA.
+const CA: &str = "ca";
+
+/// The job's token, created once (random) in a Secret of the operator's namespace.
 async fn ensure_token(ctx: &Context, job: &FederatedJob) -> Result<String, Error> {
-    let name = token_secret(&job.name_any());
-    let mut data = ensure_hub_secret(ctx, job, &name, &["token"], || {
+    let mut data = ensure_hub_secret(ctx, job, TOKEN, &["token"], || {
         use rand::Rng;
         let bytes: [u8; 24] = rand::rng().random();
         let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
@@ -101,12 +122,12 @@ async fn ensure_token(ctx: &Context, job: &FederatedJob) -> Result<String, Error
     Ok(data.remove("token").unwrap_or_default())
 }
 
-/// The job's CA, created once in a hub Secret owned by the job (deleted with it).
+/// The job's CA, created once in a Secret of the operator's namespace (deleted with the
+/// job).
 async fn ensure_ca(ctx: &Context, job: &FederatedJob) -> Result<Ca, Error> {
     let ns = job.namespace().unwrap_or_default();
-    let name = ca_secret(&job.name_any());
     let reference = format!("{ns}/{}", job.name_any());
-    let data = ensure_hub_secret(ctx, job, &name, &["ca.crt", "ca.key"], || {
+    let data = ensure_hub_secret(ctx, job, CA, &["ca.crt", "ca.key"], || {
         let ca = Ca::generate(&reference, k8s_openapi::jiff::Timestamp::now().as_second())?;
         Ok(BTreeMap::from([
             ("ca.crt".to_string(), ca.cert_pem.clone()),
@@ -115,10 +136,11 @@ async fn ensure_ca(ctx: &Context, job: &FederatedJob) -> Result<Ca, Error> {
     })
     .await?;
     let get = |k: &str| data.get(k).map_or("", String::as_str);
+    let secret = names::job_secret(&job.uid().unwrap_or_default(), CA);
     Ok(Ca::from_pem(
         get("ca.crt"),
         get("ca.key"),
-        &format!("{ns}/{name}"),
+        &format!("{}/{secret}", ctx.secrets.home()),
     )?)
 }
 

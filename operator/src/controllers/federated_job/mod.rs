@@ -250,6 +250,7 @@ async fn apply_job(job: &FederatedJob, ctx: &JobContext) -> Result<Action, Error
 /// forgets it.
 async fn cleanup(job: &FederatedJob, ctx: &JobContext) -> Result<Action, Error> {
     ctx.workloads.cleanup(job).await?;
+    dereference::delete_credentials(&ctx.shared, job).await?;
     ctx.credentials.forget(&job.uid().unwrap_or_default());
     report::publish(
         ctx,

@@ -53,6 +53,8 @@ pub struct ValidJob {
     pub max_replacements: u32,
     /// Command lines of the participant binary.
     pub workload: crate::workloads::command::Workload,
+    /// The job's `spec.images`.
+    pub image_overrides: Option<fedsky_crds::federated_job::JobImages>,
 }
 
 impl ValidJob {
@@ -153,6 +155,7 @@ pub fn validate(
             .and_then(|v| u32::try_from(v).ok())
             .unwrap_or(5),
         workload,
+        image_overrides: job.spec.images.clone(),
     })
 }
 

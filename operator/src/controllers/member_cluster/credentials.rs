@@ -4,6 +4,7 @@
 //! not a reconcile error, so they never make the controller back off or crash-loop; the
 //! controller watches Secrets, so a rotated Secret is checked again at once.
 
+use crate::secret_scope::{OutOfScope, SecretScope};
 use fedsky_clouds::Cloud;
 use fedsky_clouds::auth::{self, AuthError, Valid};
 use fedsky_clouds::credentials::{self, CredentialsError, SecretData};
@@ -24,6 +25,8 @@ pub const CREDENTIALS_VALID: &str = "CredentialsValid";
 pub const REASON_VALID: &str = "Valid";
 /// Reason: the referenced Secret does not exist.
 pub const REASON_SECRET_NOT_FOUND: &str = "SecretNotFound";
+/// Reason: the Secret is in a namespace the operator does not read.
+pub const REASON_SECRET_NOT_READABLE: &str = "SecretNotReadable";
 /// Reason: the Secret could not be read from the hub.
 pub const REASON_HUB_ERROR: &str = "HubApiError";
 /// Key of a GCP service-account key file in the Secret when `key` is not set.
@@ -42,6 +45,9 @@ pub enum CredentialsProblem {
         /// Name.
         name: String,
     },
+    /// The Secret is outside the operator's Secret namespaces.
+    #[error("spec.credentialsSecretRef: {0}")]
+    OutOfScope(#[from] OutOfScope),
     /// Reading the Secret from the hub failed.
     #[error("reading credentials Secret {namespace}/{name}: {source}")]
     Hub {
@@ -66,6 +72,7 @@ impl CredentialsProblem {
     pub fn reason(&self) -> &'static str {
         match self {
             Self::SecretNotFound { .. } => REASON_SECRET_NOT_FOUND,
+            Self::OutOfScope(_) => REASON_SECRET_NOT_READABLE,
             Self::Hub { .. } => REASON_HUB_ERROR,
             Self::Malformed(_) => auth::REASON_INVALID,
             Self::Auth(e) => e.reason(),
@@ -104,9 +111,16 @@ pub fn secret_data(cloud: Cloud, secret: &Secret, key: Option<&str>) -> SecretDa
 }
 
 /// Checks the MemberCluster's credentials; `None` when it references none.
-pub async fn check(client: &kube::Client, mc: &MemberCluster) -> Option<Outcome> {
+pub async fn check(
+    client: &kube::Client,
+    scope: &SecretScope,
+    mc: &MemberCluster,
+) -> Option<Outcome> {
     let r = mc.spec.credentials_secret_ref.as_ref()?;
     let namespace = r.namespace.clone().unwrap_or_default();
+    if let Err(e) = scope.check(&namespace, &r.name) {
+        return Some(Err(e.into()));
+    }
     let cloud = cloud_of(mc.spec.provider);
     let secret = match Api::<Secret>::namespaced(client.clone(), &namespace)
         .get_opt(&r.name)

@@ -45,14 +45,18 @@ pub async fn run(ctx: Arc<Context>) {
     let controller = Controller::for_stream(changes, reader);
     let clusters = controller.store();
     ctx.member_clusters.set(controller.store());
-    // Secrets are not cached: the watch only maps a changed Secret to the clusters that
-    // reference it.
-    controller
-        .watches(
-            Api::<Secret>::all(ctx.client.clone()),
+    // Secrets are not cached: each watch (one per namespace the operator reads; it may
+    // read no others) only maps a changed Secret to the clusters that reference it.
+    let mut controller = controller;
+    for ns in ctx.secrets.readable() {
+        let clusters = clusters.clone();
+        controller = controller.watches(
+            Api::<Secret>::namespaced(ctx.client.clone(), ns),
             watcher::Config::default(),
             move |secret| credentials::referencing(&clusters.state(), &secret),
-        )
+        );
+    }
+    controller
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|_| futures::future::ready(()))
@@ -63,7 +67,7 @@ pub async fn run(ctx: Arc<Context>) {
 async fn reconcile(mc: Arc<MemberCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
     let start = Instant::now();
     let outcome = probe_member(&mc, &ctx).await;
-    let creds = credentials::check(&ctx.client, &mc).await;
+    let creds = credentials::check(&ctx.client, &ctx.secrets, &mc).await;
     let prev = mc.status.clone().unwrap_or_default();
     let now = Timestamp::now();
     let mut next = status::compute(&prev, &outcome, mc.metadata.generation, now);
@@ -111,6 +115,7 @@ async fn probe_member(mc: &MemberCluster, ctx: &Context) -> Result<probe::Probe,
     let r = &mc.spec.kubeconfig_secret_ref;
     let namespace = r.namespace.clone().unwrap_or_default();
     let key = r.key.clone().unwrap_or_else(|| "kubeconfig".into());
+    ctx.secrets.check(&namespace, &r.name)?;
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
     let secret = secrets
         .get_opt(&r.name)
