@@ -10,7 +10,7 @@ use std::time::Instant;
 use common::*;
 use fedsky_participant::engine::EngineOptions;
 use fedsky_participant::model::Architecture;
-use fedsky_participant::{DpConfig, WireDtype};
+use fedsky_participant::{DpConfig, FitParams, WireDtype};
 
 #[test]
 fn small_cnn_learns_synthetic_xrays_well_above_chance() {
@@ -19,7 +19,15 @@ fn small_cnn_learns_synthetic_xrays_well_above_chance() {
     let mut e = engine(shared_dataset(), 32, Architecture::SmallCnn, cpu_options());
     let initial = e.initial_model(WireDtype::F32).unwrap();
     let before = e.evaluate(&initial).unwrap();
-    let out = e.fit(&initial, &fit_params(10, 7)).unwrap();
+    // Learning rate 0.01, as the case study's job. At the shared 0.05 (momentum 0.9) this
+    // small run is unstable and the outcome hangs on the CPU's kernels: on an AVX-512
+    // machine seeds 7, 1, 2, 3, 4 reached 0.756, 0.333, 1.000, 0.978, 0.333; at 0.01
+    // 1.000, 1.000, 1.000, 1.000, 0.978. The assertions are unchanged.
+    let params = FitParams {
+        learning_rate: 0.01,
+        ..fit_params(10, 7)
+    };
+    let out = e.fit(&initial, &params).unwrap();
     let after = e.evaluate(&out.bytes).unwrap();
     println!(
         "before: acc {:.3}; after 10 epochs: acc {:.3} loss {:.3} macro recall {:.3} ({:.1} s, {:.0} samples/s)\n{}",
