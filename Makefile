@@ -89,6 +89,18 @@ participant-lint:
 	$(CARGO) fmt -p fedsky-participant -- --check
 	$(PARTICIPANT_ENV) $(CARGO) clippy -p fedsky-participant --all-targets -- -D warnings
 
+## images: the fedsky-operator, -aggregator and -participant images (images/*.Containerfile,
+## FROM scratch, built with buildah); prints tags, digests, sizes and build times.
+## PARTICIPANT_CUDA=1 builds the participant with CUDA (tag <version>-cuda); IMAGE_REPO
+## sets the registry (default ghcr.io/fedsky). Not part of `make test`.
+## images-check: each image prints --version under podman as uid 65532, read-only root.
+.PHONY: images images-check
+images:
+	PYTHON="$(PARTICIPANT_VENV)/bin/python" ./images/build.sh
+
+images-check:
+	./images/check.sh
+
 ## bench-placement: fedsky NSGA-II vs pymoo (venv .venv) and moors, placement spaces 1e4..1e10, the seed-result check
 .PHONY: bench-placement
 bench-placement:

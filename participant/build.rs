@@ -3,7 +3,8 @@
 //! libtorch then never registers its CUDA backend, so `tch` silently stays
 //! on the CPU on GPU machines. Only binaries get the flag (tests and the
 //! library need no GPU). A CPU-only libtorch has no `libtorch_cuda`; the
-//! binary then runs on the CPU only.
+//! binary then runs on the CPU only. `FEDSKY_PARTICIPANT_CUDA=0` leaves it out
+//! on purpose: the CPU container image then needs none of the CUDA libraries.
 
 use std::path::Path;
 
@@ -11,6 +12,7 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
     println!("cargo:rerun-if-env-changed=FEDSKY_TORCH_LIB");
+    println!("cargo:rerun-if-env-changed=FEDSKY_PARTICIPANT_CUDA");
     // FEDSKY_TORCH_LIB (set by the Makefile and env.sh) wins over torch-sys's report:
     // torch-sys asks python for the path only when its own inputs change, so a cached
     // build would otherwise keep linking against a venv that has moved or gone.
@@ -26,6 +28,9 @@ fn main() {
         );
         return;
     };
+    if std::env::var("FEDSKY_PARTICIPANT_CUDA").as_deref() == Ok("0") {
+        return;
+    }
     if Path::new(&lib).join("libtorch_cuda.so").exists() {
         println!("cargo:rustc-link-arg-bins=-Wl,--no-as-needed");
         println!("cargo:rustc-link-arg-bins=-ltorch_cuda");
