@@ -101,6 +101,22 @@ impl AuditEvent {
     }
 }
 
+impl std::fmt::Display for AuditEvent {
+    /// `verb URI`, as a test reports a request.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.verb, self.request_uri)
+    }
+}
+
+/// The events of the audit log at `path` so far; none when it does not exist yet.
+pub fn read(path: &std::path::Path) -> std::io::Result<Vec<AuditEvent>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(parse(&text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Events from JSON lines; lines that are not events (a partly written last line) are
 /// skipped.
 pub fn parse(text: &str) -> Vec<AuditEvent> {
@@ -139,7 +155,7 @@ mod tests {
         assert_eq!(ev[1].resource(), "federatedjobs/status");
         assert_eq!(ev[1].group(), "fl.fedsky.dev");
         assert_eq!(ev[2].resource(), "");
-        assert_eq!(ev[2].request_uri, "/readyz");
+        assert_eq!(ev[2].to_string(), "get /readyz");
         let refused = forbidden(&ev, sa);
         assert_eq!(refused.len(), 1);
         assert_eq!(refused[0].namespace(), Some("fedsky-system"));

@@ -335,11 +335,7 @@ impl ControlPlane {
     /// The audit log's events so far; empty unless started with [`Options::audit`].
     pub fn audit_events(&self) -> Result<Vec<crate::audit::AuditEvent>, Error> {
         let path = self.audit_log_path();
-        match std::fs::read_to_string(&path) {
-            Ok(text) => Ok(crate::audit::parse(&text)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-            Err(e) => Err(io("read", &path)(e)),
-        }
+        crate::audit::read(&path).map_err(io("read", &path))
     }
 
     /// Directory holding this run's state and logs.
@@ -354,15 +350,18 @@ impl ControlPlane {
         &self.binaries
     }
 
-    /// A client for this control plane, bound to the calling tokio runtime.
-    pub async fn client(&self) -> Result<kube::Client, Error> {
+    /// The admin's client configuration, for a client that differs (impersonation).
+    pub async fn config(&self) -> Result<kube::Config, Error> {
         let kc = kube::config::Kubeconfig::from_yaml(&self.kubeconfig_yaml)
             .map_err(|e| Error::Kubeconfig(e.to_string()))?;
-        let config =
-            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-                .await
-                .map_err(|e| Error::Kubeconfig(e.to_string()))?;
-        kube::Client::try_from(config).map_err(Error::Kube)
+        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+            .await
+            .map_err(|e| Error::Kubeconfig(e.to_string()))
+    }
+
+    /// A client for this control plane, bound to the calling tokio runtime.
+    pub async fn client(&self) -> Result<kube::Client, Error> {
+        kube::Client::try_from(self.config().await?).map_err(Error::Kube)
     }
 
     /// Registers a simulated node that kwok keeps Ready, with the given labels and capacity

@@ -9,6 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+/// `--kube-version` for offline rendering: `helm template` otherwise assumes the version
+/// compiled into helm, which for a source build is too old for the chart's `kubeVersion`.
+/// The version the harness's control planes run.
+pub const OFFLINE_KUBE_VERSION: &str = "v1.35.4";
+
 fn home() -> Result<&'static Path, Error> {
     static HOME: OnceLock<Result<tempfile::TempDir, String>> = OnceLock::new();
     HOME.get_or_init(|| tempfile::tempdir().map_err(|e| e.to_string()))

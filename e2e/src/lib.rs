@@ -24,7 +24,7 @@ pub mod toxiproxy;
 pub use binaries::Binaries;
 pub use control_plane::{ControlPlane, Options};
 pub use error::Error;
-pub use helm::helm;
+pub use helm::{OFFLINE_KUBE_VERSION, helm};
 pub use kubectl::{KubectlOutput, kubectl};
 pub use namespace::TestNamespace;
 

@@ -34,7 +34,7 @@ pub fn render(secret_namespaces: &[&str]) -> Result<String, Error> {
         "--namespace",
         NAMESPACE,
         "--kube-version",
-        "1.35.0",
+        crate::helm::OFFLINE_KUBE_VERSION,
         "--show-only",
         "templates/serviceaccount.yaml",
         "--show-only",
@@ -88,12 +88,7 @@ pub fn install(plane: &ControlPlane, secret_namespaces: &[&str]) -> Result<Strin
 /// A client of `plane` that acts as the chart's ServiceAccount (impersonation by the
 /// admin), so every request is judged by the rendered roles alone.
 pub async fn operator_client(plane: &ControlPlane) -> Result<kube::Client, Error> {
-    let kc = kube::config::Kubeconfig::from_yaml(plane.kubeconfig_yaml())
-        .map_err(|e| Error::Kubeconfig(e.to_string()))?;
-    let mut config =
-        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-            .await
-            .map_err(|e| Error::Kubeconfig(e.to_string()))?;
+    let mut config = plane.config().await?;
     config.auth_info.impersonate = Some(operator_user());
     config.auth_info.impersonate_groups = Some(vec![
         "system:serviceaccounts".into(),
@@ -253,7 +248,7 @@ pub fn judge(
     let refused = mine
         .iter()
         .filter(|e| e.code() == 403)
-        .map(|e| format!("{} {} ({})", e.verb, e.request_uri, e.resource()))
+        .map(ToString::to_string)
         .collect();
     let mut unused = Vec::new();
     for (i, rule) in rules.iter().enumerate() {

@@ -5,16 +5,11 @@
 mod common;
 
 use common::{repo_root, temp_manifest};
-use fedsky_e2e::{ControlPlane, KubectlOutput, TestNamespace, kubectl};
+use fedsky_e2e::{ControlPlane, KubectlOutput, OFFLINE_KUBE_VERSION, TestNamespace, kubectl};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-
-/// Kubernetes version for offline rendering (`helm template` otherwise assumes the
-/// version compiled into helm, which for a source build is too old for the chart's
-/// `kubeVersion`). Matches the harness's default control plane.
-const OFFLINE_KUBE_VERSION: &str = "v1.35.4";
 
 /// Values that switch on every optional object.
 const ALL_OPTIONAL: &[&str] = &[

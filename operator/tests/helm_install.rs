@@ -156,7 +156,7 @@ async fn helm_installed_operator_places_the_example_as_its_service_account() {
     assert!(mine > 0, "the operator made its requests as {user}");
     let refused: Vec<String> = fedsky_e2e::audit::forbidden(&events, &user)
         .iter()
-        .map(|e| format!("{} {}", e.verb, e.request_uri))
+        .map(ToString::to_string)
         .collect();
     assert!(refused.is_empty(), "refused: {refused:#?}");
 }

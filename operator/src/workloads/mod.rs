@@ -154,17 +154,15 @@ impl WorkloadError {
 /// The implementation for `runtime`, wrapped for aggregators on VMs. `watches` are the
 /// pods implementation's (the controller shares them).
 pub fn select(runtime: &Runtime, ctx: Arc<Context>, watches: MemberWatches) -> Arc<dyn Workloads> {
-    let hub = vm::Hub {
-        client: ctx.client.clone(),
-        secrets: ctx.secrets.clone(),
-    };
     let inner: Arc<dyn Workloads> = match runtime {
-        Runtime::Kubernetes(images) => {
-            Arc::new(pods::PodWorkloads::new(ctx, images.clone(), watches))
-        }
-        Runtime::Process(rt) => Arc::new(process::ProcessWorkloads::new(rt.clone(), ctx)),
+        Runtime::Kubernetes(images) => Arc::new(pods::PodWorkloads::new(
+            ctx.clone(),
+            images.clone(),
+            watches,
+        )),
+        Runtime::Process(rt) => Arc::new(process::ProcessWorkloads::new(rt.clone(), ctx.clone())),
     };
-    Arc::new(vm::VmWorkloads::new(hub, inner))
+    Arc::new(vm::VmWorkloads::new(ctx, inner))
 }
 
 /// What the aggregator waits for when the placed region has no member cluster to run it.

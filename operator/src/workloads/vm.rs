@@ -9,11 +9,13 @@
 //! makes a second VM, and cleanup finds the VM even when status never recorded it.
 
 use super::{DesiredAggregator, ParticipantObs, Start, WorkloadError, Workloads};
+use crate::Context;
 use crate::controllers::federated_job::status::AggregatorObs;
 use crate::controllers::federated_job::validate::ValidJob;
-use crate::controllers::member_cluster::credentials::{cloud_of, secret_data};
+use crate::controllers::member_cluster::credentials::{
+    REASON_SECRET_NOT_READABLE, cloud_of, secret_data,
+};
 use crate::names::{GRPC_PORT, HTTP_PORT};
-use crate::secret_scope::SecretScope;
 use fedsky_clouds::Sensitive;
 use fedsky_clouds::credentials::{self, Credentials};
 use fedsky_clouds::initializer::{self, InitSpec, TlsFiles};
@@ -53,18 +55,8 @@ pub fn parse_vm_ref(s: &str) -> Option<(String, String, String)> {
 /// The aggregator on a VM where the placed region has no member cluster to run it, over
 /// `inner` for everything else (see [`Workloads`] on why a decorator).
 pub struct VmWorkloads {
-    hub: Hub,
+    hub: Arc<Context>,
     inner: Arc<dyn Workloads>,
-}
-
-/// The hub as the VM path uses it: placements, jobs and provisioning credentials.
-#[derive(Clone)]
-#[allow(missing_debug_implementations)] // kube::Client has no Debug
-pub struct Hub {
-    /// Client of the hub.
-    pub client: kube::Client,
-    /// Where provisioning credentials may be read from.
-    pub secrets: SecretScope,
 }
 
 impl std::fmt::Debug for VmWorkloads {
@@ -76,8 +68,9 @@ impl std::fmt::Debug for VmWorkloads {
 }
 
 impl VmWorkloads {
-    /// VMs through the hub's placements and Secrets, over `inner`.
-    pub fn new(hub: Hub, inner: Arc<dyn Workloads>) -> Self {
+    /// VMs through the hub's placements and Secrets (those `hub.secrets` allows), over
+    /// `inner`.
+    pub fn new(hub: Arc<Context>, inner: Arc<dyn Workloads>) -> Self {
         Self { hub, inner }
     }
 }
@@ -186,7 +179,7 @@ async fn placement(client: &kube::Client, job: &FederatedJob) -> Result<Placemen
 
 /// Reads and parses the entry's credentials Secret.
 async fn credentials_for(
-    hub: &Hub,
+    hub: &Context,
     namespace: &str,
     entry: &CloudProvisioning,
 ) -> Result<Credentials, (&'static str, String)> {
@@ -194,7 +187,7 @@ async fn credentials_for(
     let name = &entry.credentials_secret_ref.name;
     hub.secrets.check(namespace, name).map_err(|e| {
         (
-            "SecretNotReadable",
+            REASON_SECRET_NOT_READABLE,
             format!("provisioning credentials: {e}"),
         )
     })?;
@@ -214,7 +207,11 @@ async fn credentials_for(
 
 /// The aggregator on a VM in the placed region, or `None` when the placement has no
 /// `provisioning` section (the caller then waits for a member cluster).
-pub async fn realise(hub: &Hub, job: &ValidJob, option: &PlacementOption) -> Option<AggregatorObs> {
+pub async fn realise(
+    hub: &Context,
+    job: &ValidJob,
+    option: &PlacementOption,
+) -> Option<AggregatorObs> {
     let (ns, name) = job.reference.split_once('/')?;
     let object = match Api::<FederatedJob>::namespaced(hub.client.clone(), ns)
         .get_opt(name)
@@ -236,7 +233,7 @@ pub async fn realise(hub: &Hub, job: &ValidJob, option: &PlacementOption) -> Opt
 }
 
 async fn ensure(
-    hub: &Hub,
+    hub: &Context,
     job: &ValidJob,
     p: &Placement,
     prov: &ProvisioningSpec,
@@ -337,7 +334,12 @@ fn recorded(job: &FederatedJob) -> Option<(String, String, String)> {
 
 /// Deletes the job's VM and firewall in one cloud and region; an error while anything
 /// is left, so the finalizer comes back.
-async fn sweep(hub: &Hub, p: &Placement, cloud: &str, region: &str) -> Result<(), ProvisionError> {
+async fn sweep(
+    hub: &Context,
+    p: &Placement,
+    cloud: &str,
+    region: &str,
+) -> Result<(), ProvisionError> {
     let refused = |detail: String| ProvisionError::Refused {
         cloud: cloud_of(match cloud {
             "gcp" => CloudProvider::Gcp,
@@ -380,7 +382,7 @@ async fn sweep(hub: &Hub, p: &Placement, cloud: &str, region: &str) -> Result<()
 
 /// Deletes the job's VMs wherever they may be: the region status recorded and the
 /// placed region (status may not have recorded a VM made just before a crash).
-pub async fn cleanup(hub: &Hub, job: &FederatedJob) -> Result<(), WorkloadError> {
+pub async fn cleanup(hub: &Context, job: &FederatedJob) -> Result<(), WorkloadError> {
     let p = placement(&hub.client, job)
         .await
         .map_err(WorkloadError::Hub)?;
