@@ -59,8 +59,9 @@ terraform-check:
 
 ## tests: unit tests and the tests against real control planes (kube-apiserver + etcd +
 ## kwok on loopback; Toxiproxy for the emulated network), for every default member (the libtorch participant has its own recipe)
-tests: control-plane
+tests: control-plane test-images
 	FEDSKY_BIN_DIR="$$(./e2e/scripts/build-control-plane.sh)" \
+		FEDSKY_IMAGE_ARCHIVES="$(IMAGE_ARCHIVES)" \
 		FEDSKY_TOXIPROXY_BIN="$$(./e2e/scripts/build-toxiproxy.sh)" \
 		$(CARGO) test --workspace --exclude fedsky-participant
 
@@ -100,6 +101,15 @@ images:
 
 images-check:
 	./images/check.sh
+
+## test-images: the images the tests' real nodes run, from the debug build the tests use
+## (tag <version>-debug) plus the nodes' pause image, written as OCI archives to
+## IMAGE_ARCHIVES (default: the cache folder outside the clone)
+IMAGE_ARCHIVES ?= $(or $(FEDSKY_CACHE),$(HOME)/.cache/fedsky)/images
+.PHONY: test-images
+test-images: participant-build
+	PYTHON="$(PARTICIPANT_VENV)/bin/python" IMAGE_PROFILE=debug IMAGE_ARCHIVES="$(IMAGE_ARCHIVES)" \
+		IMAGES="pause operator aggregator participant" ./images/build.sh
 
 ## bench-placement: fedsky NSGA-II vs pymoo (venv .venv) and moors, placement spaces 1e4..1e10, the seed-result check
 .PHONY: bench-placement

@@ -14,7 +14,16 @@
 #   PARTICIPANT_CUDA   1: the participant links libtorch_cuda and carries the CUDA
 #                      libraries (tag suffix -cuda); default 0, CPU libraries only
 #   PYTHON             the venv's python with torch==2.11.0 (default .venv/bin/python)
-#   CARGO_TARGET_DIR   cargo's build directory (release profile)
+#   CARGO_TARGET_DIR   cargo's build directory
+#   IMAGE_PROFILE      release (default) or debug: the debug build the tests already made,
+#                      its debug info stripped; tagged <version>-debug so that it is never
+#                      taken for a release
+#   IMAGE_ARCHIVES     a directory: also write each image there as fedsky-<name>.tar
+#                      (oci-archive) with its reference in fedsky-<name>.ref, for the test
+#                      nodes' containerd (`make test-images`)
+#
+# `pause` (not in the default IMAGES) is the pod sandbox image of the test nodes: a static
+# build of images/pause.c, since no registry.k8s.io/pause can be pulled here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +33,13 @@ PARTICIPANT_CUDA=${PARTICIPANT_CUDA:-0}
 PYTHON=${PYTHON:-$PWD/.venv/bin/python}
 SOURCE=https://github.com/fedsky/fedsky
 TARGET=${CARGO_TARGET_DIR:-$PWD/target}
+IMAGE_PROFILE=${IMAGE_PROFILE:-release}
+IMAGE_ARCHIVES=${IMAGE_ARCHIVES:-}
+case $IMAGE_PROFILE in
+  release) cargo_profile=(--release); profile_dir=release; profile_suffix= ;;
+  debug) cargo_profile=(); profile_dir=debug; profile_suffix=-debug ;;
+  *) echo "IMAGE_PROFILE must be release or debug, not $IMAGE_PROFILE" >&2; exit 1 ;;
+esac
 
 command -v buildah >/dev/null || {
   echo "buildah is missing: install Debian's buildah (and podman to run the images)" >&2
@@ -48,18 +64,20 @@ assemble() {
   mkdir -p "$root/usr/local/lib/fedsky"
   local interp
   interp=$(readelf -l "$bin" | sed -n 's/.*Requesting program interpreter: \(.*\)]/\1/p')
-  install -D -m 0755 "$(readlink -f "$interp")" "$root$interp"
-  # ldd resolves the whole closure; "not found" means the image would not start.
-  local out
-  out=$(LD_LIBRARY_PATH="$libpath" ldd "$bin")
-  if grep -q 'not found' <<<"$out"; then
-    echo "$bin: libraries not found:" >&2
-    grep 'not found' <<<"$out" >&2
-    exit 1
+  if [ -n "$interp" ]; then # a static binary (pause) loads nothing
+    install -D -m 0755 "$(readlink -f "$interp")" "$root$interp"
+    # ldd resolves the whole closure; "not found" means the image would not start.
+    local out
+    out=$(LD_LIBRARY_PATH="$libpath" ldd "$bin")
+    if grep -q 'not found' <<<"$out"; then
+      echo "$bin: libraries not found:" >&2
+      grep 'not found' <<<"$out" >&2
+      exit 1
+    fi
+    awk '/=> \// { print $1, $3 }' <<<"$out" | while read -r soname path; do
+      install -m 0644 "$(readlink -f "$path")" "$root/usr/local/lib/fedsky/$soname"
+    done
   fi
-  awk '/=> \// { print $1, $3 }' <<<"$out" | while read -r soname path; do
-    install -m 0644 "$(readlink -f "$path")" "$root/usr/local/lib/fedsky/$soname"
-  done
   # Only the owner-less minimum: a passwd/group entry so tools show a name for uid
   # 65532, the CA bundle for TLS to clouds and registries, and an empty /tmp for a mount.
   mkdir -p "$root/etc/ssl/certs" "$root/tmp"
@@ -76,21 +94,21 @@ build_binaries() {
     case $want in
       operator) rust+=(-p fedsky-operator --bin fedsky-operator) ;;
       aggregator) rust+=(-p fedsky-aggregator --bin fedsky-aggregator) ;;
-      participant) ;;
-      *) echo "unknown image $want (operator, aggregator, participant)" >&2; exit 1 ;;
+      participant | pause) ;;
+      *) echo "unknown image $want (operator, aggregator, participant, pause)" >&2; exit 1 ;;
     esac
   done
   if ((${#rust[@]})); then
-    echo "==> cargo build --release ${rust[*]}"
-    cargo build --release --locked "${rust[@]}"
+    echo "==> cargo build ${cargo_profile[*]} ${rust[*]}"
+    cargo build "${cargo_profile[@]}" --locked "${rust[@]}"
   fi
   if [[ " $IMAGES " == *" participant "* ]]; then
     local lib
     lib=$(torch_lib)
-    echo "==> cargo build --release -p fedsky-participant (CUDA: $PARTICIPANT_CUDA)"
+    echo "==> cargo build ${cargo_profile[*]} -p fedsky-participant (CUDA: $PARTICIPANT_CUDA)"
     PATH="$(dirname "$PYTHON"):$PATH" LIBTORCH_USE_PYTORCH=1 FEDSKY_TORCH_LIB="$lib" \
       FEDSKY_PARTICIPANT_CUDA="$PARTICIPANT_CUDA" \
-      cargo build --release --locked -p fedsky-participant --bin fedsky-participant
+      cargo build "${cargo_profile[@]}" --locked -p fedsky-participant --bin fedsky-participant
   fi
 }
 
@@ -107,7 +125,19 @@ for name in $IMAGES; do
     libpath=$(torch_lib)
     if [ "$PARTICIPANT_CUDA" = 1 ]; then tag_suffix=-cuda; fi
   fi
-  assemble "$TARGET/release/fedsky-$name" "$ctx/rootfs" "$libpath"
+  if [ "$name" = pause ]; then
+    mkdir -p "$ctx"
+    cc -static -Os -o "$ctx/pause" images/pause.c
+    bin="$ctx/pause"
+  else
+    bin="$TARGET/$profile_dir/fedsky-$name"
+    if [ "$IMAGE_PROFILE" = debug ]; then
+      # Line tables make the debug binaries several times larger than the code.
+      strip --strip-debug -o "$ctx.bin" "$bin"
+      mkdir -p "$ctx" && mv "$ctx.bin" "$ctx/fedsky-$name" && bin="$ctx/fedsky-$name"
+    fi
+  fi
+  assemble "$bin" "$ctx/rootfs" "$libpath"
   if [ "$name" = participant ] && [ "$PARTICIPANT_CUDA" = 1 ]; then
     # Loaded with dlopen, so ldd cannot see them: cuDNN's engine libraries and NVRTC's
     # builtins. The driver (libcuda.so) comes from the node.
@@ -117,14 +147,21 @@ for name in $IMAGES; do
     done
   fi
   repo="$IMAGE_REPO/fedsky-$name"
-  tag="$version$tag_suffix"
+  tag="$version$profile_suffix$tag_suffix"
   buildah bud --quiet --layers=false --format oci --timestamp "$epoch" \
     --build-arg VERSION="$version" --build-arg REVISION="$revision" \
     --build-arg SOURCE="$SOURCE" --build-arg CREATED="$created" \
-    -f "images/$name.Containerfile" -t "$repo:$tag" -t "$repo:$version-$revision$tag_suffix" \
+    -f "images/$name.Containerfile" -t "$repo:$tag" -t "$repo:$version-$revision$profile_suffix$tag_suffix" \
     "$ctx" >/dev/null
   digest=$(buildah inspect --type image --format '{{.FromImageDigest}}' "$repo:$tag")
   size=$(du -sb "$ctx/rootfs" | cut -f1)
-  printf '%-22s %-40s %-73s %8sM %8s\n' "fedsky-$name" "$tag, $version-$revision$tag_suffix" \
+  if [ -n "$IMAGE_ARCHIVES" ]; then
+    mkdir -p "$IMAGE_ARCHIVES"
+    rm -f "$IMAGE_ARCHIVES/fedsky-$name.tar"
+    skopeo copy --quiet "containers-storage:$repo:$tag" \
+      "oci-archive:$IMAGE_ARCHIVES/fedsky-$name.tar:$repo:$tag"
+    echo "$repo:$tag" >"$IMAGE_ARCHIVES/fedsky-$name.ref"
+  fi
+  printf '%-22s %-40s %-73s %8sM %8s\n' "fedsky-$name" "$tag, $version-$revision$profile_suffix$tag_suffix" \
     "$digest" "$((size / 1024 / 1024))" "$(($(date +%s) - start))"
 done

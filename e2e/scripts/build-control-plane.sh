@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the real control-plane binaries used by the e2e harness from the Go module
 # proxy, once per version, into a cache outside the clone:
-#   kube-apiserver, kube-controller-manager, kube-scheduler, kubectl (k8s.io/kubernetes),
+#   kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, and for real nodes
+#   kubelet and kube-proxy (k8s.io/kubernetes),
 #   etcd (go.etcd.io/etcd/server/v3), kwok (sigs.k8s.io/kwok), helm (helm.sh/helm/v3).
 # Prints the bin directory on stdout. Nothing of their Go code is kept in this repo:
 # the go.mod below is generated into the cache.
@@ -14,7 +15,8 @@ HELM_VERSION="${HELM_VERSION:-v3.19.0}"
 CACHE="${FEDSKY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/fedsky}"
 KEY="k8s-${K8S_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}_helm-${HELM_VERSION}"
 BIN="$CACHE/bin/$KEY"
-WANT=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok helm kwok-stages.yaml)
+K8S_CMDS=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
+WANT=("${K8S_CMDS[@]}" etcd kwok helm kwok-stages.yaml)
 
 have_all() { for b in "${WANT[@]}"; do [ -s "$BIN/$b" ] || return 1; done; }
 if have_all; then echo "$BIN"; exit 0; fi
@@ -42,13 +44,18 @@ build_k8s() {
       grep -E '=> \./staging/src/' "$gomod" | awk -v v="$minor" '{print "\t" $1 " => " $1 " " v}'
       echo ")"
     } > "$mod/go.mod"
-    (cd "$mod" && go mod tidy -e >/dev/null 2>&1 || true
-     cd "$mod" && go get "k8s.io/kubernetes/cmd/kube-apiserver@$K8S_VERSION" \
-       "k8s.io/kubernetes/cmd/kube-controller-manager@$K8S_VERSION" \
-       "k8s.io/kubernetes/cmd/kube-scheduler@$K8S_VERSION" \
-       "k8s.io/kubernetes/cmd/kubectl@$K8S_VERSION" >&2)
+    (cd "$mod" && go mod tidy -e >/dev/null 2>&1 || true)
   fi
-  for c in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+  # Each command's dependencies enter go.sum with `go get`; a cache made before a command
+  # was added gets them here (a no-op when they are there).
+  local c pkgs=()
+  for c in "${K8S_CMDS[@]}"; do
+    [ -x "$BIN/$c" ] || pkgs+=("k8s.io/kubernetes/cmd/$c@$K8S_VERSION")
+  done
+  if ((${#pkgs[@]})); then
+    (cd "$mod" && go get "${pkgs[@]}" >&2)
+  fi
+  for c in "${K8S_CMDS[@]}"; do
     [ -x "$BIN/$c" ] && continue
     log "building $c $K8S_VERSION"
     (cd "$mod" && go build -ldflags "$LDFLAGS -X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION" \

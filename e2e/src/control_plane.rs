@@ -30,6 +30,10 @@ pub struct Options {
     /// `OwnerReferencesPermissionEnforcement` admission plugin, so that tests can prove
     /// what a client was allowed and refused, as a production API server would judge it.
     pub audit: bool,
+    /// Listen on the [lab network](crate::lab)'s gateway instead of loopback, so that
+    /// [real nodes](crate::RealNode) (and pods on them) reach the API server; its
+    /// kubeconfig then names that address too.
+    pub real_nodes: bool,
 }
 
 impl Options {
@@ -42,6 +46,18 @@ impl Options {
             kwok: false,
             timeout: Duration::from_secs(120),
             audit: false,
+            real_nodes: false,
+        }
+    }
+
+    /// A cluster for [real nodes](crate::RealNode): controllers and scheduler, listening
+    /// on the lab network; nodes are added with [`crate::RealNode::start`].
+    pub fn real_nodes(name: &str) -> Self {
+        Self {
+            controller_manager: true,
+            scheduler: true,
+            real_nodes: true,
+            ..Self::api_only(name)
         }
     }
 
@@ -66,6 +82,9 @@ rules:
 /// The audit log's file in the run directory.
 const AUDIT_LOG: &str = "audit.log";
 
+/// The `kubernetes` Service's cluster IP: the first of `--service-cluster-ip-range`.
+const KUBERNETES_SERVICE_IP: &str = "10.96.0.1";
+
 /// Annotation that hands a Node to kwok.
 pub const KWOK_NODE_ANNOTATION: &str = "kwok.x-k8s.io/node";
 
@@ -79,6 +98,8 @@ pub struct ControlPlane {
     kubeconfig: PathBuf,
     kubeconfig_yaml: String,
     binaries: Binaries,
+    pki: Pki,
+    real_nodes: bool,
 }
 
 /// Starts tried before a lost port race is reported.
@@ -111,7 +132,19 @@ impl ControlPlane {
             .tempdir()
             .map_err(io("create run directory in", std::env::temp_dir()))?;
         let root = dir.path().to_path_buf();
-        let pki = Pki::generate(&root)?;
+        let host = if opts.real_nodes {
+            crate::lab::ensure_bridge()?;
+            crate::lab::GATEWAY.to_string()
+        } else {
+            "127.0.0.1".to_string()
+        };
+        // Pods reach the API server through the `kubernetes` Service's first address.
+        let extra_names: Vec<String> = if opts.real_nodes {
+            vec![host.clone(), KUBERNETES_SERVICE_IP.into()]
+        } else {
+            Vec::new()
+        };
+        let pki = Pki::generate(&root, &extra_names)?;
 
         let token = random_token();
         let tokens = root.join("tokens.csv");
@@ -122,8 +155,14 @@ impl ControlPlane {
         .map_err(io("write", &tokens))?;
 
         let [etcd_port, peer_port, api_port] = free_ports()?;
-        let server = format!("https://127.0.0.1:{api_port}");
-        let kubeconfig_yaml = kubeconfig(&opts.name, &server, &pki.ca_pem, &token);
+        let server = format!("https://{host}:{api_port}");
+        let kubeconfig_yaml = kubeconfig(
+            &opts.name,
+            &server,
+            &pki.ca_pem,
+            &format!("{}-admin", opts.name),
+            &format!("    token: {token}"),
+        );
         let kubeconfig = root.join("kubeconfig");
         std::fs::write(&kubeconfig, &kubeconfig_yaml).map_err(io("write", &kubeconfig))?;
 
@@ -135,6 +174,8 @@ impl ControlPlane {
             kubeconfig,
             kubeconfig_yaml,
             binaries,
+            pki: pki.clone(),
+            real_nodes: opts.real_nodes,
         };
         let p = |path: &Path| path.display().to_string();
         let etcd_url = format!("http://127.0.0.1:{etcd_port}");
@@ -166,19 +207,40 @@ impl ControlPlane {
                 "--enable-admission-plugins=OwnerReferencesPermissionEnforcement".into(),
             ];
         }
+        // Logs and exec reach the kubelets by their InternalIP, as this client.
+        let mut kubelet_args = Vec::new();
+        if opts.real_nodes {
+            let (cert, key) =
+                pki.client("kube-apiserver-kubelet-client", Some("system:masters"))?;
+            let (cert_file, key_file) = (
+                root.join("kubelet-client.crt"),
+                root.join("kubelet-client.key"),
+            );
+            std::fs::write(&cert_file, cert).map_err(io("write", &cert_file))?;
+            std::fs::write(&key_file, key).map_err(io("write", &key_file))?;
+            kubelet_args = vec![
+                format!("--kubelet-client-certificate={}", p(&cert_file)),
+                format!("--kubelet-client-key={}", p(&key_file)),
+                "--kubelet-preferred-address-types=InternalIP".into(),
+            ];
+        }
         cp.spawn(
             "kube-apiserver",
             &[
                 format!("--etcd-servers={etcd_url}"),
-                "--bind-address=127.0.0.1".into(),
-                "--advertise-address=127.0.0.1".into(),
+                format!("--bind-address={host}"),
+                format!("--advertise-address={host}"),
                 format!("--secure-port={api_port}"),
                 format!("--cert-dir={}", p(&root.join("certs"))),
                 format!("--tls-cert-file={}", p(&pki.serving_cert)),
                 format!("--tls-private-key-file={}", p(&pki.serving_key)),
                 format!("--client-ca-file={}", p(&pki.ca_cert)),
                 format!("--token-auth-file={}", p(&tokens)),
-                "--authorization-mode=RBAC".into(),
+                // Kubelets are authorized as their Node (what they run, its Secrets).
+                format!(
+                    "--authorization-mode={}",
+                    if opts.real_nodes { "Node,RBAC" } else { "RBAC" }
+                ),
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
                 format!("--service-account-key-file={}", p(&pki.sa_pub)),
                 format!("--service-account-signing-key-file={}", p(&pki.sa_key)),
@@ -193,10 +255,21 @@ impl ControlPlane {
             ]
             .into_iter()
             .chain(audit_args)
+            .chain(kubelet_args)
             .collect::<Vec<_>>(),
         )?;
         cp.wait_ready("kube-apiserver", opts.timeout)?;
 
+        // A real node whose kubelet stops is NotReady in seconds rather than the default
+        // 40, so fault tests stay short.
+        let node_monitor: Vec<String> = if opts.real_nodes {
+            vec![
+                "--node-monitor-period=2s".into(),
+                "--node-monitor-grace-period=16s".into(),
+            ]
+        } else {
+            Vec::new()
+        };
         if opts.controller_manager {
             cp.spawn(
                 "kube-controller-manager",
@@ -211,7 +284,10 @@ impl ControlPlane {
                     "--use-service-account-credentials=false".into(),
                     "--controllers=*".into(),
                     "--v=1".into(),
-                ],
+                ]
+                .into_iter()
+                .chain(node_monitor)
+                .collect::<Vec<_>>(),
             )?;
         }
         if opts.scheduler {
@@ -312,9 +388,46 @@ impl ControlPlane {
         &self.name
     }
 
-    /// `https://127.0.0.1:PORT` of the API server.
+    /// `https://ADDRESS:PORT` of the API server: loopback, or the lab network's gateway
+    /// with [`Options::real_nodes`].
     pub fn server(&self) -> &str {
         &self.server
+    }
+
+    /// The API server's URL as nodes dial it; `None` when it listens on loopback only.
+    pub fn node_server(&self) -> Option<String> {
+        self.real_nodes.then(|| self.server.clone())
+    }
+
+    /// The cluster CA's certificate (PEM): it signs the API server's certificate and the
+    /// client certificates it accepts.
+    pub fn ca_pem(&self) -> &str {
+        &self.pki.ca_pem
+    }
+
+    /// A kubeconfig for `server` that authenticates with a client certificate for user
+    /// `cn` in group `group`, signed by the cluster CA.
+    pub(crate) fn client_kubeconfig(
+        &self,
+        server: &str,
+        cn: &str,
+        group: Option<&str>,
+    ) -> Result<String, Error> {
+        use base64::Engine;
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let (cert, key) = self.pki.client(cn, group)?;
+        let credentials = format!(
+            "    client-certificate-data: {}\n    client-key-data: {}",
+            b64(&cert),
+            b64(&key)
+        );
+        Ok(kubeconfig(
+            &self.name,
+            server,
+            &self.pki.ca_pem,
+            cn,
+            &credentials,
+        ))
     }
 
     /// Path of the generated kubeconfig (cluster-admin via a static token).
@@ -499,7 +612,9 @@ fn random_token() -> String {
     format!("{a:016x}{:016x}", h.finish())
 }
 
-fn kubeconfig(name: &str, server: &str, ca_pem: &str, token: &str) -> String {
+/// A kubeconfig of one cluster, one user and one context; `credentials` are the user's
+/// YAML lines (indented by four spaces).
+fn kubeconfig(name: &str, server: &str, ca_pem: &str, user: &str, credentials: &str) -> String {
     use base64::Engine;
     let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
     format!(
@@ -511,14 +626,14 @@ clusters:
     server: {server}
     certificate-authority-data: {ca}
 users:
-- name: {name}-admin
+- name: {user}
   user:
-    token: {token}
+{credentials}
 contexts:
 - name: {name}
   context:
     cluster: {name}
-    user: {name}-admin
+    user: {user}
 current-context: {name}
 "
     )

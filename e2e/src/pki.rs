@@ -1,5 +1,5 @@
-//! Per-run certificates: a CA, the API server's serving certificate and the
-//! service-account signing key.
+//! Per-run certificates: a CA, the API server's serving certificate, the
+//! service-account signing key, and client certificates for node components.
 
 use crate::error::{Error, io};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
@@ -11,6 +11,7 @@ pub(crate) struct Pki {
     pub ca_pem: String,
     pub ca_cert: PathBuf,
     pub ca_key: PathBuf,
+    ca_key_pem: String,
     pub serving_cert: PathBuf,
     pub serving_key: PathBuf,
     pub sa_key: PathBuf,
@@ -18,30 +19,25 @@ pub(crate) struct Pki {
 }
 
 impl Pki {
-    pub(crate) fn generate(dir: &Path) -> Result<Self, Error> {
+    /// `extra_names`: more names or IP addresses the API server answers on (the lab
+    /// network's gateway and the `kubernetes` Service's cluster IP when nodes dial it).
+    pub(crate) fn generate(dir: &Path, extra_names: &[String]) -> Result<Self, Error> {
         let ca_key = KeyPair::generate()?;
-        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "fedsky-e2e-ca");
-        ca_params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
+        let ca_params = ca_params()?;
         let ca_cert = ca_params.self_signed(&ca_key)?;
         let ca_pem = ca_cert.pem();
         let ca_key_pem = ca_key.serialize_pem();
         let issuer = Issuer::new(ca_params, ca_key);
 
         let serving_key = KeyPair::generate()?;
-        let mut serving = CertificateParams::new(vec![
+        let mut names = vec![
             "localhost".to_string(),
             "127.0.0.1".to_string(),
             "kubernetes".to_string(),
             "kubernetes.default.svc".to_string(),
-        ])?;
+        ];
+        names.extend_from_slice(extra_names);
+        let mut serving = CertificateParams::new(names)?;
         serving
             .distinguished_name
             .push(DnType::CommonName, "kube-apiserver");
@@ -57,6 +53,7 @@ impl Pki {
         Ok(Self {
             ca_cert: write("ca.crt", &ca_pem)?,
             ca_key: write("ca.key", &ca_key_pem)?,
+            ca_key_pem,
             serving_cert: write("apiserver.crt", &serving_cert.pem())?,
             serving_key: write("apiserver.key", &serving_key.serialize_pem())?,
             sa_key: write("sa.key", &sa_key.serialize_pem())?,
@@ -64,4 +61,36 @@ impl Pki {
             ca_pem,
         })
     }
+
+    /// A client certificate and key (PEM) signed by the CA: the API server takes `cn` as
+    /// the user name and `group` as its group (for example `system:node:<name>` in
+    /// `system:nodes`, which the Node authorizer and the node RBAC roles recognise). One
+    /// group only: rcgen keeps one value per subject attribute.
+    pub(crate) fn client(&self, cn: &str, group: Option<&str>) -> Result<(String, String), Error> {
+        let issuer = Issuer::new(ca_params()?, KeyPair::from_pem(&self.ca_key_pem)?);
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.distinguished_name.push(DnType::CommonName, cn);
+        if let Some(g) = group {
+            params.distinguished_name.push(DnType::OrganizationName, g);
+        }
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params.signed_by(&key, &issuer)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
+}
+
+/// The CA's parameters; signing needs the same subject again, so it is built in one place.
+fn ca_params() -> Result<CertificateParams, Error> {
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "fedsky-e2e-ca");
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    Ok(ca_params)
 }

@@ -1,0 +1,58 @@
+//! Static `local` PersistentVolumes on real nodes: what a cluster's storage class would
+//! provision, made ahead of time. The kubelet applies a pod's `fsGroup` to `local`
+//! volumes, as it does to cloud disks, so ownership is tested for real.
+
+use crate::RealNode;
+use crate::error::{Error, io};
+use k8s_openapi::api::core::v1::PersistentVolume;
+use kube::api::{Api, Patch, PatchParams};
+use std::path::PathBuf;
+
+/// The storage class of the volumes below: bound when a pod is scheduled, so the pod
+/// lands on the volume's node.
+pub const LOCAL_STORAGE_CLASS: &str = "fedsky-local";
+
+/// Creates the storage class (once) and a PersistentVolume `name` of `size` on `node`,
+/// backed by a fresh directory in the node's state directory, which is returned.
+pub async fn local_volume(
+    client: &kube::Client,
+    node: &RealNode,
+    name: &str,
+    size: &str,
+) -> Result<PathBuf, Error> {
+    let pp = PatchParams::apply("fedsky-e2e").force();
+    let class: k8s_openapi::api::storage::v1::StorageClass = from(serde_json::json!({
+        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+        "metadata": { "name": LOCAL_STORAGE_CLASS },
+        "provisioner": "kubernetes.io/no-provisioner",
+        "volumeBindingMode": "WaitForFirstConsumer",
+        "reclaimPolicy": "Retain",
+    }))?;
+    Api::<k8s_openapi::api::storage::v1::StorageClass>::all(client.clone())
+        .patch(LOCAL_STORAGE_CLASS, &pp, &Patch::Apply(&class))
+        .await?;
+    let dir = node.dir().join("volumes").join(name);
+    std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
+    let pv: PersistentVolume = from(serde_json::json!({
+        "apiVersion": "v1", "kind": "PersistentVolume",
+        "metadata": { "name": name },
+        "spec": {
+            "capacity": { "storage": size },
+            "accessModes": ["ReadWriteOnce"],
+            "persistentVolumeReclaimPolicy": "Retain",
+            "storageClassName": LOCAL_STORAGE_CLASS,
+            "local": { "path": dir.display().to_string() },
+            "nodeAffinity": { "required": { "nodeSelectorTerms": [{ "matchExpressions": [{
+                "key": "kubernetes.io/hostname", "operator": "In", "values": [node.name()],
+            }] }] } },
+        },
+    }))?;
+    Api::<PersistentVolume>::all(client.clone())
+        .patch(name, &pp, &Patch::Apply(&pv))
+        .await?;
+    Ok(dir)
+}
+
+fn from<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T, Error> {
+    serde_json::from_value(v).map_err(|e| Error::Kubeconfig(format!("manifest: {e}")))
+}
