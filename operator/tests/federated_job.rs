@@ -18,6 +18,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 const WORKER: &[(&str, &str)] = &[("fedsky.dev/fl-worker", "true")];
+const AGGREGATOR_NODE: &[(&str, &str)] = &[
+    ("topology.kubernetes.io/region", "eu-central-1"),
+    ("node.kubernetes.io/instance-type", "m5.large"),
+];
 
 fn cond_true(job: &FederatedJob, t: &str) -> bool {
     job.status
@@ -86,7 +90,9 @@ async fn job_is_placed_started_healed_and_cleaned_up() {
                 "aws",
                 "eu-central-1",
                 "public",
-                &[("agg-1", &[], "8", "16Gi")],
+                // Labelled as the cloud labels its nodes: the aggregator requires the
+                // placed region and instance type.
+                &[("agg-1", AGGREGATOR_NODE, "8", "16Gi")],
             ),
             (
                 "hospital-eu",
@@ -129,7 +135,7 @@ async fn job_is_placed_started_healed_and_cleaned_up() {
         "metadata": { "name": "xray", "namespace": ns },
         "spec": {
             "participants": { "poolRef": { "name": "hospitals" } },
-            "candidates": { "clouds": ["aws"], "regions": ["eu-central-1"] },
+            "candidates": { "clouds": ["aws"], "regions": ["eu-central-1"], "instanceTypes": ["m5.large"] },
             "requirements": { "costWeight": 0.5 },
             "workload": { "modelSizeMB": 10, "roundsPerMonth": 1000, "localComputeSeconds": 30 },
             "solver": { "type": "Exact" }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{apply_json, eventually, fleet};
+use common::{apply_json, eventually, fleet, label_as_placed};
 use fedsky_crds::FederatedJob;
 use fedsky_crds::conditions;
 use fedsky_operator::run::{Settings, run};
@@ -40,7 +40,9 @@ async fn twenty_operator_kills_leave_one_aggregator_and_no_orphans() {
             "aws",
             "eu-central-1",
             "public",
-            &[("agg-1", &[], "8", "16Gi")],
+            // Room for the requests of any AWS type the placement may choose; labelled
+            // with that type once it has chosen.
+            &[("agg-1", &[], "16", "64Gi")],
         ),
         (
             "hospital-eu",
@@ -92,6 +94,14 @@ async fn twenty_operator_kills_leave_one_aggregator_and_no_orphans() {
     }))
     .await;
 
+    // Concurrently with the kills, so they still interrupt the aggregator's start.
+    let labelled = tokio::spawn(label_as_placed(
+        hub.clone(),
+        "default",
+        "xray",
+        aws.clone(),
+        "agg-1",
+    ));
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(20);
     for _ in 0..20 {
         tokio::time::sleep(Duration::from_millis(rng.random_range(50..1500))).await;
@@ -103,6 +113,7 @@ async fn twenty_operator_kills_leave_one_aggregator_and_no_orphans() {
         operator = tokio::spawn(run(f.operator_client.clone(), settings));
     }
 
+    labelled.await.expect("node labelled");
     let jobs: Api<FederatedJob> = Api::namespaced(hub.clone(), "default");
     eventually("ParticipantsReady after the restarts", 180, || {
         let jobs = jobs.clone();

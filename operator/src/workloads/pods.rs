@@ -4,6 +4,7 @@
 
 use super::{DesiredAggregator, ParticipantObs, Start, WorkloadError, Workloads};
 use crate::clusters::{ClusterError, MEMBER_TIMEOUT, bounded};
+use crate::controllers::federated_job::aggregator_node::{self, AggregatorNode};
 use crate::controllers::federated_job::applied::{self, Applied};
 use crate::controllers::federated_job::build;
 use crate::controllers::federated_job::member_watch::MemberWatches;
@@ -16,11 +17,12 @@ use crate::{Context, FIELD_MANAGER};
 use fedsky_crds::FederatedJob;
 use fedsky_crds::member_cluster::ClusterTier;
 use fedsky_crds::participant_pool::Site;
+use fedsky_placement::catalog::Catalog;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Secret, Service};
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod, Secret, Service};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PropagationPolicy};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
@@ -66,13 +68,21 @@ impl Workloads for PodWorkloads {
             let Some(cluster) = want.cluster.clone() else {
                 return super::no_member_cluster(&want.option);
             };
-            match apply_aggregator(self, job, &cluster).await {
+            let node = AggregatorNode::placed(&want.option, Catalog::builtin().ok());
+            match apply_aggregator(self, job, &cluster, &node).await {
                 Ok(Some((endpoint, model_url))) => AggregatorObs::Ready {
                     cluster,
                     endpoint,
                     model_url,
                 },
-                Ok(None) => AggregatorObs::Starting { cluster },
+                Ok(None) => match blocked(&self.ctx, job, &node, &cluster).await {
+                    Some((reason, message)) => AggregatorObs::Blocked {
+                        cluster,
+                        reason,
+                        message,
+                    },
+                    None => AggregatorObs::Starting { cluster },
+                },
                 Err(e) => AggregatorObs::Waiting("MemberClusterError", format!("{cluster}: {e}")),
             }
         }
@@ -182,16 +192,18 @@ async fn ensure_namespace(client: &kube::Client, ns: &str) -> Result<(), kube::E
         .map(|_| ())
 }
 
-/// Applies the aggregator's objects in `cluster`; its endpoints once it serves.
+/// Applies the aggregator's objects in `cluster`, its pod on `node`; its endpoints once it
+/// serves.
 async fn apply_aggregator(
     w: &PodWorkloads,
     job: &ValidJob,
     cluster: &str,
+    node: &AggregatorNode,
 ) -> Result<Option<(String, String)>, WorkloadError> {
     let ctx = &w.ctx;
     let client = ctx.clusters.get(cluster)?;
     w.watches.ensure(&ctx.clusters, cluster);
-    let objs = build::aggregator(job, &w.images_of(job))?;
+    let objs = build::aggregator(job, node, &w.images_of(job))?;
     let digest = applied::digest(
         cluster,
         &(&objs.secret, &objs.pvc, &objs.service, &objs.deployment),
@@ -282,6 +294,31 @@ fn served(job: &ValidJob, svc: Service, dep: Deployment) -> Option<(String, Stri
         format!("{host}:{GRPC_PORT}"),
         format!("http://{host}:{HTTP_PORT}"),
     ))
+}
+
+/// What keeps the aggregator that is not serving yet from starting in `cluster`, from its
+/// pods (see [`aggregator_node::blocked`]). A failed read is logged and taken as no news:
+/// the objects are applied and the aggregator counts as starting.
+async fn blocked(
+    ctx: &Context,
+    job: &ValidJob,
+    node: &AggregatorNode,
+    cluster: &str,
+) -> Option<(&'static str, String)> {
+    let client = ctx.clusters.get(cluster).ok()?;
+    let pods: Api<Pod> = Api::namespaced(client, AGGREGATOR_NAMESPACE);
+    let params = ListParams::default().labels(&format!(
+        "{},{}=aggregator",
+        names::selector(&job.key),
+        names::LABEL_ROLE
+    ));
+    match bounded(cluster, "listing aggregator pods", pods.list(&params)).await {
+        Ok(list) => aggregator_node::blocked(&list.items, node, cluster),
+        Err(e) => {
+            tracing::warn!(%cluster, error = %e, "cannot read the aggregator's pods");
+            None
+        }
+    }
 }
 
 /// The participant Jobs of job `key` in `site`'s cluster.

@@ -245,6 +245,62 @@ pub async fn apply_json(client: &kube::Client, value: serde_json::Value) {
     .expect("apply");
 }
 
+/// Once job `ns/name` is placed, labels `node` of `member` with the placed region and
+/// instance type, as the cloud labels its nodes: the aggregator's pod requires them. For
+/// tests whose placement is not known in advance.
+pub async fn label_as_placed(
+    hub: kube::Client,
+    ns: &str,
+    name: &str,
+    member: kube::Client,
+    node: &str,
+) {
+    use kube::api::{Patch, PatchParams};
+    let jobs: Api<fedsky_crds::FederatedJob> = Api::namespaced(hub, ns);
+    let option = eventually("placement in the job's status", 120, || {
+        let jobs = jobs.clone();
+        async move {
+            let j = jobs.get(name).await.map_err(|e| e.to_string())?;
+            j.status
+                .and_then(|s| s.placement)
+                .and_then(|p| p.option)
+                .ok_or_else(|| "not placed yet".to_string())
+        }
+    })
+    .await;
+    let labels = serde_json::json!({ "metadata": { "labels": {
+        "topology.kubernetes.io/region": option.region,
+        "node.kubernetes.io/instance-type": option.instance_type,
+    } } });
+    Api::<k8s_openapi::api::core::v1::Node>::all(member)
+        .patch(node, &PatchParams::default(), &Patch::Merge(&labels))
+        .await
+        .expect("label node");
+}
+
+/// Downloads the model at `uri` and checks that its sha256 is `sha256`, the digest the
+/// job's status gives for it; returns the bytes.
+pub async fn download_matches(uri: &str, sha256: &str) -> Vec<u8> {
+    use sha2::Digest;
+    let bytes = reqwest::get(uri)
+        .await
+        .expect("download")
+        .error_for_status()
+        .expect("200")
+        .bytes()
+        .await
+        .expect("body");
+    let digest: String = sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(
+        digest, sha256,
+        "the downloaded model is not the one status names"
+    );
+    bytes.to_vec()
+}
+
 /// Polls `f` until it returns `Some`, failing after `secs` with `what` and the last debug.
 pub async fn eventually<T, F, Fut>(what: &str, secs: u64, mut f: F) -> T
 where

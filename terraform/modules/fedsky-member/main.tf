@@ -43,8 +43,9 @@ resource "kubernetes_secret_v1" "token" {
 
 # What the operator does in a member cluster (operator/src/controllers/federated_job and
 # participant_pool): creates namespaces; runs aggregators (Deployment, Service, PVC,
-# Secret) and participants (Job, Secret); reads nodes and pods for free capacity and
-# participant health. No wildcards.
+# Secret) and participants (Job, Secret); reads nodes and pods for free capacity,
+# participant health and whether an aggregator's pod can be scheduled (it lists and
+# watches aggregator pods). No wildcards.
 resource "kubernetes_cluster_role_v1" "fedsky" {
   metadata {
     name   = local.account

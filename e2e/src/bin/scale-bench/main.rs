@@ -5,6 +5,11 @@
 //! a burst or at a steady rate, and reports the operator's memory (sampled from
 //! `/proc/<pid>/status`) and how long each job took from apply to `Placed` and to
 //! `AggregatorReady`, timed by watches to the millisecond (`make bench-operator`).
+//!
+//! The aggregators require nodes of the placed region and instance type, so the public
+//! cluster gets its nodes once the placement is solved, before any job: in shared mode
+//! the one placement is restricted to one instance type; in inline mode, whose
+//! requirements cannot restrict it, a probe placement with the jobs' spec tells the type.
 
 mod probe;
 mod stats;
@@ -15,8 +20,8 @@ use anyhow::{Context as _, bail};
 use clap::Parser;
 use fedsky_e2e::testbed::Testbed;
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{Namespace, PersistentVolume};
-use kube::api::{Api, DynamicObject, ListParams, PostParams};
+use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams};
 use probe::Sample;
 use serde_json::Value;
 use stats::{LATENCY_HEADER, latency_row, mb, mb_value, median, summarize};
@@ -25,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use timeline::{JobTimes, Timeline, between, condition_true, fedsky};
-use topology::{NAMESPACE, PlacementMode, Size};
+use topology::{NAMESPACE, PlacedNode, PlacementMode, Size};
 
 /// The acceptance targets: resident memory below 150 MB, p99 apply→Placed below 2 s.
 const RSS_TARGET_MB: f64 = 150.0;
@@ -151,7 +156,30 @@ async fn main() -> anyhow::Result<()> {
 
     set_up_hub(&hub, &layout, args.placement).await?;
     say("waiting for member clusters, the pool and the placement");
-    wait_ready(&hub, &layout, args.placement, &mut operator).await?;
+    let solved = wait_ready(&hub, &layout, args.placement, &mut operator).await?;
+    let catalog = load_catalog(solved["catalogVersion"].as_str().unwrap_or_default())?;
+    let placed = PlacedNode::from_status(&solved, &catalog).map_err(anyhow::Error::msg)?;
+    say(&format!(
+        "placed on {} in {}; adding {} aggregator nodes of that type",
+        placed.instance_type, placed.region, layout.public_nodes
+    ));
+    add_public_nodes(
+        &testbed.members[0].1,
+        &public,
+        &topology::public_nodes(&layout, &placed),
+    )
+    .await?;
+    if args.placement == PlacementMode::Inline {
+        // Its answer is all it was for; the jobs meet the hub as before.
+        Api::<DynamicObject>::namespaced_with(
+            hub.clone(),
+            NAMESPACE,
+            &fedsky("AggregatorPlacement", "aggregatorplacements"),
+        )
+        .delete(topology::INLINE_PROBE, &DeleteParams::default())
+        .await
+        .context("deleting the probe placement")?;
+    }
     let idle = probe::sample(pid)?;
     say(&format!(
         "ready; operator RSS {} before any job",
@@ -234,6 +262,10 @@ async fn main() -> anyhow::Result<()> {
     sampler.abort();
     watchers.iter().for_each(tokio::task::JoinHandle::abort);
     operator.kill().await.ok();
+    let on_nodes = placed_on(&hub, &placed)
+        .await
+        .inspect_err(|e| say(&format!("could not list the jobs' placements: {e}")))
+        .ok();
     let samples = samples
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -244,6 +276,8 @@ async fn main() -> anyhow::Result<()> {
     let report = Report {
         args: &args,
         layout: &layout,
+        placed: &placed,
+        on_nodes,
         mode: &mode,
         apply_took,
         times: timeline.snapshot(),
@@ -302,6 +336,91 @@ async fn create_volumes(public: &kube::Client, n: usize) -> anyhow::Result<()> {
         .await
 }
 
+/// The catalog the placement was solved with: the operator's built-in one, which is in
+/// the repository's `operator/catalog/`, found by its `version`.
+fn load_catalog(version: &str) -> anyhow::Result<Value> {
+    let dir = fedsky_e2e::repo_root().join("operator/catalog");
+    for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let catalog: Value =
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        if catalog["version"] == version {
+            return Ok(catalog);
+        }
+    }
+    bail!(
+        "the placement was solved with catalog {version:?}, which is not in {}",
+        dir.display()
+    )
+}
+
+/// Registers the public cluster's nodes and waits until kwok has made them all Ready, so
+/// that the first aggregator finds them in the scheduler.
+async fn add_public_nodes(
+    plane: &fedsky_e2e::ControlPlane,
+    public: &kube::Client,
+    nodes: &[fedsky_e2e::testbed::NodeConfig],
+) -> anyhow::Result<()> {
+    for n in nodes {
+        let mut capacity = std::collections::BTreeMap::from([
+            ("cpu".to_string(), n.cpu.clone()),
+            ("memory".to_string(), n.memory.clone()),
+        ]);
+        if n.gpus > 0 {
+            capacity.insert("nvidia.com/gpu".into(), n.gpus.to_string());
+        }
+        plane
+            .add_node(public, &n.name, n.labels.clone(), capacity)
+            .await?;
+    }
+    let api: Api<Node> = Api::all(public.clone());
+    let start = Instant::now();
+    loop {
+        let ready = api
+            .list(&ListParams::default())
+            .await?
+            .items
+            .iter()
+            .filter(|n| {
+                n.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+            })
+            .count();
+        if ready >= nodes.len() {
+            return Ok(());
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            bail!("{ready}/{} aggregator nodes Ready after 60 s", nodes.len());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Jobs whose chosen placement is the aggregator nodes' region and instance type: every
+/// job, unless an inline placement answered otherwise than the probe.
+async fn placed_on(hub: &kube::Client, placed: &PlacedNode) -> anyhow::Result<usize> {
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(hub.clone(), NAMESPACE, &timeline::federated_jobs());
+    Ok(api
+        .list(&ListParams::default())
+        .await?
+        .items
+        .iter()
+        .filter(|j| {
+            let o = &j.data["status"]["placement"]["option"];
+            o["region"] == placed.region.as_str()
+                && o["instanceType"] == placed.instance_type.as_str()
+        })
+        .count())
+}
+
 async fn create(
     client: &kube::Client,
     value: Value,
@@ -334,26 +453,32 @@ async fn set_up_hub(
         "participantpools",
     )
     .await?;
-    if placement == PlacementMode::Shared {
-        create(
-            hub,
-            topology::shared_placement(),
-            "AggregatorPlacement",
-            "aggregatorplacements",
-        )
-        .await?;
-    }
-    Ok(())
+    let placement = match placement {
+        PlacementMode::Shared => topology::shared_placement(),
+        PlacementMode::Inline => topology::inline_probe_placement(),
+    };
+    create(
+        hub,
+        placement,
+        "AggregatorPlacement",
+        "aggregatorplacements",
+    )
+    .await
 }
 
-/// Waits until every MemberCluster is Ready, the pool sees every worker and (shared mode)
-/// the placement is solved, so that the jobs meet a warmed-up operator.
+/// Waits until every MemberCluster is Ready, the pool sees every worker and the
+/// placement (shared mode: the jobs'; inline mode: the probe) is solved, so that the jobs
+/// meet a warmed-up operator. Returns the placement's `status`.
 async fn wait_ready(
     hub: &kube::Client,
     layout: &topology::Layout,
     placement: PlacementMode,
     operator: &mut tokio::process::Child,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Value> {
+    let placement_name = match placement {
+        PlacementMode::Shared => topology::PLACEMENT,
+        PlacementMode::Inline => topology::INLINE_PROBE,
+    };
     let start = Instant::now();
     let clusters: Api<DynamicObject> =
         Api::all_with(hub.clone(), &fedsky("MemberCluster", "memberclusters"));
@@ -380,15 +505,23 @@ async fn wait_ready(
             .as_ref()
             .and_then(|p| p.data["status"]["eligibleNodes"].as_i64())
             .unwrap_or(0);
-        let placed = match placement {
-            PlacementMode::Inline => true,
-            PlacementMode::Shared => placements
-                .get_opt(topology::PLACEMENT)
-                .await?
-                .is_some_and(|ap| !ap.data["status"]["selected"].is_null()),
-        };
+        let status = placements
+            .get_opt(placement_name)
+            .await?
+            .map(|ap| ap.data["status"].clone())
+            .unwrap_or_default();
+        let placed = !status["selected"].is_null();
+        if let Some(c) = status["conditions"].as_array().and_then(|cs| {
+            cs.iter()
+                .find(|c| c["type"] == "Feasible" && c["status"] == "False")
+        }) {
+            bail!(
+                "AggregatorPlacement {placement_name} is infeasible: {}",
+                c["message"]
+            );
+        }
         if clusters_ready && eligible == want_workers && placed {
-            return Ok(());
+            return Ok(status);
         }
         if start.elapsed() > Duration::from_secs(300) {
             bail!(
@@ -512,6 +645,9 @@ fn write_times(
 struct Report<'a> {
     args: &'a Args,
     layout: &'a topology::Layout,
+    placed: &'a PlacedNode,
+    /// Jobs placed on the aggregator nodes' region and instance type, where known.
+    on_nodes: Option<usize>,
     mode: &'a str,
     apply_took: Duration,
     times: std::collections::HashMap<String, JobTimes>,
@@ -582,15 +718,37 @@ impl Report<'_> {
                 .collect::<Vec<_>>()
                 .join("/")
         ));
+        let p = self.placed;
         line(format!(
-            "- jobs: {} participants each, placement `{}`, applied {} in {:.1} s",
+            "- aggregator nodes: labelled `{}={}` and `{}={}` as the cloud labels them, which the aggregators' node affinity requires; each has {} such instances' CPU and memory, so {} aggregators fit by their requests; {}",
+            topology::REGION_LABEL,
+            p.region,
+            topology::INSTANCE_TYPE_LABEL,
+            p.instance_type,
+            topology::AGGREGATORS_PER_NODE,
+            topology::AGGREGATORS_PER_NODE,
+            match a.placement {
+                PlacementMode::Shared => format!(
+                    "the shared placement may choose only `{}`",
+                    topology::SHARED_INSTANCE_TYPE
+                ),
+                PlacementMode::Inline => format!(
+                    "inline requirements cannot restrict the instance type, so the type is the answer of a probe AggregatorPlacement with the jobs' spec (`{}`), solved and deleted before the jobs",
+                    topology::INLINE_PROBE
+                ),
+            }
+        ));
+        line(format!(
+            "- jobs: {} participants each, placement `{}`, applied {} in {:.1} s; placed on the aggregator nodes' region and type: {}/{n}",
             a.participants,
             match a.placement {
                 PlacementMode::Shared => "shared (one AggregatorPlacement, solved before the jobs)",
                 PlacementMode::Inline => "inline (one AggregatorPlacement and solve per job)",
             },
             self.mode,
-            self.apply_took.as_secs_f64()
+            self.apply_took.as_secs_f64(),
+            self.on_nodes
+                .map_or_else(|| "unknown".to_string(), |k| k.to_string())
         ));
         line(String::new());
         line(LATENCY_HEADER.into());
@@ -681,4 +839,36 @@ impl Report<'_> {
 
 fn verdict(ok: bool) -> &'static str {
     if ok { "met" } else { "MISSED" }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_operators_catalogs_are_found_by_version_and_size_the_pinned_type() {
+        let dir = fedsky_e2e::repo_root().join("operator/catalog");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).expect("catalog dir") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_none_or(|e| e != "json") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).expect("read");
+            let version = serde_json::from_str::<Value>(&text).expect("json")["version"]
+                .as_str()
+                .expect("version")
+                .to_string();
+            let catalog = load_catalog(&version).expect("found by version");
+            let status = serde_json::json!({ "selected": {
+                "cloud": "aws", "region": "eu-central-1",
+                "instanceType": topology::SHARED_INSTANCE_TYPE,
+            }});
+            let placed = PlacedNode::from_status(&status, &catalog).expect("pinned type");
+            assert!(placed.vcpus > 0.0 && placed.memory_gib > 0.0, "{placed:?}");
+            n += 1;
+        }
+        assert!(n >= 1, "no catalog in {}", dir.display());
+        assert!(load_catalog("no-such-version").is_err());
+    }
 }

@@ -1,6 +1,7 @@
-//! What the benchmark creates: one public member cluster for the aggregators, private
-//! member clusters whose worker nodes run participants, one ParticipantPool over them,
-//! one PersistentVolume per aggregator and the FederatedJobs. Pure: sizes in, objects out.
+//! What the benchmark creates: one public member cluster for the aggregators, with nodes
+//! of the placed region and instance type, private member clusters whose worker nodes run
+//! participants, one ParticipantPool over them, one PersistentVolume per aggregator and the
+//! FederatedJobs. Pure: sizes in, objects out.
 
 use fedsky_e2e::testbed::{MemberConfig, NodeConfig, TestbedConfig};
 use serde_json::{Value, json};
@@ -10,12 +11,29 @@ use std::collections::BTreeMap;
 pub const NAMESPACE: &str = "bench";
 /// The public member cluster that hosts every aggregator.
 pub const PUBLIC_CLUSTER: &str = "aws-eu-central-1";
+/// Cloud and region of the public cluster, the only ones the placement may choose.
+const PUBLIC_CLOUD: &str = "aws";
+const PUBLIC_REGION: &str = "eu-central-1";
+/// The only instance type the shared placement may choose, so that the aggregator nodes'
+/// type is fixed before the solve (as in operator/tests/federated_job.rs).
+pub const SHARED_INSTANCE_TYPE: &str = "m5.large";
 /// ParticipantPool name.
 pub const POOL: &str = "sites";
 /// Name of the shared AggregatorPlacement.
 pub const PLACEMENT: &str = "shared";
-/// Aggregator pods per public node: kwok nodes of the harness admit 110 pods.
+/// Name of the AggregatorPlacement solved before the jobs in inline mode, with the spec
+/// the operator gives each job's own placement: inline requirements cannot restrict the
+/// instance type, so its answer, the same for every job, tells the aggregator nodes' type.
+pub const INLINE_PROBE: &str = "inline-probe";
+/// Aggregator pods per public node.
 pub const AGGREGATORS_PER_NODE: usize = 100;
+/// Pods a kwok node of the harness admits (its default `pods` capacity).
+const NODE_PODS: usize = 110;
+const _: () = assert!(AGGREGATORS_PER_NODE <= NODE_PODS);
+/// Node labels that a cloud's node controller sets and that the aggregator's required
+/// node affinity selects: the placed region and instance type.
+pub const REGION_LABEL: &str = "topology.kubernetes.io/region";
+pub const INSTANCE_TYPE_LABEL: &str = "node.kubernetes.io/instance-type";
 /// Worker node size: 16 participants of [`PARTICIPANT_CPU`] / [`PARTICIPANT_MEMORY`] fit.
 const WORKER_CPU: &str = "16";
 const WORKER_MEMORY: &str = "64Gi";
@@ -149,7 +167,8 @@ pub fn private_cluster(i: usize) -> String {
     format!("site-{i}")
 }
 
-/// The testbed: the public cluster and the private clusters with their nodes.
+/// The testbed: the public cluster, without nodes until the placement has chosen their
+/// type (see [`public_nodes`]), and the private clusters with their nodes.
 pub fn testbed(layout: &Layout) -> TestbedConfig {
     let node = |name: String, cpu: &str, memory: &str, worker: bool| NodeConfig {
         name,
@@ -164,12 +183,10 @@ pub fn testbed(layout: &Layout) -> TestbedConfig {
     };
     let mut members = vec![MemberConfig {
         name: PUBLIC_CLUSTER.into(),
-        provider: "aws".into(),
-        region: "eu-central-1".into(),
+        provider: PUBLIC_CLOUD.into(),
+        region: PUBLIC_REGION.into(),
         tier: "public".into(),
-        nodes: (0..layout.public_nodes)
-            .map(|i| node(format!("agg-{i:03}"), "64", "256Gi", false))
-            .collect(),
+        nodes: Vec::new(),
     }];
     for (i, &n) in layout.workers.iter().enumerate() {
         let cluster = private_cluster(i);
@@ -191,6 +208,95 @@ pub fn testbed(layout: &Layout) -> TestbedConfig {
         });
     }
     TestbedConfig { members }
+}
+
+/// The region and instance type the placement chose for the aggregators, with the
+/// instance's size from the operator's catalog.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlacedNode {
+    /// Placed region.
+    pub region: String,
+    /// Placed instance type.
+    pub instance_type: String,
+    /// The instance's vCPUs.
+    pub vcpus: f64,
+    /// The instance's memory in GiB.
+    pub memory_gib: f64,
+    /// The instance's GPUs.
+    pub gpus: u32,
+}
+
+impl PlacedNode {
+    /// The choice in an AggregatorPlacement's `status`, sized from `catalog` (the catalog
+    /// the placement was solved with, as JSON). Fails when the choice is not the public
+    /// cluster's cloud and region, or the catalog lacks the type.
+    pub fn from_status(status: &Value, catalog: &Value) -> Result<Self, String> {
+        let selected = &status["selected"];
+        let field = |k: &str| {
+            selected[k]
+                .as_str()
+                .map(str::to_string)
+                .ok_or_else(|| format!("status.selected.{k} missing in {status}"))
+        };
+        let (cloud, region, instance_type) =
+            (field("cloud")?, field("region")?, field("instanceType")?);
+        if cloud != PUBLIC_CLOUD || region != PUBLIC_REGION {
+            return Err(format!(
+                "the placement chose {cloud}/{region}, not {PUBLIC_CLUSTER}'s {PUBLIC_CLOUD}/{PUBLIC_REGION}"
+            ));
+        }
+        let t = catalog["instanceTypes"]
+            .as_array()
+            .and_then(|ts| {
+                ts.iter()
+                    .find(|t| t["cloud"] == cloud.as_str() && t["name"] == instance_type.as_str())
+            })
+            .ok_or_else(|| format!("the catalog lacks {cloud} instance type {instance_type}"))?;
+        let number = |k: &str| {
+            t[k].as_f64()
+                .filter(|v| *v >= 0.0)
+                .ok_or_else(|| format!("catalog type {instance_type}: bad {k}"))
+        };
+        Ok(Self {
+            region,
+            vcpus: number("vcpus")?,
+            memory_gib: number("memoryGib")?,
+            gpus: u32::try_from(t["gpus"].as_u64().unwrap_or(0))
+                .map_err(|e| format!("catalog type {instance_type}: gpus: {e}"))?,
+            instance_type,
+        })
+    }
+}
+
+/// The public cluster's nodes, `agg-NNN`: labelled with the placed region and instance
+/// type as the cloud labels its nodes, so that the aggregators' node affinity admits them,
+/// and each with the CPU, memory and GPUs of [`AGGREGATORS_PER_NODE`] such instances. An
+/// aggregator requests at most what one instance leaves allocatable, less than its
+/// capacity, so that many fit by their requests (and by pods); kwok stands one node in
+/// for that many instances to keep the node count small.
+pub fn public_nodes(layout: &Layout, placed: &PlacedNode) -> Vec<NodeConfig> {
+    // Catalog sizes are whole millicores and MiB; rounding only drops float noise.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let (cpu_millis, memory_mib) = (
+        (placed.vcpus * 1000.0).round() as u64 * AGGREGATORS_PER_NODE as u64,
+        (placed.memory_gib * 1024.0).round() as u64 * AGGREGATORS_PER_NODE as u64,
+    );
+    let per_node = u32::try_from(AGGREGATORS_PER_NODE).unwrap_or(u32::MAX);
+    (0..layout.public_nodes)
+        .map(|i| NodeConfig {
+            name: format!("agg-{i:03}"),
+            cpu: format!("{cpu_millis}m"),
+            memory: format!("{memory_mib}Mi"),
+            gpus: placed.gpus.saturating_mul(per_node),
+            labels: BTreeMap::from([
+                (REGION_LABEL.to_string(), placed.region.clone()),
+                (
+                    INSTANCE_TYPE_LABEL.to_string(),
+                    placed.instance_type.clone(),
+                ),
+            ]),
+        })
+        .collect()
 }
 
 /// The ParticipantPool: one site per private cluster.
@@ -222,20 +328,37 @@ pub fn pool(layout: &Layout) -> Value {
 fn requirements() -> Value {
     json!({
         "costWeight": 0.5,
-        "dataResidency": { "allowedClouds": ["aws"], "allowedRegions": ["eu-central-1"] },
+        "dataResidency": { "allowedClouds": [PUBLIC_CLOUD], "allowedRegions": [PUBLIC_REGION] },
     })
 }
 
-/// The AggregatorPlacement that every job references in `shared` mode.
+/// The AggregatorPlacement that every job references in `shared` mode, restricted to
+/// [`SHARED_INSTANCE_TYPE`].
 pub fn shared_placement() -> Value {
     json!({
         "apiVersion": "fl.fedsky.dev/v1alpha1", "kind": "AggregatorPlacement",
         "metadata": { "name": PLACEMENT, "namespace": NAMESPACE },
         "spec": {
             "participants": { "poolRef": { "name": POOL } },
-            "candidates": { "clouds": ["aws"], "regions": ["eu-central-1"] },
+            "candidates": {
+                "clouds": [PUBLIC_CLOUD], "regions": [PUBLIC_REGION],
+                "instanceTypes": [SHARED_INSTANCE_TYPE],
+            },
             "requirements": requirements(),
             "workload": { "modelSizeMB": 10, "roundsPerMonth": 1000, "localComputeSeconds": 30 },
+        },
+    })
+}
+
+/// The AggregatorPlacement [`INLINE_PROBE`]: the spec the operator applies for each
+/// inline job (the pool and the requirements, nothing else), without an owner.
+pub fn inline_probe_placement() -> Value {
+    json!({
+        "apiVersion": "fl.fedsky.dev/v1alpha1", "kind": "AggregatorPlacement",
+        "metadata": { "name": INLINE_PROBE, "namespace": NAMESPACE },
+        "spec": {
+            "participants": { "poolRef": { "name": POOL } },
+            "requirements": requirements(),
         },
     })
 }
@@ -305,6 +428,16 @@ mod tests {
         }
     }
 
+    fn m5_large() -> PlacedNode {
+        PlacedNode {
+            region: "eu-central-1".into(),
+            instance_type: "m5.large".into(),
+            vcpus: 2.0,
+            memory_gib: 8.0,
+            gpus: 0,
+        }
+    }
+
     #[test]
     fn the_full_size_splits_into_ten_public_nodes_and_even_workers() {
         let l = layout(&size(1000, 500)).expect("layout");
@@ -312,9 +445,92 @@ mod tests {
         assert_eq!(l.workers, vec![164, 163, 163]);
         let tb = testbed(&l);
         let nodes: usize = tb.members.iter().map(|m| m.nodes.len()).sum();
-        assert_eq!(nodes, 500);
+        let public = public_nodes(&l, &m5_large());
+        assert_eq!(nodes + public.len(), 500);
         assert_eq!(tb.members[0].tier, "public");
+        assert!(tb.members[0].nodes.is_empty(), "added once placed");
         assert!(tb.members[1..].iter().all(|m| m.tier == "private"));
+    }
+
+    /// Parses a Kubernetes CPU (`m`) or memory (`Mi`) quantity as written here.
+    fn quantity(q: &str, unit: &str) -> u64 {
+        q.strip_suffix(unit)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{q} is not in {unit}"))
+    }
+
+    #[test]
+    fn public_nodes_carry_the_placed_labels_and_fit_their_aggregators() {
+        let l = layout(&size(250, 40)).expect("layout");
+        let nodes = public_nodes(&l, &m5_large());
+        assert_eq!(nodes.len(), 3, "250 aggregators, 100 a node");
+        assert_eq!(nodes[2].name, "agg-002");
+        for n in &nodes {
+            assert_eq!(n.labels[REGION_LABEL], "eu-central-1");
+            assert_eq!(n.labels[INSTANCE_TYPE_LABEL], "m5.large");
+            assert_eq!((n.cpu.as_str(), n.memory.as_str()), ("200000m", "819200Mi"));
+            assert_eq!(n.gpus, 0);
+            // The operator's requests for m5.large (aggregator_node.rs), 100 of them.
+            let (cpu, memory) = (1430, 5736);
+            assert!(quantity(&n.cpu, "m") >= cpu * AGGREGATORS_PER_NODE as u64);
+            assert!(quantity(&n.memory, "Mi") >= memory * AGGREGATORS_PER_NODE as u64);
+        }
+        // Fractional sizes stay exact, and GPUs scale too.
+        let small = PlacedNode {
+            vcpus: 0.25,
+            memory_gib: 0.5,
+            gpus: 1,
+            ..m5_large()
+        };
+        let n = &public_nodes(&l, &small)[0];
+        assert_eq!((n.cpu.as_str(), n.memory.as_str()), ("25000m", "51200Mi"));
+        assert_eq!(n.gpus, 100);
+    }
+
+    fn catalog() -> Value {
+        json!({ "version": "test", "instanceTypes": [
+            { "cloud": "gcp", "name": "m5.large", "vcpus": 8.0, "memoryGib": 32.0, "gpus": 0 },
+            { "cloud": "aws", "name": "m5.large", "vcpus": 2.0, "memoryGib": 8.0, "gpus": 0 },
+        ]})
+    }
+
+    fn status(cloud: &str, region: &str, instance_type: &str) -> Value {
+        json!({ "selected": { "cloud": cloud, "region": region, "instanceType": instance_type } })
+    }
+
+    #[test]
+    fn the_placed_node_is_read_from_the_status_and_sized_from_the_catalog() {
+        let placed =
+            PlacedNode::from_status(&status("aws", "eu-central-1", "m5.large"), &catalog())
+                .expect("placed");
+        assert_eq!(placed, m5_large());
+        let e = PlacedNode::from_status(&status("aws", "us-east-1", "m5.large"), &catalog())
+            .expect_err("another region");
+        assert!(e.contains("aws/us-east-1"), "{e}");
+        let e = PlacedNode::from_status(&status("aws", "eu-central-1", "x9.huge"), &catalog())
+            .expect_err("unknown type");
+        assert!(e.contains("x9.huge"), "{e}");
+        let e = PlacedNode::from_status(&json!({}), &catalog()).expect_err("unsolved");
+        assert!(e.contains("cloud"), "{e}");
+    }
+
+    #[test]
+    fn the_shared_placement_is_pinned_and_the_probe_matches_inline_jobs() {
+        let shared = shared_placement();
+        assert_eq!(
+            shared["spec"]["candidates"]["instanceTypes"],
+            json!([SHARED_INSTANCE_TYPE])
+        );
+        let probe = inline_probe_placement();
+        let inline = job(0, 2, PlacementMode::Inline);
+        // The operator's own placement for an inline job has just these two fields.
+        assert_eq!(
+            probe["spec"],
+            json!({
+                "participants": { "poolRef": inline["spec"]["participants"]["poolRef"] },
+                "requirements": inline["spec"]["placement"]["requirements"],
+            })
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Desired objects of a FederatedJob, built from a validated job: the participant Jobs
 //! for the sites' clusters and the aggregator's objects for the placed cluster. Pure.
 
+use super::aggregator_node::AggregatorNode;
 use super::validate::ValidJob;
 use crate::images::Images;
 use crate::names::{self, AGGREGATOR_NAMESPACE, GRPC_PORT, HTTP_PORT};
@@ -103,7 +104,14 @@ pub fn participant_job(
                     "restartPolicy": "Never",
                     "automountServiceAccountToken": false,
                     "imagePullSecrets": images.pull_secret_refs(),
-                    "securityContext": { "runAsNonRoot": true, "seccompProfile": { "type": "RuntimeDefault" } },
+                    // Secret files are the kubelet's (root, 0400) unless handed to a group:
+                    // uid 65532 reads its token, key and certificates through fsGroup.
+                    "securityContext": {
+                        "runAsNonRoot": true,
+                        "fsGroup": 65532,
+                        "fsGroupChangePolicy": "OnRootMismatch",
+                        "seccompProfile": { "type": "RuntimeDefault" },
+                    },
                     "containers": [{
                         "name": "participant",
                         "image": images.participant,
@@ -193,13 +201,15 @@ pub struct AggregatorObjects {
     pub service: Service,
 }
 
-/// Builds the aggregator's Secret, PVC, Deployment and Service.
-pub fn aggregator(job: &ValidJob, images: &Images) -> Result<AggregatorObjects, PkiError> {
+/// Builds the aggregator's Secret, PVC, Deployment and Service; its pod runs on `node`.
+pub fn aggregator(
+    job: &ValidJob,
+    node: &AggregatorNode,
+    images: &Images,
+) -> Result<AggregatorObjects, PkiError> {
     let name = names::aggregator(&job.key);
     let labels = names::labels(&job.key, "aggregator");
     let server = aggregator_certificate(job)?;
-    let mut init_model = job.workload.init_model();
-    init_model.extend(["--out".into(), "/models/initial.safetensors".into()]);
     let meta = json!({
         "name": name,
         "namespace": AGGREGATOR_NAMESPACE,
@@ -224,7 +234,39 @@ pub fn aggregator(job: &ValidJob, images: &Images) -> Result<AggregatorObjects, 
             "storageClassName": job.storage_class,
         },
     }));
-    let deployment = from(json!({
+    let deployment = aggregator_deployment(job, node, images, &meta);
+    let service = from(json!({
+        "apiVersion": "v1", "kind": "Service", "metadata": meta,
+        "spec": {
+            // Participants in private clouds dial out to it.
+            "type": "LoadBalancer",
+            "selector": { names::LABEL_JOB: job.key, names::LABEL_ROLE: "aggregator" },
+            "ports": [
+                { "name": "grpc", "port": GRPC_PORT, "targetPort": "grpc" },
+                { "name": "http", "port": HTTP_PORT, "targetPort": "http" },
+            ],
+        },
+    }));
+    Ok(AggregatorObjects {
+        secret,
+        pvc,
+        deployment,
+        service,
+    })
+}
+
+/// The aggregator's Deployment (`meta` shared with its other objects), its pod on `node`.
+fn aggregator_deployment(
+    job: &ValidJob,
+    node: &AggregatorNode,
+    images: &Images,
+    meta: &serde_json::Value,
+) -> Deployment {
+    let name = names::aggregator(&job.key);
+    let labels = names::labels(&job.key, "aggregator");
+    let mut init_model = job.workload.init_model();
+    init_model.extend(["--out".into(), "/models/initial.safetensors".into()]);
+    from(json!({
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta,
         "spec": {
             "replicas": 1,
@@ -232,11 +274,21 @@ pub fn aggregator(job: &ValidJob, images: &Images) -> Result<AggregatorObjects, 
             "strategy": { "type": "Recreate" },
             "selector": { "matchLabels": { names::LABEL_JOB: job.key, names::LABEL_ROLE: "aggregator" } },
             "template": {
-                "metadata": { "labels": labels },
+                // The job annotation lets the member watch wake the job when its pod
+                // cannot be scheduled.
+                "metadata": { "labels": labels, "annotations": { names::ANNOTATION_JOB: job.reference } },
                 "spec": {
                     "automountServiceAccountToken": false,
                     "imagePullSecrets": images.pull_secret_refs(),
-                    "securityContext": { "runAsNonRoot": true, "seccompProfile": { "type": "RuntimeDefault" } },
+                    // A fresh volume belongs to root; the kubelet hands it to the group
+                    // of uid 65532 so the model store is writable (once: OnRootMismatch).
+                    "securityContext": {
+                        "runAsNonRoot": true,
+                        "fsGroup": 65532,
+                        "fsGroupChangePolicy": "OnRootMismatch",
+                        "seccompProfile": { "type": "RuntimeDefault" },
+                    },
+                    "affinity": node.affinity(),
                     // The initial global model, from the job's seed: the same bytes on
                     // every restart, and ignored once a checkpoint exists.
                     "initContainers": [{
@@ -264,6 +316,7 @@ pub fn aggregator(job: &ValidJob, images: &Images) -> Result<AggregatorObjects, 
                             { "name": "grpc", "containerPort": GRPC_PORT },
                             { "name": "http", "containerPort": HTTP_PORT },
                         ],
+                        "resources": node.resources(),
                         "readinessProbe": { "httpGet": { "path": "/readyz", "port": "http" } },
                         "livenessProbe": { "httpGet": { "path": "/healthz", "port": "http" } },
                         "securityContext": restricted_security(),
@@ -279,31 +332,25 @@ pub fn aggregator(job: &ValidJob, images: &Images) -> Result<AggregatorObjects, 
                 },
             },
         },
-    }));
-    let service = from(json!({
-        "apiVersion": "v1", "kind": "Service", "metadata": meta,
-        "spec": {
-            // Participants in private clouds dial out to it.
-            "type": "LoadBalancer",
-            "selector": { names::LABEL_JOB: job.key, names::LABEL_ROLE: "aggregator" },
-            "ports": [
-                { "name": "grpc", "port": GRPC_PORT, "targetPort": "grpc" },
-                { "name": "http", "port": HTTP_PORT, "targetPort": "http" },
-            ],
-        },
-    }));
-    Ok(AggregatorObjects {
-        secret,
-        pvc,
-        deployment,
-        service,
-    })
+    }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::validate::tests::valid_job;
     use super::*;
+    use fedsky_crds::aggregator_placement::PlacementOption;
+
+    /// The node of a placement on m5.large in eu-central-1, sized by the built-in catalog.
+    fn m5_large() -> AggregatorNode {
+        let option = PlacementOption {
+            cloud: "aws".into(),
+            region: "eu-central-1".into(),
+            instance_type: "m5.large".into(),
+            ..PlacementOption::default()
+        };
+        AggregatorNode::placed(&option, fedsky_placement::catalog::Catalog::builtin().ok())
+    }
 
     #[test]
     fn participant_job_is_pinned_read_only_and_credentialed() {
@@ -364,6 +411,9 @@ mod tests {
         assert_eq!(req["cpu"].0, "2000m");
         let sc = c.security_context.as_ref().expect("security context");
         assert_eq!(sc.read_only_root_filesystem, Some(true));
+        // Its Secret's files are readable by uid 65532 only through the pod's group.
+        let pod_sc = pod.security_context.as_ref().expect("pod security context");
+        assert_eq!(pod_sc.fs_group, Some(65532));
         let labels = j.metadata.labels.expect("labels");
         assert_eq!(labels[names::LABEL_SITE], "eu");
     }
@@ -371,7 +421,7 @@ mod tests {
     #[test]
     fn aggregator_objects_share_a_deterministic_name() {
         let job = valid_job();
-        let a = aggregator(&job, &Images::default()).expect("objects");
+        let a = aggregator(&job, &m5_large(), &Images::default()).expect("objects");
         let n = Some("fedsky-agg-covid-xray-covid-xray".to_string());
         assert_eq!(a.deployment.metadata.name, n);
         assert_eq!(a.service.metadata.name, n);
@@ -385,6 +435,43 @@ mod tests {
         assert_eq!(
             a.service.spec.and_then(|s| s.type_).as_deref(),
             Some("LoadBalancer")
+        );
+    }
+
+    #[test]
+    fn the_aggregator_pod_is_pinned_to_the_placed_instance_and_sized_for_it() {
+        let job = valid_job();
+        let node = m5_large();
+        let a = aggregator(&job, &node, &Images::default()).expect("objects");
+        let template = a.deployment.spec.expect("spec").template;
+        let pod = template.spec.expect("pod");
+        fn json<T: serde::Serialize>(v: &T) -> serde_json::Value {
+            serde_json::to_value(v).expect("json")
+        }
+        // The terms and the sizes themselves are aggregator_node's tests.
+        assert_eq!(json(&pod.affinity), node.affinity());
+        let agg = pod.containers.iter().find(|c| c.name == "aggregator");
+        assert_eq!(
+            json(&agg.and_then(|c| c.resources.clone())),
+            serde_json::json!({
+                "requests": { "cpu": "1430m", "memory": "5736Mi" },
+                "limits": { "memory": "5736Mi" },
+            })
+        );
+        // The model store is writable by the containers' uid through its group.
+        let sc = pod.security_context.as_ref().expect("pod security context");
+        assert_eq!(sc.fs_group, Some(65532));
+        assert!(
+            pod.containers
+                .iter()
+                .chain(pod.init_containers.iter().flatten())
+                .all(|c| c.security_context.as_ref().and_then(|s| s.run_as_user) == Some(65532))
+        );
+        // The member watch finds the job from the pod.
+        let annotations = template.metadata.and_then(|m| m.annotations);
+        assert_eq!(
+            annotations.and_then(|a| a.get(names::ANNOTATION_JOB).cloned()),
+            Some(job.reference)
         );
     }
 
@@ -408,7 +495,7 @@ mod tests {
                 .expect("CN")
                 .to_string()
         };
-        let a = aggregator(&job, &Images::default()).expect("objects");
+        let a = aggregator(&job, &m5_large(), &Images::default()).expect("objects");
         let data = a.secret.string_data.expect("data");
         assert_eq!(cn(&data["tls.crt"]), names::aggregator_tls_name(&job.key));
         assert_eq!(data["ca.crt"], job.ca.cert_pem);

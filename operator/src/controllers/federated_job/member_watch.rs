@@ -1,14 +1,19 @@
-//! Watches of the aggregator Deployments in member clusters, so that a job whose
-//! aggregator becomes available (or stops being so) is reconciled at once instead of at
-//! its next poll. Polling alone, 1,000 starting jobs noticed their aggregators minutes late
-//! (docs/operator-benchmark.md). One watch per member cluster that hosts aggregators,
-//! started with the first aggregator applied there; nothing is cached.
+//! Watches of the aggregators in member clusters, so that a job whose aggregator becomes
+//! available (or stops being so), or whose aggregator pod the scheduler cannot place (or
+//! places after all), is reconciled at once instead of at its next poll. Polling alone,
+//! 1,000 starting jobs noticed their aggregators minutes late
+//! (docs/operator-benchmark.md). Per member cluster that hosts aggregators, one watch of
+//! their Deployments and one of their pods, started with the first aggregator applied
+//! there; nothing is cached.
 
+use super::aggregator_node;
 use crate::clusters::ClusterRegistry;
 use crate::names::{AGGREGATOR_NAMESPACE, ANNOTATION_JOB, LABEL_ROLE};
 use fedsky_crds::FederatedJob;
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
+use kube::Resource;
 use kube::api::Api;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
@@ -88,16 +93,12 @@ impl MemberWatches {
             self.started.clone(),
         );
         tokio::spawn(async move {
-            let mut available = HashMap::new();
-            // A new client each time: the kubeconfig may have been rotated.
-            while let Ok(client) = clusters.get(&cluster) {
-                let why = watch(client, &mut available, &tx).await;
-                if tx.is_closed() {
-                    break;
-                }
-                tracing::info!(%cluster, %why, "aggregator watch restarts");
-                tokio::time::sleep(RETRY).await;
-            }
+            // Each on its own: one that fails (a grant missing) leaves the other running.
+            futures::future::join(
+                keep_watching::<Deployment>(&clusters, &cluster, &tx, deployment_changed),
+                keep_watching::<Pod>(&clusters, &cluster, &tx, pod_changed),
+            )
+            .await;
             started
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
@@ -106,32 +107,62 @@ impl MemberWatches {
     }
 }
 
-/// Watches until the first error, sending the job of each Deployment whose availability
-/// changed (or that is seen for the first time). A deleted Deployment is forgotten, so the
-/// map holds only the cluster's current aggregators.
-async fn watch(
-    client: kube::Client,
-    available: &mut HashMap<String, bool>,
+/// What a watch remembers of each object by name, and the job to wake when that changes.
+type Changed<K> = fn(&mut HashMap<String, bool>, &K) -> Option<ObjectRef<FederatedJob>>;
+
+/// Watches the aggregators' `K`s in `cluster`, starting again after each failure, until
+/// the cluster is no longer registered or the controller stops.
+async fn keep_watching<K>(
+    clusters: &ClusterRegistry,
+    cluster: &str,
     tx: &mpsc::UnboundedSender<ObjectRef<FederatedJob>>,
-) -> String {
-    let api: Api<Deployment> = Api::namespaced(client, AGGREGATOR_NAMESPACE);
+    changed: Changed<K>,
+) where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    let mut seen = HashMap::new();
+    // A new client each time: the kubeconfig may have been rotated.
+    while let Ok(client) = clusters.get(cluster) {
+        let api = Api::<K>::namespaced(client, AGGREGATOR_NAMESPACE);
+        let why = watch(api, &mut seen, tx, changed).await;
+        if tx.is_closed() {
+            break;
+        }
+        tracing::info!(%cluster, kind = %K::kind(&()), %why, "aggregator watch restarts");
+        tokio::time::sleep(RETRY).await;
+    }
+}
+
+/// Watches until the first error, sending the job of each object `changed` reports. A
+/// deleted object is forgotten, so `seen` holds only the cluster's current aggregators.
+async fn watch<K>(
+    api: Api<K>,
+    seen: &mut HashMap<String, bool>,
+    tx: &mpsc::UnboundedSender<ObjectRef<FederatedJob>>,
+    changed: Changed<K>,
+) -> String
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K: Send + 'static,
+{
     let config = watcher::Config::default()
         .labels(&format!("{LABEL_ROLE}=aggregator"))
         .timeout(WATCH_TIMEOUT_SECS);
     let mut events = std::pin::pin!(watcher(api, config));
     while let Some(event) = events.next().await {
-        let dep = match event {
-            Ok(watcher::Event::Apply(d) | watcher::Event::InitApply(d)) => d,
-            Ok(watcher::Event::Delete(d)) => {
-                if let Some(name) = &d.metadata.name {
-                    available.remove(name);
+        let obj = match event {
+            Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => o,
+            Ok(watcher::Event::Delete(o)) => {
+                if let Some(name) = &o.meta().name {
+                    seen.remove(name);
                 }
                 continue;
             }
             Ok(watcher::Event::Init | watcher::Event::InitDone) => continue,
             Err(e) => return e.to_string(),
         };
-        if let Some(job) = changed(available, &dep)
+        if let Some(job) = changed(seen, &obj)
             && tx.send(job).is_err()
         {
             return "the controller stopped".into();
@@ -141,7 +172,7 @@ async fn watch(
 }
 
 /// The job to wake when `dep` is new or its availability changed; remembers it.
-fn changed(
+fn deployment_changed(
     available: &mut HashMap<String, bool>,
     dep: &Deployment,
 ) -> Option<ObjectRef<FederatedJob>> {
@@ -155,7 +186,28 @@ fn changed(
     if available.insert(name, now) == Some(now) {
         return None;
     }
-    let reference = dep.metadata.annotations.as_ref()?.get(ANNOTATION_JOB)?;
+    job_of(&dep.metadata)
+}
+
+/// The job to wake when the scheduler refused `pod` or placed one it had refused;
+/// remembers it. A new pod not refused is no news: its Deployment's watch covers it.
+fn pod_changed(
+    unschedulable: &mut HashMap<String, bool>,
+    pod: &Pod,
+) -> Option<ObjectRef<FederatedJob>> {
+    let name = pod.metadata.name.clone()?;
+    let now = aggregator_node::unschedulable(std::slice::from_ref(pod)).is_some();
+    if unschedulable.insert(name, now).unwrap_or(false) == now {
+        return None;
+    }
+    job_of(&pod.metadata)
+}
+
+/// The job named by an object's `namespace/name` annotation.
+fn job_of(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> Option<ObjectRef<FederatedJob>> {
+    let reference = meta.annotations.as_ref()?.get(ANNOTATION_JOB)?;
     let (ns, job) = reference.split_once('/')?;
     Some(ObjectRef::new(job).within(ns))
 }
@@ -185,31 +237,84 @@ mod tests {
         let woken = |r: Option<ObjectRef<FederatedJob>>| r.map(|r| (r.namespace, r.name));
         let job = Some((Some("covid".to_string()), "xray".to_string()));
         assert_eq!(
-            woken(changed(&mut seen, &dep("a", Some("covid/xray"), None))),
+            woken(deployment_changed(
+                &mut seen,
+                &dep("a", Some("covid/xray"), None)
+            )),
             job
         );
         assert_eq!(
-            woken(changed(&mut seen, &dep("a", Some("covid/xray"), Some(0)))),
+            woken(deployment_changed(
+                &mut seen,
+                &dep("a", Some("covid/xray"), Some(0))
+            )),
             None
         );
         assert_eq!(
-            woken(changed(&mut seen, &dep("a", Some("covid/xray"), Some(1)))),
+            woken(deployment_changed(
+                &mut seen,
+                &dep("a", Some("covid/xray"), Some(1))
+            )),
             job
         );
         assert_eq!(
-            woken(changed(&mut seen, &dep("a", Some("covid/xray"), Some(1)))),
+            woken(deployment_changed(
+                &mut seen,
+                &dep("a", Some("covid/xray"), Some(1))
+            )),
             None
         );
         assert_eq!(
-            woken(changed(&mut seen, &dep("a", Some("covid/xray"), Some(0)))),
+            woken(deployment_changed(
+                &mut seen,
+                &dep("a", Some("covid/xray"), Some(0))
+            )),
             job
         );
         // Not one of ours (no job annotation, or not namespace/name): nothing to wake.
-        assert_eq!(woken(changed(&mut seen, &dep("b", None, Some(1)))), None);
         assert_eq!(
-            woken(changed(&mut seen, &dep("c", Some("xray"), Some(1)))),
+            woken(deployment_changed(&mut seen, &dep("b", None, Some(1)))),
             None
         );
+        assert_eq!(
+            woken(deployment_changed(
+                &mut seen,
+                &dep("c", Some("xray"), Some(1))
+            )),
+            None
+        );
+    }
+
+    fn pod(name: &str, scheduled: Option<(&str, &str)>) -> Pod {
+        let conditions: Vec<serde_json::Value> = scheduled
+            .into_iter()
+            .map(|(status, reason)| {
+                serde_json::json!({ "type": "PodScheduled", "status": status, "reason": reason })
+            })
+            .collect();
+        serde_json::from_value(serde_json::json!({
+            "metadata": { "name": name, "namespace": AGGREGATOR_NAMESPACE,
+                          "annotations": { ANNOTATION_JOB: "covid/xray" } },
+            "status": { "conditions": conditions },
+        }))
+        .expect("pod")
+    }
+
+    #[test]
+    fn a_job_is_woken_when_its_aggregator_pod_cannot_be_scheduled_and_when_it_can() {
+        let mut seen = HashMap::new();
+        let woken = |r: Option<ObjectRef<FederatedJob>>| r.map(|r| (r.namespace, r.name));
+        let job = Some((Some("covid".to_string()), "xray".to_string()));
+        // New and not refused (yet): no news.
+        assert_eq!(woken(pod_changed(&mut seen, &pod("a", None))), None);
+        let refused = Some(("False", "Unschedulable"));
+        assert_eq!(woken(pod_changed(&mut seen, &pod("a", refused))), job);
+        assert_eq!(woken(pod_changed(&mut seen, &pod("a", refused))), None);
+        let placed = Some(("True", ""));
+        assert_eq!(woken(pod_changed(&mut seen, &pod("a", placed))), job);
+        assert_eq!(woken(pod_changed(&mut seen, &pod("a", placed))), None);
+        // Seen first when already refused (after an operator restart).
+        assert_eq!(woken(pod_changed(&mut seen, &pod("b", refused))), job);
     }
 
     #[tokio::test]

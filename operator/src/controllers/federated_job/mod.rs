@@ -10,6 +10,7 @@
 //! [`report`]. The placer ([`place`]) runs the first steps for jobs not placed yet.
 
 pub mod aggregator_config;
+pub mod aggregator_node;
 pub mod applied;
 mod apply;
 pub mod build;

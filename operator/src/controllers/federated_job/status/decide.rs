@@ -161,6 +161,9 @@ pub fn aggregator_ready(a: &AggregatorObs) -> Decided {
             "Starting",
             format!("starting in member cluster {cluster}"),
         ),
+        AggregatorObs::Blocked {
+            reason, message, ..
+        } => cond(AGGREGATOR_READY, false, reason, message.clone()),
         AggregatorObs::Waiting(reason, m) => cond(AGGREGATOR_READY, false, reason, m.clone()),
     }
 }

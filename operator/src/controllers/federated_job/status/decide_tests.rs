@@ -149,6 +149,20 @@ fn aggregator_ready_says_where() {
         status_of(&c),
         (AGGREGATOR_READY, ConditionStatus::False, "NoClient")
     );
+    let c = aggregator_ready(&AggregatorObs::Blocked {
+        cluster: "aws-eu".into(),
+        reason: "AggregatorUnschedulable",
+        message: "no node matches".into(),
+    });
+    assert_eq!(
+        status_of(&c),
+        (
+            AGGREGATOR_READY,
+            ConditionStatus::False,
+            "AggregatorUnschedulable"
+        )
+    );
+    assert_eq!(c.message, "no node matches");
 }
 
 #[test]

@@ -26,9 +26,9 @@ pub fn chosen_placement(
 ) -> ChosenPlacement {
     let summary = summary(option);
     let cluster = match aggregator {
-        AggregatorObs::Starting { cluster } | AggregatorObs::Ready { cluster, .. } => {
-            Some(cluster.clone())
-        }
+        AggregatorObs::Starting { cluster }
+        | AggregatorObs::Blocked { cluster, .. }
+        | AggregatorObs::Ready { cluster, .. } => Some(cluster.clone()),
         // Not reachable this time (a timeout, a restart before the member's client
         // exists): the aggregator is still where it was, and cleanup needs to know
         // where that is.
@@ -126,6 +126,19 @@ mod tests {
         assert_eq!(moved.member_cluster, None);
         let renamed = chosen_placement(&prev, "q", &option("eu-central-1"), &waiting);
         assert_eq!(renamed.member_cluster, None);
+        // Applied there but not schedulable: the objects are in that cluster all the same.
+        let blocked = AggregatorObs::Blocked {
+            cluster: "aws-eu".into(),
+            reason: "AggregatorUnschedulable",
+            message: String::new(),
+        };
+        let first = chosen_placement(
+            &FederatedJobStatus::default(),
+            "p",
+            &option("eu-central-1"),
+            &blocked,
+        );
+        assert_eq!(first.member_cluster.as_deref(), Some("aws-eu"));
     }
 
     #[test]

@@ -62,6 +62,16 @@ pub enum AggregatorObs {
         /// Member cluster.
         cluster: String,
     },
+    /// Objects applied in the member cluster, but the aggregator cannot start there (its
+    /// pod cannot be scheduled).
+    Blocked {
+        /// Member cluster.
+        cluster: String,
+        /// CamelCase reason, such as `AggregatorUnschedulable`.
+        reason: &'static str,
+        /// What holds it up.
+        message: String,
+    },
     /// Serving.
     Ready {
         /// Member cluster.
