@@ -18,6 +18,7 @@ mod helm;
 pub mod images;
 mod kubectl;
 pub mod lab;
+pub mod load_balancer;
 pub mod moto;
 mod namespace;
 mod node;

@@ -109,6 +109,7 @@ clusterDomain: cluster.local
 failSwapOn: false
 containerRuntimeEndpoint: unix://{sock}
 resolvConf: /etc/resolv.conf
+podLogsDir: {logs}
 evictionHard: {{}}
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
@@ -126,6 +127,8 @@ fileCheckFrequency: 5s
         ca = ca_file.display(),
         sock = l.p("containerd.sock"),
         pod_cidr = l.pod_cidr,
+        // Per node: a kubelet removes the log directories of pods it does not know.
+        logs = l.p("pod-logs"),
     )
 }
 

@@ -8,8 +8,8 @@ use k8s_openapi::api::core::v1::PersistentVolume;
 use kube::api::{Api, Patch, PatchParams};
 use std::path::PathBuf;
 
-/// The storage class of the volumes below: bound when a pod is scheduled, so the pod
-/// lands on the volume's node.
+/// The storage class of the volumes below, the cluster's default (a claim that names
+/// none gets it): bound when a pod is scheduled, so the pod lands on the volume's node.
 pub const LOCAL_STORAGE_CLASS: &str = "fedsky-local";
 
 /// Creates the storage class (once) and a PersistentVolume `name` of `size` on `node`,
@@ -23,7 +23,8 @@ pub async fn local_volume(
     let pp = PatchParams::apply("fedsky-e2e").force();
     let class: k8s_openapi::api::storage::v1::StorageClass = from(serde_json::json!({
         "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
-        "metadata": { "name": LOCAL_STORAGE_CLASS },
+        "metadata": { "name": LOCAL_STORAGE_CLASS, "annotations": {
+            "storageclass.kubernetes.io/is-default-class": "true" } },
         "provisioner": "kubernetes.io/no-provisioner",
         "volumeBindingMode": "WaitForFirstConsumer",
         "reclaimPolicy": "Retain",

@@ -7,14 +7,18 @@ use fedsky_crds::federated_job::JobImages;
 /// Registry and repository prefix of the images built by `make images`.
 pub const DEFAULT_REPOSITORY: &str = "ghcr.io/fedsky";
 
-/// When the kubelet pulls an image (`imagePullPolicy`).
+/// When the kubelet pulls an image (`imagePullPolicy`). Spelled as Kubernetes spells it,
+/// which is what the chart passes (`images.pullPolicy`); clap's kebab-case is an alias.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum PullPolicy {
     /// On every start.
+    #[value(name = "Always", alias = "always")]
     Always,
     /// When the node lacks the image.
+    #[value(name = "IfNotPresent", alias = "if-not-present")]
     IfNotPresent,
     /// Never: the image must be on the node already.
+    #[value(name = "Never", alias = "never")]
     Never,
 }
 
@@ -134,5 +138,22 @@ mod tests {
             serde_json::json!([{ "name": "regcred" }])
         );
         assert_eq!(got.pull_policy_value(), serde_json::json!("Never"));
+    }
+
+    #[test]
+    fn pull_policies_parse_as_the_chart_spells_them() {
+        use clap::ValueEnum;
+        for p in [
+            PullPolicy::Always,
+            PullPolicy::IfNotPresent,
+            PullPolicy::Never,
+        ] {
+            // `images.pullPolicy` of the chart reaches the operator in Kubernetes' spelling.
+            assert_eq!(PullPolicy::from_str(p.as_str(), false), Ok(p));
+        }
+        assert_eq!(
+            PullPolicy::from_str("if-not-present", false),
+            Ok(PullPolicy::IfNotPresent)
+        );
     }
 }

@@ -143,22 +143,7 @@ async fn a_job_trains_end_to_end_as_local_processes() {
         st.history
     );
     // The final model is downloadable and is what status says.
-    let bytes = reqwest::get(&latest.uri)
-        .await
-        .expect("download")
-        .error_for_status()
-        .expect("200")
-        .bytes()
-        .await
-        .expect("body");
-    let digest = {
-        use sha2::Digest;
-        sha2::Sha256::digest(&bytes)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    };
-    assert_eq!(digest, latest.sha256);
+    common::download_matches(&latest.uri, &latest.sha256).await;
     // Participants ran where the orchestrator put them: one per worker node.
     let mut nodes: Vec<String> = st
         .participants
