@@ -63,6 +63,24 @@ pub fn ensure_bridge() -> Result<(), Error> {
     run("ip", &["link", "set", BRIDGE, "up"])?;
     let forward = Path::new("/proc/sys/net/ipv4/ip_forward");
     std::fs::write(forward, "1").map_err(io("write", forward))?;
+    raise_inotify_instances()
+}
+
+/// inotify instances every node needs: its kubelet, containerd (whose CRI plugin fails to
+/// load without one, and the kubelet then finds no runtime service) and kube-proxy each
+/// hold several, all as root; Linux's default of 128 per user runs out at a few nodes.
+const INOTIFY_INSTANCES: u64 = 8192;
+
+fn raise_inotify_instances() -> Result<(), Error> {
+    let path = Path::new("/proc/sys/fs/inotify/max_user_instances");
+    let now: u64 = std::fs::read_to_string(path)
+        .map_err(io("read", path))?
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    if now < INOTIFY_INSTANCES {
+        std::fs::write(path, INOTIFY_INSTANCES.to_string()).map_err(io("write", path))?;
+    }
     Ok(())
 }
 

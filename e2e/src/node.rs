@@ -66,6 +66,7 @@ impl RealNode {
                 cp.name()
             ))
         })?;
+        let begun = Instant::now();
         lab::ensure_bridge()?;
         let slot = Slot::claim()?;
         let dir = tempfile::Builder::new()
@@ -106,11 +107,13 @@ impl RealNode {
             )],
         )?;
         node.wait_for_socket(Duration::from_secs(30))?;
+        let runtime_up = Instant::now();
         let mut images = vec![crate::images::pause_archive()?];
         images.extend(opts.images.iter().cloned());
         for image in &images {
             node.import(image)?;
         }
+        let imported = Instant::now();
         node.kubelet_args = node_config::kubelet_flags(&node.layout, &opts.labels);
         node.start_kubelet(cp)?;
         let proxy = cp.binaries().path("kube-proxy").display().to_string();
@@ -123,6 +126,15 @@ impl RealNode {
             )],
         )?;
         node.wait_ready(cp, Duration::from_secs(90))?;
+        // What starting a node costs, for the test logs (`--nocapture`).
+        eprintln!(
+            "node {}: containerd up {:.1?}, {} images loaded {:.1?}, kubelet Ready {:.1?}",
+            node.name,
+            runtime_up - begun,
+            images.len(),
+            imported - runtime_up,
+            imported.elapsed()
+        );
         Ok(node)
     }
 

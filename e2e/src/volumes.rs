@@ -57,3 +57,41 @@ pub async fn local_volume(
 fn from<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T, Error> {
     serde_json::from_value(v).map_err(|e| Error::Kubeconfig(format!("manifest: {e}")))
 }
+
+/// Creates a PersistentVolume `name` that every node of the cluster reaches, as an NFS
+/// export or a cloud file share would be: a `hostPath` volume on this machine's file
+/// system, which all test nodes share, in a fresh directory under `base` (returned). Open
+/// to every uid, as a share prepared for the site's workloads is: the kubelet applies no
+/// `fsGroup` to host paths. Its claim names `storage_class` (not the default class).
+pub async fn shared_volume(
+    client: &kube::Client,
+    base: &std::path::Path,
+    name: &str,
+    size: &str,
+    storage_class: &str,
+) -> Result<PathBuf, Error> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = base.join("shared").join(name);
+    std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777))
+        .map_err(io("open up", &dir))?;
+    let pv: PersistentVolume = from(serde_json::json!({
+        "apiVersion": "v1", "kind": "PersistentVolume",
+        "metadata": { "name": name },
+        "spec": {
+            "capacity": { "storage": size },
+            "accessModes": ["ReadWriteMany", "ReadOnlyMany"],
+            "persistentVolumeReclaimPolicy": "Retain",
+            "storageClassName": storage_class,
+            "hostPath": { "path": dir.display().to_string(), "type": "Directory" },
+        },
+    }))?;
+    Api::<PersistentVolume>::all(client.clone())
+        .patch(
+            name,
+            &PatchParams::apply("fedsky-e2e").force(),
+            &Patch::Apply(&pv),
+        )
+        .await?;
+    Ok(dir)
+}

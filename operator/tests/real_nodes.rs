@@ -14,12 +14,14 @@ mod common;
 
 use common::{apply_json, eventually, kubeconfig_secret};
 use fedsky_crds::FederatedJob;
-use fedsky_crds::federated_job::JobPhase;
+use fedsky_crds::federated_job::{FederatedJobStatus, JobPhase, ParticipantPhase};
 use fedsky_e2e::{
     ControlPlane, NodeOptions, Options, RealNode, helm, images, load_balancer, rbac, volumes,
 };
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
-use kube::api::{Api, PostParams};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use std::collections::BTreeMap;
 use std::time::Instant;
 
@@ -68,7 +70,7 @@ fn synth_job(image: &str, claim: &str, dominant: usize) -> Job {
                                  "seccompProfile": { "type": "RuntimeDefault" } },
             "containers": [{
                 "name": "synth", "image": image, "imagePullPolicy": "Never",
-                "args": ["synth", "--size", "32", "--test-per-class", "10", "--train", "90",
+                "args": ["synth", "--size", "32", "--test-per-class", "10", "--train", "150",
                          "--share", "0.6", "--dominant-class", dominant.to_string(),
                          "--seed", (100 + dominant).to_string(), "--out", "/data/xray"],
                 "securityContext": { "allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
@@ -82,18 +84,35 @@ fn synth_job(image: &str, claim: &str, dominant: usize) -> Job {
     .expect("job")
 }
 
-/// A hospital's data: a local volume on its first node, a claim for it, and the synthetic
-/// images written into it by a Job that must succeed.
-async fn hospital_data(client: &kube::Client, node: &RealNode, claim: &str, dominant: usize) {
+/// A hospital's data, written into claim `claim` by a Job of the participant image that
+/// must succeed: on a `local` volume of `node`, or with `shared`, on a volume every node
+/// of the hospital reaches (its file share), so a participant can move between nodes.
+async fn hospital_data(
+    client: &kube::Client,
+    node: &RealNode,
+    claim: &str,
+    dominant: usize,
+    shared: bool,
+) {
     restricted_namespace(client, "fedsky-participants").await;
-    volumes::local_volume(client, node, &format!("{claim}-pv"), "1Gi")
-        .await
-        .expect("volume");
+    let pv = format!("{claim}-pv");
+    let (class, mode) = if shared {
+        volumes::shared_volume(client, node.dir(), &pv, "1Gi", SHARE_CLASS)
+            .await
+            .expect("shared volume");
+        (SHARE_CLASS, "ReadWriteMany")
+    } else {
+        volumes::local_volume(client, node, &pv, "1Gi")
+            .await
+            .expect("local volume");
+        (volumes::LOCAL_STORAGE_CLASS, "ReadWriteOnce")
+    };
     apply_json(
         client,
         serde_json::json!({ "apiVersion": "v1", "kind": "PersistentVolumeClaim",
             "metadata": { "name": claim, "namespace": "fedsky-participants" },
-            "spec": { "accessModes": ["ReadWriteOnce"], "resources": { "requests": { "storage": "1Gi" } } } }),
+            "spec": { "accessModes": [mode], "storageClassName": class,
+                      "resources": { "requests": { "storage": "1Gi" } } } }),
     )
     .await;
     let image = images::reference("participant").expect("participant image");
@@ -124,7 +143,7 @@ async fn hospital_data(client: &kube::Client, node: &RealNode, claim: &str, domi
 async fn the_case_study_trains_on_real_containers() {
     let started = Instant::now();
     let worker = [("fedsky.dev/fl-worker", "true")];
-    let (planes, nodes) = tokio::task::spawn_blocking(move || {
+    let (planes, mut nodes) = tokio::task::spawn_blocking(move || {
         let planes: Vec<ControlPlane> = ["hub", "aws-eu-central-1", "hospital-eu", "hospital-us"]
             .iter()
             .map(|n| ControlPlane::start(&Options::real_nodes(n)).expect("control plane"))
@@ -155,13 +174,15 @@ async fn the_case_study_trains_on_real_containers() {
             ),
             node(2, "eu-1", &worker, &["participant"]),
             node(3, "us-1", &worker, &["participant"]),
+            // The eu hospital's second node: where its participant goes when its node fails.
+            node(2, "eu-2", &worker, &["participant"]),
         ];
         (planes, nodes)
     })
     .await
     .expect("start");
     eprintln!(
-        "4 control planes and 4 nodes Ready in {:?}",
+        "4 control planes and 5 nodes Ready in {:?}",
         started.elapsed()
     );
     let clients = futures::future::join_all(planes.iter().map(ControlPlane::client)).await;
@@ -195,11 +216,14 @@ async fn the_case_study_trains_on_real_containers() {
     // Member clusters registered as the example does, their workloads restricted.
     restricted_namespace(&clients[1], "fedsky-aggregators").await;
     // The aggregator's model store: the public cluster's default storage class.
-    volumes::local_volume(&clients[1], &nodes[1], "model-store", "5Gi")
-        .await
-        .expect("model store volume");
-    hospital_data(&clients[2], &nodes[2], "xray-eu", 0).await;
-    hospital_data(&clients[3], &nodes[3], "xray-us", 1).await;
+    // One per run below: a released volume keeps its data and is not bound again.
+    for run in 1..=RUNS {
+        volumes::local_volume(&clients[1], &nodes[1], &format!("model-store-{run}"), "5Gi")
+            .await
+            .expect("model store volume");
+    }
+    hospital_data(&clients[2], &nodes[2], "xray-eu", 0, true).await;
+    hospital_data(&clients[3], &nodes[3], "xray-us", 1, false).await;
     for (i, (name, provider, region, tier)) in [
         ("aws-eu-central-1", "aws", "eu-central-1", "public"),
         ("hospital-eu", "openstack", "RegionFrankfurt", "private"),
@@ -238,21 +262,166 @@ async fn the_case_study_trains_on_real_containers() {
         "spec": { "participants": { "poolRef": { "name": "hospitals" } },
                   "candidates": { "clouds": ["aws"], "regions": ["eu-central-1"], "instanceTypes": ["m5.large"] },
                   "solver": { "type": "Exact" } } })).await;
-    apply_json(&hub, serde_json::json!({
+    let jobs: Api<FederatedJob> = Api::namespaced(hub.clone(), ns);
+
+    // 1. Uninterrupted.
+    let applied = Instant::now();
+    apply_json(&hub, job_manifest(ns, ROUNDS)).await;
+    let job = succeeded(&jobs).await;
+    eprintln!(
+        "run 1: Succeeded {:?} after it was applied",
+        applied.elapsed()
+    );
+    let st = job.status.expect("status");
+    assert_eq!(
+        st.round_progress.as_deref(),
+        Some(format!("{ROUNDS}/{ROUNDS}").as_str())
+    );
+    let rounds: Vec<f64> = st
+        .history
+        .iter()
+        .filter_map(|h| h.duration_seconds)
+        .collect();
+    eprintln!("run 1: round durations {rounds:?} s");
+    let latest = st.latest_model.expect("latest model");
+    // Downloaded from the aggregator's load-balancer address, through kube-proxy on agg-1.
+    assert!(
+        latest.uri.contains(&nodes[1].address().to_string()),
+        "{}",
+        latest.uri
+    );
+    common::download_matches(&latest.uri, &latest.sha256).await;
+    let ran_on: Vec<(&str, &str)> = st
+        .participants
+        .iter()
+        .map(|p| (p.site.as_str(), p.node.as_deref().unwrap_or("")))
+        .collect();
+    assert!(
+        ran_on.len() == 2
+            && ran_on.contains(&("us", "us-1"))
+            && ran_on
+                .iter()
+                .any(|(s, n)| *s == "eu" && n.starts_with("eu-")),
+        "{ran_on:?}"
+    );
+    // The model store was written through fsGroup by uid 65532.
+    // (Which of the volumes the claim bound is the scheduler's choice.)
+    let owners: Vec<(u32, u32)> = (1..=RUNS)
+        .flat_map(|run| owners(&nodes[1].dir().join(format!("volumes/model-store-{run}"))))
+        .collect();
+    assert!(
+        !owners.is_empty() && owners.iter().all(|o| *o == (65532, 65532)),
+        "{owners:?}"
+    );
+    delete_job(&jobs, &clients[1]).await;
+
+    // 2. The aggregator's pod deleted mid-round: the Deployment starts another, which
+    // resumes from the checkpoint on its volume; the final model is the same, bit for bit
+    // (updates are folded in participant order, whatever the timing).
+    apply_json(&hub, job_manifest(ns, ROUNDS)).await;
+    wait_round(&jobs, 1).await;
+    let pods: Api<Pod> = Api::namespaced(clients[1].clone(), "fedsky-aggregators");
+    let deleted = pods
+        .delete_collection(
+            &DeleteParams::default(),
+            &ListParams::default().labels("fl.fedsky.dev/role=aggregator"),
+        )
+        .await
+        .expect("delete the aggregator's pod");
+    assert!(
+        deleted.left().is_some_and(|l| !l.items.is_empty()),
+        "no aggregator pod to delete"
+    );
+    let st = succeeded(&jobs).await.status.expect("status");
+    let resumed = st.latest_model.expect("latest model");
+    assert_eq!(
+        resumed.sha256, latest.sha256,
+        "a resumed run must end with the same model"
+    );
+    common::download_matches(&resumed.uri, &resumed.sha256).await;
+    delete_job(&jobs, &clients[1]).await;
+
+    // 3. A participant's container killed: its Job fails and another participant takes
+    // its place at the same site; the job still succeeds.
+    apply_json(&hub, job_manifest(ns, ROUNDS)).await;
+    wait_round(&jobs, 1).await;
+    let killed = kill_participant_container("eu");
+    eprintln!("run 3: killed participant container {killed}");
+    let st = succeeded(&jobs).await.status.expect("status");
+    let eu: Vec<&str> = st
+        .participants
+        .iter()
+        .filter(|p| p.site == "eu")
+        .map(|p| p.name.as_str())
+        .collect();
+    assert!(
+        eu.len() >= 2,
+        "the eu participant was not replaced: {:?}",
+        st.participants
+    );
+    delete_job(&jobs, &clients[1]).await;
+
+    // 4. The eu participant's node loses its kubelet: the Node turns NotReady and the
+    // participant is replaced on the hospital's other node; the job succeeds.
+    apply_json(&hub, job_manifest(ns, NODE_FAILURE_ROUNDS)).await;
+    let first = eventually("the eu participant to run", 300, || {
+        let jobs = jobs.clone();
+        async move {
+            let st = status_now(&jobs).await?;
+            st.participants
+                .iter()
+                .find(|p| p.site == "eu" && p.state == ParticipantPhase::Running)
+                .and_then(|p| p.node.clone())
+                .ok_or_else(|| format!("{:?}", st.participants))
+        }
+    })
+    .await;
+    let failed = nodes
+        .iter()
+        .position(|n| n.name() == first)
+        .expect("eu node");
+    nodes[failed].stop_kubelet();
+    let other = if first == "eu-1" { "eu-2" } else { "eu-1" };
+    let st = succeeded(&jobs).await.status.expect("status");
+    assert!(
+        st.participants
+            .iter()
+            .any(|p| p.site == "eu" && p.node.as_deref() == Some(other)),
+        "the eu participant did not move from {first} to {other}: {:?}",
+        st.participants
+    );
+    drop(nodes);
+    drop(planes);
+}
+
+const RUNS: usize = 4;
+/// Storage class of the hospitals' file shares.
+const SHARE_CLASS: &str = "hospital-share";
+const ROUNDS: i32 = 3;
+/// Long enough (about a minute) for the Node to turn NotReady (16 s without a lease
+/// renewal) and the participant to be replaced before the job ends: a kubelet's death
+/// does not stop its containers, so the old participant trains on meanwhile.
+const NODE_FAILURE_ROUNDS: i32 = 25;
+/// Enough local work that a round lasts seconds: the faults below strike mid-round.
+const LOCAL_EPOCHS: i32 = 4;
+
+/// The covid-xray job, small: same seed every run, so runs are comparable.
+fn job_manifest(ns: &str, rounds: i32) -> serde_json::Value {
+    serde_json::json!({
         "apiVersion": "fl.fedsky.dev/v1alpha1", "kind": "FederatedJob",
         "metadata": { "name": "xray", "namespace": ns },
         "spec": {
             "model": { "builtin": { "architecture": "SmallCNN", "numClasses": 3, "imageSize": 32 } },
             "dataset": { "format": "ImageFolder", "path": "xray",
                          "classes": ["Covid", "Normal", "Viral Pneumonia"] },
-            "training": { "rounds": 3, "localEpochs": 1, "batchSize": 16, "learningRate": 0.05, "seed": 5 },
+            "training": { "rounds": rounds, "localEpochs": LOCAL_EPOCHS, "batchSize": 16, "learningRate": 0.05, "seed": 5 },
             "participants": { "poolRef": { "name": "hospitals" }, "minPerRound": 2, "maxPerRound": 2,
-                              "roundTimeoutSeconds": 300 },
-            "placement": { "placementRef": { "name": "xray" } } } })).await;
-    let applied = Instant::now();
+                              "maxReplacements": 3, "roundTimeoutSeconds": 300 },
+            "placement": { "placementRef": { "name": "xray" } } } })
+}
 
-    let jobs: Api<FederatedJob> = Api::namespaced(hub.clone(), ns);
-    let job = eventually("the job to succeed on real containers", 900, || {
+async fn succeeded(jobs: &Api<FederatedJob>) -> FederatedJob {
+    eventually("the job to succeed on real containers", 600, || {
         let jobs = jobs.clone();
         async move {
             let j = jobs.get("xray").await.map_err(|e| e.to_string())?;
@@ -267,41 +436,97 @@ async fn the_case_study_trains_on_real_containers() {
             }
         }
     })
+    .await
+}
+
+/// The job's status as it stands (empty before the first report).
+async fn status_now(jobs: &Api<FederatedJob>) -> Result<FederatedJobStatus, String> {
+    let job = jobs.get("xray").await.map_err(|e| e.to_string())?;
+    Ok(job.status.unwrap_or_default())
+}
+
+/// Waits until `round` rounds are done (the next one is then under way).
+async fn wait_round(jobs: &Api<FederatedJob>, round: i32) {
+    eventually(&format!("round {round} to complete"), 300, || {
+        let jobs = jobs.clone();
+        async move {
+            let st = status_now(&jobs).await?;
+            let done = st.history.iter().map(|h| h.round).max().unwrap_or(0);
+            (done >= round)
+                .then_some(())
+                .ok_or_else(|| format!("{:?}", st.round_progress))
+        }
+    })
     .await;
-    eprintln!("job Succeeded {:?} after it was applied", applied.elapsed());
-    let st = job.status.expect("status");
-    assert_eq!(st.round_progress.as_deref(), Some("3/3"));
-    let latest = st.latest_model.expect("latest model");
-    // Downloaded from the aggregator's load-balancer address, through kube-proxy on agg-1.
-    assert!(
-        latest.uri.contains(&nodes[1].address().to_string()),
-        "{}",
-        latest.uri
-    );
-    common::download_matches(&latest.uri, &latest.sha256).await;
-    let mut ran_on: Vec<String> = st
-        .participants
-        .iter()
-        .filter_map(|p| p.node.clone())
-        .collect();
-    ran_on.sort();
-    ran_on.dedup();
-    assert_eq!(ran_on, ["eu-1", "us-1"]);
-    // The model store was written through fsGroup by uid 65532.
-    let store = nodes[1].dir().join("volumes/model-store");
-    let owners: Vec<(u32, u32)> = std::fs::read_dir(&store)
+}
+
+/// Deletes the job and waits until it is gone and its aggregator with it.
+async fn delete_job(jobs: &Api<FederatedJob>, public: &kube::Client) {
+    jobs.delete("xray", &DeleteParams::default())
+        .await
+        .expect("delete job");
+    let deployments: Api<Deployment> = Api::namespaced(public.clone(), "fedsky-aggregators");
+    eventually("the job and its aggregator to be gone", 120, || {
+        let (jobs, deployments) = (jobs.clone(), deployments.clone());
+        async move {
+            let job = jobs.get_opt("xray").await.map_err(|e| e.to_string())?;
+            let left = deployments
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            (job.is_none() && left.items.is_empty())
+                .then_some(())
+                .ok_or_else(|| format!("job {}, {} deployments", job.is_some(), left.items.len()))
+        }
+    })
+    .await;
+}
+
+/// Kills (SIGKILL) the container process of `site`'s running participant (its
+/// environment names the site), as the kernel's OOM killer or a crash would; returns its PID.
+fn kill_participant_container(site: &str) -> u32 {
+    let site_env = format!("FEDSKY_SITE={site}");
+    let find = || {
+        std::fs::read_dir("/proc")
+            .expect("/proc")
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .find(|pid| {
+                let read = |f: &str| std::fs::read(format!("/proc/{pid}/{f}")).unwrap_or_default();
+                let cmdline = read("cmdline");
+                let argv0 = cmdline.split(|b| *b == 0).next().unwrap_or_default();
+                argv0.ends_with(b"fedsky-participant")
+                    && read("environ")
+                        .split(|b| *b == 0)
+                        .any(|v| v == site_env.as_bytes())
+            })
+    };
+    let start = Instant::now();
+    let pid = loop {
+        if let Some(pid) = find() {
+            break pid;
+        }
+        assert!(
+            start.elapsed().as_secs() < 120,
+            "no running participant container of {site}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let status = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill -9 {pid}");
+    pid
+}
+
+/// Owners (uid, gid) of the files in `dir`.
+fn owners(dir: &std::path::Path) -> Vec<(u32, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::read_dir(dir)
         .expect("model store")
         .flatten()
         .filter_map(|e| e.metadata().ok())
-        .map(|m| {
-            use std::os::unix::fs::MetadataExt;
-            (m.uid(), m.gid())
-        })
-        .collect();
-    assert!(
-        !owners.is_empty() && owners.iter().all(|o| *o == (65532, 65532)),
-        "{owners:?}"
-    );
-    drop(nodes);
-    drop(planes);
+        .map(|m| (m.uid(), m.gid()))
+        .collect()
 }

@@ -131,6 +131,15 @@ pub enum WorkloadError {
     /// A cloud call for an aggregator VM failed.
     #[error("cloud: {0}")]
     Cloud(#[from] ProvisionError),
+    /// Deleted objects are still there (a claim waits for its pod to end): the job keeps
+    /// its finalizer until they are gone, so a new job of the same name never finds them.
+    #[error("waiting for {what} in member cluster {cluster} to be deleted")]
+    StillDeleting {
+        /// The member cluster.
+        cluster: String,
+        /// What is left, for example `1 PersistentVolumeClaim`.
+        what: String,
+    },
 }
 
 impl WorkloadError {
@@ -142,6 +151,7 @@ impl WorkloadError {
             Self::Process(_) => "ProcessRuntimeError",
             Self::Pki(_) => "CertificateError",
             Self::Cloud(e) => e.reason(),
+            Self::StillDeleting { .. } => "StillDeleting",
         }
     }
 

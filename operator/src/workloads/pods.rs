@@ -369,12 +369,13 @@ fn observe(job: &Job, site: &str) -> Option<ParticipantObs> {
     })
 }
 
-/// Deletes a job's aggregator objects (selected by `lp`) in one member cluster.
+/// Deletes a job's aggregator objects (selected by `lp`) in one member cluster; what of
+/// them is still there afterwards.
 async fn delete_aggregator(
     client: kube::Client,
     lp: &ListParams,
     dp: &DeleteParams,
-) -> Result<(), kube::Error> {
+) -> Result<Option<String>, kube::Error> {
     let n = AGGREGATOR_NAMESPACE;
     Api::<Deployment>::namespaced(client.clone(), n)
         .delete_collection(dp, lp)
@@ -385,10 +386,31 @@ async fn delete_aggregator(
     Api::<Secret>::namespaced(client.clone(), n)
         .delete_collection(dp, lp)
         .await?;
-    Api::<PersistentVolumeClaim>::namespaced(client, n)
+    Api::<PersistentVolumeClaim>::namespaced(client.clone(), n)
         .delete_collection(dp, lp)
         .await?;
-    Ok(())
+    // Deletion is not immediate: the claim outlives the pod that mounts it. Left as it is,
+    // a job of the same name created next would apply its claim onto the terminating one
+    // and then find it gone, its aggregator Pending for good.
+    let deployments = Api::<Deployment>::namespaced(client.clone(), n)
+        .list(lp)
+        .await?;
+    let claims = Api::<PersistentVolumeClaim>::namespaced(client, n)
+        .list(lp)
+        .await?;
+    Ok(left_behind(deployments.items.len(), claims.items.len()))
+}
+
+/// What of a job's aggregator is still being deleted, if anything.
+fn left_behind(deployments: usize, claims: usize) -> Option<String> {
+    let mut left = Vec::new();
+    if deployments > 0 {
+        left.push(format!("{deployments} Deployment(s)"));
+    }
+    if claims > 0 {
+        left.push(format!("{claims} PersistentVolumeClaim(s)"));
+    }
+    (!left.is_empty()).then(|| left.join(" and "))
 }
 
 /// Deletes the job's objects in every member cluster it may have used.
@@ -427,9 +449,14 @@ pub(crate) async fn remove_everywhere(
         let required = recorded.as_deref() == Some(cluster.as_str())
             && members.iter().any(|mc| mc.name_any() == cluster);
         let done = match ctx.clusters.get(&cluster) {
-            Ok(client) => delete_aggregator(client, &lp, &dp)
-                .await
-                .map_err(WorkloadError::Member),
+            Ok(client) => match delete_aggregator(client, &lp, &dp).await {
+                Ok(None) => Ok(()),
+                Ok(Some(what)) => Err(WorkloadError::StillDeleting {
+                    cluster: cluster.clone(),
+                    what,
+                }),
+                Err(e) => Err(WorkloadError::Member(e)),
+            },
             Err(e) => Err(e.into()),
         };
         match done {
@@ -457,4 +484,22 @@ pub(crate) async fn remove_everywhere(
             .map_err(WorkloadError::Member)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::left_behind;
+
+    #[test]
+    fn a_job_is_gone_only_once_its_deployment_and_claim_are() {
+        assert_eq!(left_behind(0, 0), None);
+        assert_eq!(
+            left_behind(0, 1).as_deref(),
+            Some("1 PersistentVolumeClaim(s)")
+        );
+        assert_eq!(
+            left_behind(1, 1).as_deref(),
+            Some("1 Deployment(s) and 1 PersistentVolumeClaim(s)")
+        );
+    }
 }
