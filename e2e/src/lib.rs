@@ -29,6 +29,7 @@ pub mod rbac;
 pub mod testbed;
 pub mod toxiproxy;
 pub mod volumes;
+pub mod workload;
 
 pub use binaries::Binaries;
 pub use control_plane::{ControlPlane, Options};

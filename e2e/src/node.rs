@@ -38,7 +38,6 @@ pub struct NodeOptions {
 /// A running node. Dropping it ends every process and container on it.
 #[derive(Debug)]
 pub struct RealNode {
-    name: String,
     slot: Slot,
     dir: Option<tempfile::TempDir>,
     /// `unshare`, whose child is the namespaces' init.
@@ -66,8 +65,8 @@ impl RealNode {
                 cp.name()
             ))
         })?;
+        // The control plane made the lab bridge when it started.
         let begun = Instant::now();
-        lab::ensure_bridge()?;
         let slot = Slot::claim()?;
         let dir = tempfile::Builder::new()
             .prefix(&format!("fedsky-node-{}-", opts.name))
@@ -85,7 +84,6 @@ impl RealNode {
             cgroup_root: format!("/fedsky-lab-{}", slot.host_link()),
         };
         let mut node = Self {
-            name: opts.name.clone(),
             layout,
             slot,
             dir: Some(dir),
@@ -129,7 +127,7 @@ impl RealNode {
         // What starting a node costs, for the test logs (`--nocapture`).
         eprintln!(
             "node {}: containerd up {:.1?}, {} images loaded {:.1?}, kubelet Ready {:.1?}",
-            node.name,
+            node.layout.name,
             runtime_up - begun,
             images.len(),
             imported - runtime_up,
@@ -140,7 +138,7 @@ impl RealNode {
 
     /// The Node's name.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.layout.name
     }
 
     /// The node's address on the lab network (its `InternalIP`).
@@ -339,7 +337,13 @@ impl RealNode {
             self.check_alive()?;
             let out = crate::kubectl(
                 cp.kubeconfig_path(),
-                &["get", "node", &self.name, "-o", &format!("jsonpath={path}")],
+                &[
+                    "get",
+                    "node",
+                    &self.layout.name,
+                    "-o",
+                    &format!("jsonpath={path}"),
+                ],
             )?;
             if out.success && out.stdout.trim() == "True" {
                 return Ok(());
@@ -355,7 +359,10 @@ impl RealNode {
         for p in &mut self.procs {
             if let Some(status) = p.exited() {
                 return Err(Error::NotHealthy {
-                    component: format!("{} on node {} (exited: {status})", p.name, self.name),
+                    component: format!(
+                        "{} on node {} (exited: {status})",
+                        p.name, self.layout.name
+                    ),
                     seconds: 0,
                     log_tail: p.log_tail(30),
                 });
@@ -366,7 +373,7 @@ impl RealNode {
 
     fn not_healthy(&self, component: &str, timeout: Duration) -> Error {
         Error::NotHealthy {
-            component: format!("{component} on node {}", self.name),
+            component: format!("{component} on node {}", self.layout.name),
             seconds: timeout.as_secs(),
             log_tail: tail(&self.dir().join(format!("{component}.log")), 40),
         }
@@ -396,7 +403,7 @@ impl Drop for RealNode {
         {
             eprintln!(
                 "keeping node {} directory {}",
-                self.name,
+                self.layout.name,
                 d.keep().display()
             );
         }

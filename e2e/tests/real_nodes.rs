@@ -2,8 +2,7 @@
 //! node, `restricted` Pod Security enforced by the API server, a `local` volume written
 //! by uid 65532 through `fsGroup`, and a node whose kubelet dies turning NotReady.
 
-use fedsky_e2e::{ControlPlane, NodeOptions, Options, RealNode, images, volumes};
-use k8s_openapi::api::batch::v1::Job;
+use fedsky_e2e::{ControlPlane, NodeOptions, Options, RealNode, images, volumes, workload};
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::api::{Api, ListParams, PostParams};
 use std::collections::BTreeMap;
@@ -43,33 +42,6 @@ where
 
 fn value<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
     serde_json::from_value(v).expect("manifest")
-}
-
-/// The participant image writes an initial model (libtorch in the container) as uid
-/// 65532 onto a local volume on the node the volume pins it to.
-fn init_model_job(image: &str) -> Job {
-    let restricted = serde_json::json!({
-        "allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
-        "runAsNonRoot": true, "runAsUser": 65532, "capabilities": { "drop": ["ALL"] },
-        "seccompProfile": { "type": "RuntimeDefault" },
-    });
-    value(serde_json::json!({
-        "apiVersion": "batch/v1", "kind": "Job",
-        "metadata": { "name": "init-model", "namespace": NS },
-        "spec": { "backoffLimit": 0, "template": { "spec": {
-            "restartPolicy": "Never",
-            "automountServiceAccountToken": false,
-            "securityContext": { "runAsNonRoot": true, "fsGroup": 65532,
-                                 "seccompProfile": { "type": "RuntimeDefault" } },
-            "containers": [{
-                "name": "init", "image": image, "imagePullPolicy": "Never",
-                "args": ["init-model", "--out", "/models/initial.safetensors"],
-                "securityContext": restricted,
-                "volumeMounts": [{ "name": "models", "mountPath": "/models" }],
-            }],
-            "volumes": [{ "name": "models", "persistentVolumeClaim": { "claimName": "models" } }],
-        } } },
-    }))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -155,25 +127,14 @@ async fn fedsky_images_run_as_restricted_containers_on_real_nodes() {
         )
         .await
         .expect("claim");
-    let jobs: Api<Job> = Api::namespaced(client.clone(), NS);
-    jobs.create(&PostParams::default(), &init_model_job(&image))
-        .await
+    // The participant image writes an initial model (libtorch in the container).
+    let args = ["init-model", "--out", "/models/initial.safetensors"].map(String::from);
+    let job = workload::restricted_job("init-model", NS, &image, &args, "models", "/models")
         .expect("job");
-    let ran = Instant::now();
-    wait_for(
-        "the init-model Job to succeed",
-        Duration::from_secs(180),
-        || {
-            let jobs = jobs.clone();
-            async move {
-                let st = jobs.get("init-model").await.ok()?.status?;
-                assert_eq!(st.failed.unwrap_or(0), 0, "init-model failed: {st:?}");
-                (st.succeeded.unwrap_or(0) > 0).then_some(())
-            }
-        },
-    )
-    .await;
-    eprintln!("init-model container ran in {:?}", ran.elapsed());
+    let ran = workload::run_to_completion(&client, &job, Duration::from_secs(180))
+        .await
+        .expect("the init-model Job succeeds");
+    eprintln!("init-model container ran in {ran:?}");
     let pod = pods
         .list(&ListParams::default().labels("job-name=init-model"))
         .await

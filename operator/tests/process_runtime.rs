@@ -14,7 +14,6 @@ mod common;
 use common::processes::{StopOnDrop, bin, process_settings, synth};
 use common::{apply_json, eventually, fleet_with};
 use fedsky_crds::FederatedJob;
-use fedsky_crds::federated_job::JobPhase;
 use kube::api::{Api, DeleteParams};
 
 const SITES: [(&str, &str); 3] = [("eu", "xray-eu"), ("asia", "xray-asia"), ("us", "xray-us")];
@@ -111,22 +110,7 @@ async fn a_job_trains_end_to_end_as_local_processes() {
     .await;
 
     let jobs: Api<FederatedJob> = Api::namespaced(hub.clone(), ns);
-    let job = eventually("the job to succeed", 900, || {
-        let jobs = jobs.clone();
-        async move {
-            let j = jobs.get("xray").await.map_err(|e| e.to_string())?;
-            let st = j.status.clone().unwrap_or_default();
-            match st.phase {
-                Some(JobPhase::Succeeded) => Ok(j),
-                Some(JobPhase::Failed) => panic!("job failed: {:?}", st.conditions),
-                _ => Err(format!(
-                    "{:?} {:?} {:?}",
-                    st.phase, st.round_progress, st.conditions
-                )),
-            }
-        }
-    })
-    .await;
+    let job = common::job_succeeded(&jobs, "xray", "the job to succeed", 900).await;
     let st = job.status.expect("status");
     assert_eq!(st.round_progress.as_deref(), Some("4/4"));
     let latest = st.latest_model.expect("latest model");

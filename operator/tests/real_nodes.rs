@@ -14,16 +14,16 @@ mod common;
 
 use common::{apply_json, eventually, kubeconfig_secret};
 use fedsky_crds::FederatedJob;
-use fedsky_crds::federated_job::{FederatedJobStatus, JobPhase, ParticipantPhase};
+use fedsky_crds::federated_job::{FederatedJobStatus, ParticipantPhase};
 use fedsky_e2e::{
     ControlPlane, NodeOptions, Options, RealNode, helm, images, load_balancer, rbac, volumes,
+    workload,
 };
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams};
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The participant image's tag is the tag of every image `make test-images` built.
 fn tag() -> String {
@@ -57,33 +57,6 @@ async fn restricted_namespace(client: &kube::Client, name: &str) {
     .await;
 }
 
-/// A Job that writes `site`'s synthetic X-rays (non-IID: mostly class `dominant`) with the
-/// participant image onto the claim `claim`, which the training pods then read.
-fn synth_job(image: &str, claim: &str, dominant: usize) -> Job {
-    serde_json::from_value(serde_json::json!({
-        "apiVersion": "batch/v1", "kind": "Job",
-        "metadata": { "name": format!("synth-{claim}"), "namespace": "fedsky-participants" },
-        "spec": { "backoffLimit": 0, "template": { "spec": {
-            "restartPolicy": "Never",
-            "automountServiceAccountToken": false,
-            "securityContext": { "runAsNonRoot": true, "fsGroup": 65532,
-                                 "seccompProfile": { "type": "RuntimeDefault" } },
-            "containers": [{
-                "name": "synth", "image": image, "imagePullPolicy": "Never",
-                "args": ["synth", "--size", "32", "--test-per-class", "10", "--train", "150",
-                         "--share", "0.6", "--dominant-class", dominant.to_string(),
-                         "--seed", (100 + dominant).to_string(), "--out", "/data/xray"],
-                "securityContext": { "allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
-                    "runAsNonRoot": true, "runAsUser": 65532, "capabilities": { "drop": ["ALL"] },
-                    "seccompProfile": { "type": "RuntimeDefault" } },
-                "volumeMounts": [{ "name": "data", "mountPath": "/data" }],
-            }],
-            "volumes": [{ "name": "data", "persistentVolumeClaim": { "claimName": claim } }],
-        } } },
-    }))
-    .expect("job")
-}
-
 /// A hospital's data, written into claim `claim` by a Job of the participant image that
 /// must succeed: on a `local` volume of `node`, or with `shared`, on a volume every node
 /// of the hospital reaches (its file share), so a participant can move between nodes.
@@ -115,28 +88,38 @@ async fn hospital_data(
                       "resources": { "requests": { "storage": "1Gi" } } } }),
     )
     .await;
+    // Non-IID: mostly class `dominant`.
     let image = images::reference("participant").expect("participant image");
-    let jobs: Api<Job> = Api::namespaced(client.clone(), "fedsky-participants");
-    jobs.create(&PostParams::default(), &synth_job(&image, claim, dominant))
+    let args = [
+        "synth",
+        "--size",
+        "32",
+        "--test-per-class",
+        "10",
+        "--train",
+        "150",
+        "--share",
+        "0.6",
+        "--dominant-class",
+        &dominant.to_string(),
+        "--seed",
+        &(100 + dominant).to_string(),
+        "--out",
+        "/data/xray",
+    ]
+    .map(String::from);
+    let job = workload::restricted_job(
+        &format!("synth-{claim}"),
+        "fedsky-participants",
+        &image,
+        &args,
+        claim,
+        "/data",
+    )
+    .expect("synth job");
+    workload::run_to_completion(client, &job, Duration::from_secs(180))
         .await
-        .expect("synth job");
-    let name = format!("synth-{claim}");
-    eventually(&format!("{name} to write the data"), 180, || {
-        let (jobs, name) = (jobs.clone(), name.clone());
-        async move {
-            let st = jobs
-                .get(&name)
-                .await
-                .map_err(|e| e.to_string())?
-                .status
-                .unwrap_or_default();
-            assert_eq!(st.failed.unwrap_or(0), 0, "{name} failed");
-            (st.succeeded.unwrap_or(0) > 0)
-                .then_some(())
-                .ok_or_else(|| format!("{st:?}"))
-        }
-    })
-    .await;
+        .expect("the synthetic data is written");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -421,22 +404,7 @@ fn job_manifest(ns: &str, rounds: i32) -> serde_json::Value {
 }
 
 async fn succeeded(jobs: &Api<FederatedJob>) -> FederatedJob {
-    eventually("the job to succeed on real containers", 600, || {
-        let jobs = jobs.clone();
-        async move {
-            let j = jobs.get("xray").await.map_err(|e| e.to_string())?;
-            let st = j.status.clone().unwrap_or_default();
-            match st.phase {
-                Some(JobPhase::Succeeded) => Ok(j),
-                Some(JobPhase::Failed) => panic!("job failed: {:?}", st.conditions),
-                _ => Err(format!(
-                    "{:?} {:?} {:?}",
-                    st.phase, st.round_progress, st.conditions
-                )),
-            }
-        }
-    })
-    .await
+    common::job_succeeded(jobs, "xray", "the job to succeed on real containers", 600).await
 }
 
 /// The job's status as it stands (empty before the first report).

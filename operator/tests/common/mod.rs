@@ -301,6 +301,33 @@ pub async fn download_matches(uri: &str, sha256: &str) -> Vec<u8> {
     bytes.to_vec()
 }
 
+/// Waits up to `secs` for FederatedJob `name` to succeed and returns it; panics with its
+/// conditions if it fails.
+pub async fn job_succeeded(
+    jobs: &Api<fedsky_crds::FederatedJob>,
+    name: &str,
+    what: &str,
+    secs: u64,
+) -> fedsky_crds::FederatedJob {
+    use fedsky_crds::federated_job::JobPhase;
+    eventually(what, secs, || {
+        let jobs = jobs.clone();
+        async move {
+            let j = jobs.get(name).await.map_err(|e| e.to_string())?;
+            let st = j.status.clone().unwrap_or_default();
+            match st.phase {
+                Some(JobPhase::Succeeded) => Ok(j),
+                Some(JobPhase::Failed) => panic!("job failed: {:?}", st.conditions),
+                _ => Err(format!(
+                    "{:?} {:?} {:?}",
+                    st.phase, st.round_progress, st.conditions
+                )),
+            }
+        }
+    })
+    .await
+}
+
 /// Polls `f` until it returns `Some`, failing after `secs` with `what` and the last debug.
 pub async fn eventually<T, F, Fut>(what: &str, secs: u64, mut f: F) -> T
 where
