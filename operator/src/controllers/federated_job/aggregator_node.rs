@@ -15,6 +15,27 @@ pub const REGION_LABEL: &str = "topology.kubernetes.io/region";
 pub const INSTANCE_TYPE_LABEL: &str = "node.kubernetes.io/instance-type";
 /// `AggregatorReady` reason while the scheduler cannot place the aggregator's pod.
 pub const REASON_UNSCHEDULABLE: &str = "AggregatorUnschedulable";
+/// `AggregatorReady` reason while a container's image cannot be had on the node.
+pub const REASON_IMAGE_UNAVAILABLE: &str = "AggregatorImageUnavailable";
+/// `AggregatorReady` reason while a container cannot be created or keeps crashing.
+pub const REASON_CONTAINER_FAILING: &str = "AggregatorContainerFailing";
+
+/// Waiting reasons of a container whose image the node cannot get: nothing changes until
+/// the image, its name, the pull secret or the pull policy does.
+const IMAGE_WAITING: [&str; 5] = [
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "ErrImageNeverPull",
+    "InvalidImageName",
+    "RegistryUnavailable",
+];
+/// Waiting reasons of a container that the kubelet cannot create or that keeps exiting.
+const CONTAINER_WAITING: [&str; 4] = [
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "RunContainerError",
+    "CrashLoopBackOff",
+];
 
 /// Left for the node's own agents (kube-proxy, the CNI and CSI node plugins, log and
 /// metrics agents), whose DaemonSets request a few hundred millicores and MiB on EKS and
@@ -208,19 +229,65 @@ pub fn unschedulable(pods: &[Pod]) -> Option<(String, String)> {
         })
 }
 
-/// Why the aggregator cannot start in `cluster`, from its `pods`: the reason
-/// ([`REASON_UNSCHEDULABLE`]) and a message with what the pod needs and the scheduler's
-/// own message, which names the predicates that failed (the node affinity among them).
+/// A container of the first of `pods` that cannot start (init containers first, as the
+/// kubelet starts them): the condition reason ([`REASON_IMAGE_UNAVAILABLE`] or
+/// [`REASON_CONTAINER_FAILING`]) and `pod`, `container`, the kubelet's waiting reason and
+/// message. `None` while every container starts or runs. Pods being deleted are left out.
+pub fn stuck_container(pods: &[Pod]) -> Option<(&'static str, String)> {
+    pods.iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .find_map(|p| {
+            let st = p.status.as_ref()?;
+            let statuses = st.init_container_statuses.iter().flatten();
+            statuses
+                .chain(st.container_statuses.iter().flatten())
+                .find_map(|c| {
+                    let w = c.state.as_ref()?.waiting.as_ref()?;
+                    let why = w.reason.as_deref()?;
+                    let reason = if IMAGE_WAITING.contains(&why) {
+                        REASON_IMAGE_UNAVAILABLE
+                    } else if CONTAINER_WAITING.contains(&why) {
+                        REASON_CONTAINER_FAILING
+                    } else {
+                        return None;
+                    };
+                    let pod = p.metadata.name.as_deref().unwrap_or_default();
+                    let mut m = format!("pod {pod}, container {} ({}): {why}", c.name, c.image);
+                    if let Some(detail) = w.message.as_deref().filter(|d| !d.is_empty()) {
+                        m.push_str(": ");
+                        m.push_str(detail);
+                    }
+                    Some((reason, m))
+                })
+        })
+}
+
+/// Why the aggregator cannot start in `cluster`, from its `pods`: unschedulable
+/// ([`REASON_UNSCHEDULABLE`], with what the pod needs and the scheduler's own message,
+/// which names the predicates that failed, the node affinity among them), or else a
+/// container that cannot start ([`stuck_container`]).
 pub fn blocked(
     pods: &[Pod],
     node: &AggregatorNode,
     cluster: &str,
 ) -> Option<(&'static str, String)> {
-    let (pod, why) = unschedulable(pods)?;
-    Some((
-        REASON_UNSCHEDULABLE,
-        format!("pod {pod} in {cluster} needs {}: {why}", node.describe()),
-    ))
+    if let Some((pod, why)) = unschedulable(pods) {
+        return Some((
+            REASON_UNSCHEDULABLE,
+            format!("pod {pod} in {cluster} needs {}: {why}", node.describe()),
+        ));
+    }
+    let (reason, what) = stuck_container(pods)?;
+    Some((reason, format!("in {cluster}: {what}")))
+}
+
+/// Whether `pod` blocks the aggregator, and how (a change wakes the job).
+pub fn block_reason(pod: &Pod) -> Option<&'static str> {
+    let pods = std::slice::from_ref(pod);
+    if unschedulable(pods).is_some() {
+        return Some(REASON_UNSCHEDULABLE);
+    }
+    stuck_container(pods).map(|(reason, _)| reason)
 }
 
 #[cfg(test)]
@@ -391,5 +458,72 @@ mod tests {
                 k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
             ));
         assert_eq!(unschedulable(&[leaving]), None);
+    }
+
+    fn waiting(name: &str, init: &[(&str, &str)], main: &[(&str, &str)]) -> Pod {
+        let statuses = |cs: &[(&str, &str)]| -> Vec<serde_json::Value> {
+            cs.iter()
+                .map(|(c, reason)| {
+                    let state = if reason.is_empty() {
+                        json!({ "running": {} })
+                    } else {
+                        json!({ "waiting": { "reason": reason, "message": format!("{reason} details") } })
+                    };
+                    json!({ "name": c, "image": format!("img/{c}:1"), "imageID": "", "ready": false,
+                            "restartCount": 0, "state": state })
+                })
+                .collect()
+        };
+        serde_json::from_value(json!({
+            "metadata": { "name": name },
+            "status": { "phase": "Pending",
+                        "conditions": [{ "type": "PodScheduled", "status": "True" }],
+                        "initContainerStatuses": statuses(init),
+                        "containerStatuses": statuses(main) },
+        }))
+        .expect("pod")
+    }
+
+    #[test]
+    fn a_container_that_cannot_start_blocks_the_aggregator_with_the_kubelets_reason() {
+        let node = AggregatorNode::placed(&option("aws", "eu-central-1", "t3.micro"), None);
+        let pods = [waiting(
+            "agg",
+            &[("init-model", "ErrImageNeverPull")],
+            &[("aggregator", "PodInitializing")],
+        )];
+        let (reason, message) = blocked(&pods, &node, "aws-eu-central-1").expect("blocked");
+        assert_eq!(reason, REASON_IMAGE_UNAVAILABLE);
+        assert_eq!(
+            message,
+            "in aws-eu-central-1: pod agg, container init-model (img/init-model:1): \
+             ErrImageNeverPull: ErrImageNeverPull details"
+        );
+        assert_eq!(block_reason(&pods[0]), Some(REASON_IMAGE_UNAVAILABLE));
+        let crashing = waiting(
+            "agg",
+            &[("init-model", "")],
+            &[("aggregator", "CrashLoopBackOff")],
+        );
+        let (reason, message) = blocked(&[crashing], &node, "c").expect("blocked");
+        assert_eq!(reason, REASON_CONTAINER_FAILING);
+        assert!(message.contains("container aggregator"), "{message}");
+        // Starting is not stuck.
+        for pod in [
+            waiting("agg", &[("init-model", "PodInitializing")], &[]),
+            waiting(
+                "agg",
+                &[("init-model", "")],
+                &[("aggregator", "ContainerCreating")],
+            ),
+            waiting("agg", &[], &[("aggregator", "")]),
+        ] {
+            assert_eq!(
+                blocked(std::slice::from_ref(&pod), &node, "c"),
+                None,
+                "{pod:?}"
+            );
+            assert_eq!(block_reason(&pod), None);
+        }
     }
 }

@@ -95,8 +95,8 @@ impl MemberWatches {
         tokio::spawn(async move {
             // Each on its own: one that fails (a grant missing) leaves the other running.
             futures::future::join(
-                keep_watching::<Deployment>(&clusters, &cluster, &tx, deployment_changed),
-                keep_watching::<Pod>(&clusters, &cluster, &tx, pod_changed),
+                keep_watching::<Deployment, _>(&clusters, &cluster, &tx, deployment_changed),
+                keep_watching::<Pod, _>(&clusters, &cluster, &tx, pod_changed),
             )
             .await;
             started
@@ -108,15 +108,15 @@ impl MemberWatches {
 }
 
 /// What a watch remembers of each object by name, and the job to wake when that changes.
-type Changed<K> = fn(&mut HashMap<String, bool>, &K) -> Option<ObjectRef<FederatedJob>>;
+type Changed<K, S> = fn(&mut HashMap<String, S>, &K) -> Option<ObjectRef<FederatedJob>>;
 
 /// Watches the aggregators' `K`s in `cluster`, starting again after each failure, until
 /// the cluster is no longer registered or the controller stops.
-async fn keep_watching<K>(
+async fn keep_watching<K, S>(
     clusters: &ClusterRegistry,
     cluster: &str,
     tx: &mpsc::UnboundedSender<ObjectRef<FederatedJob>>,
-    changed: Changed<K>,
+    changed: Changed<K, S>,
 ) where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
     K: Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
@@ -136,11 +136,11 @@ async fn keep_watching<K>(
 
 /// Watches until the first error, sending the job of each object `changed` reports. A
 /// deleted object is forgotten, so `seen` holds only the cluster's current aggregators.
-async fn watch<K>(
+async fn watch<K, S>(
     api: Api<K>,
-    seen: &mut HashMap<String, bool>,
+    seen: &mut HashMap<String, S>,
     tx: &mpsc::UnboundedSender<ObjectRef<FederatedJob>>,
-    changed: Changed<K>,
+    changed: Changed<K, S>,
 ) -> String
 where
     K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
@@ -189,15 +189,16 @@ fn deployment_changed(
     job_of(&dep.metadata)
 }
 
-/// The job to wake when the scheduler refused `pod` or placed one it had refused;
-/// remembers it. A new pod not refused is no news: its Deployment's watch covers it.
+/// The job to wake when `pod` became blocked (the scheduler refused it, or a container
+/// cannot start), blocked for another reason, or unblocked; remembers it. A new pod not
+/// blocked is no news: its Deployment's watch covers it.
 fn pod_changed(
-    unschedulable: &mut HashMap<String, bool>,
+    blocked: &mut HashMap<String, Option<&'static str>>,
     pod: &Pod,
 ) -> Option<ObjectRef<FederatedJob>> {
     let name = pod.metadata.name.clone()?;
-    let now = aggregator_node::unschedulable(std::slice::from_ref(pod)).is_some();
-    if unschedulable.insert(name, now).unwrap_or(false) == now {
+    let now = aggregator_node::block_reason(pod);
+    if blocked.insert(name, now).flatten() == now {
         return None;
     }
     job_of(&pod.metadata)
@@ -315,6 +316,18 @@ mod tests {
         assert_eq!(woken(pod_changed(&mut seen, &pod("a", placed))), None);
         // Seen first when already refused (after an operator restart).
         assert_eq!(woken(pod_changed(&mut seen, &pod("b", refused))), job);
+        // Placed, then its image cannot be had: news; the same again: none.
+        let mut stuck = pod("a", placed);
+        let status = stuck.status.get_or_insert_default();
+        status.init_container_statuses = Some(vec![
+            serde_json::from_value(serde_json::json!({
+                "name": "init-model", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+                "state": { "waiting": { "reason": "ErrImageNeverPull" } } }))
+            .expect("status"),
+        ]);
+        assert_eq!(woken(pod_changed(&mut seen, &stuck)), job);
+        assert_eq!(woken(pod_changed(&mut seen, &stuck)), None);
+        assert_eq!(woken(pod_changed(&mut seen, &pod("a", placed))), job);
     }
 
     #[tokio::test]
