@@ -1,7 +1,8 @@
 //! Standard Kubernetes conditions and the pure helper that keeps their transition times right.
 //!
 //! Condition types and reasons are CamelCase; every kind reports `Ready`, plus
-//! `Reconciling` / `Stalled` in the kstatus sense so Flux and Argo CD read health.
+//! `Reconciling` / `Stalled` in the kstatus sense so Flux reads health (Argo CD through
+//! the Lua checks in `charts/fedsky/argocd/`).
 
 pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
