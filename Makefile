@@ -7,7 +7,7 @@ CRD_YAML := charts/fedsky/files/crds.yaml
 .PHONY: test fmt fmt-check lint generate generate-check tests control-plane
 
 ## test: everything CI runs — format, lint, generated-file check, unit and real-control-plane tests
-test: fmt-check lint generate-check tests participant-lint participant-test process-runtime-test quickstart-test terraform-check
+test: fmt-check lint generate-check tests participant-lint participant-test process-runtime-test quickstart-test quickstart-cluster-test terraform-check gitops-check
 
 fmt:
 	$(CARGO) fmt --all
@@ -47,6 +47,20 @@ quickstart-test: control-plane participant-build
 	QUICKSTART_DIR="$$dir" QUICKSTART_ROUNDS=4 QUICKSTART_IMAGES=120 QUICKSTART_CHECK=1 \
 		QUICKSTART_HOLD=0 ./e2e/quickstart.sh
 
+## quickstart-cluster: the same example on real nodes (kubelet, containerd, CNI) that run
+## fedsky's images, the operator installed by the chart (root only; see README)
+.PHONY: quickstart-cluster
+quickstart-cluster:
+	./e2e/quickstart.sh --real-nodes
+
+## quickstart-cluster-test: command `make quickstart-cluster` as an end-to-end test, as
+## quickstart-test does (4 rounds, 120 images per hospital), on the test images
+.PHONY: quickstart-cluster-test
+quickstart-cluster-test: control-plane test-images
+	dir=$$(mktemp -d); trap 'rm -rf "$$dir"' EXIT; \
+	FEDSKY_IMAGE_ARCHIVES="$(IMAGE_ARCHIVES)" QUICKSTART_DIR="$$dir" QUICKSTART_ROUNDS=4 \
+		QUICKSTART_IMAGES=120 QUICKSTART_CHECK=1 QUICKSTART_HOLD=0 ./e2e/quickstart.sh --real-nodes
+
 ## control-plane: build (or reuse from the cache) kube-apiserver, etcd, kwok, kubectl, helm
 control-plane:
 	./e2e/scripts/build-control-plane.sh
@@ -56,6 +70,18 @@ control-plane:
 .PHONY: terraform-check
 terraform-check:
 	./terraform/check.sh
+
+## gitops-check: the Argo CD health checks against their fixtures (charts/fedsky/argocd/test.sh,
+## on Debian's lua5.4 and lua-cjson, installed where missing) and `kubectl kustomize` of
+## each examples/gitops/ overlay
+.PHONY: gitops-check
+gitops-check: control-plane
+	lua5.4 -e 'require "cjson"' 2>/dev/null || ./e2e/scripts/lua-packages.sh
+	./charts/fedsky/argocd/test.sh
+	kubectl="$$(./e2e/scripts/build-control-plane.sh)/kubectl"; \
+	for overlay in examples/gitops/overlays/*/; do \
+		n=$$("$$kubectl" kustomize "$$overlay" | grep -c '^kind:'); echo "$$overlay: $$n objects"; \
+	done
 
 ## tests: unit tests and the tests against real control planes (kube-apiserver + etcd +
 ## kwok on loopback; Toxiproxy for the emulated network), for every default member (the libtorch participant has its own recipe)

@@ -5,17 +5,36 @@
 # three hospitals' non-IID chest-X-ray-like data generated locally, and follows the job
 # until it finishes. Ctrl-C (or the end) stops everything it started.
 #
-#   ./e2e/quickstart.sh
+#   ./e2e/quickstart.sh                # process runtime (`make quickstart`)
+#   ./e2e/quickstart.sh --real-nodes   # the same on real nodes (`make quickstart-cluster`)
+#
+# With --real-nodes (root only: nodes need their own network namespaces, cgroups and a
+# bridge), every cluster gets real nodes (kubelet, containerd, runc, CNI, kube-proxy) that
+# run fedsky's images, e2e/testbeds/covid-xray-nodes.yaml; the operator is installed by
+# the chart and runs as a container on the hub; each hospital's data is written onto its
+# cluster's volume by a Job of the participant image; the aggregator and participants are
+# pods under `restricted` Pod Security.
 #
 # Settings (environment): QUICKSTART_DIR (working directory, default .quickstart),
 # QUICKSTART_ROUNDS (override the example's rounds), QUICKSTART_IMAGES (training images
 # per hospital, default 300), QUICKSTART_HOLD (1: keep running after the job until
 # Ctrl-C, so its model manager stays up; default when run in a terminal), QUICKSTART_CHECK
-# (1: fail unless accuracy rose over the rounds; the end-to-end test sets it).
+# (1: fail unless accuracy rose over the rounds; the end-to-end tests set it). With
+# --real-nodes: FEDSKY_IMAGE_ARCHIVES (images already built by `make test-images`; unset,
+# they are built into the cache folder).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-WORK=${QUICKSTART_DIR:-$ROOT/.quickstart}
+case "${1:-}" in
+  "") REAL_NODES=0 ;;
+  --real-nodes) REAL_NODES=1 ;;
+  *) echo "usage: $0 [--real-nodes]" >&2; exit 2 ;;
+esac
+if [ "$REAL_NODES" = 1 ]; then
+  WORK=${QUICKSTART_DIR:-$ROOT/.quickstart-cluster}
+else
+  WORK=${QUICKSTART_DIR:-$ROOT/.quickstart}
+fi
 IMAGES=${QUICKSTART_IMAGES:-300}
 if [ -t 0 ]; then HOLD=${QUICKSTART_HOLD:-1}; else HOLD=${QUICKSTART_HOLD:-0}; fi
 export FEDSKY_CACHE="${FEDSKY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/fedsky}"
@@ -25,6 +44,12 @@ die() { echo "quickstart: $*" >&2; exit 1; }
 for tool in cargo go python3 curl; do
   command -v "$tool" >/dev/null || die "missing $tool: install it from your distribution's packages"
 done
+if [ "$REAL_NODES" = 1 ]; then
+  [ "$(id -u)" = 0 ] || die "real nodes need root (network namespaces, cgroups, a bridge); \
+\`make quickstart\` runs the same example without them"
+  step "Debian packages for real nodes (containerd, runc, CNI plugins, buildah)"
+  ./e2e/scripts/node-packages.sh
+fi
 mkdir -p "$WORK"
 
 step "Python venv with torch 2.11 (libtorch for the participants)"
@@ -43,59 +68,87 @@ step "building fedsky (incremental after the first run)"
 cargo build -q -p fedsky-operator -p fedsky-aggregator -p fedsky-e2e --bins
 cargo build -q -p fedsky-participant --bins
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug"
+if [ "$REAL_NODES" = 1 ] && [ -n "${FEDSKY_IMAGE_ARCHIVES:-}" ]; then
+  step "fedsky's images from $FEDSKY_IMAGE_ARCHIVES"
+elif [ "$REAL_NODES" = 1 ]; then
+  # The debug build just made, as images (tag <version>-debug); shared with `make test`.
+  step "fedsky's images (operator, aggregator, participant) from that build"
+  export FEDSKY_IMAGE_ARCHIVES="$FEDSKY_CACHE/images"
+  PYTHON="$venv/bin/python" IMAGE_PROFILE=debug IMAGE_ARCHIVES="$FEDSKY_IMAGE_ARCHIVES" \
+    IMAGES="pause operator aggregator participant" ./images/build.sh > "$WORK/images.log" 2>&1 ||
+    die "building the images failed; see $WORK/images.log"
+fi
 
 pids=()
 cleanup() {
   trap - EXIT INT TERM
   step "stopping"
-  if [ -f "$WORK/hub.kubeconfig" ] && [ "${#pids[@]}" -gt 1 ]; then
+  # Real nodes go with the testbed, every container on them with it.
+  if [ "$REAL_NODES" = 0 ] && [ -f "$WORK/hub.kubeconfig" ] && [ "${#pids[@]}" -gt 1 ]; then
     # The finalizer stops the job's processes; give it a moment.
     KUBECONFIG="$WORK/hub.kubeconfig" kubectl delete -f examples/covid-xray/federated-job.yaml \
       --ignore-not-found --wait --timeout=30s >/dev/null 2>&1 || true
   fi
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  # Any process the operator could not stop (its process groups).
-  find "$WORK/state" -name pid -path '*/run/*' 2>/dev/null | while read -r f; do
-    kill -TERM -- "-$(cat "$f")" 2>/dev/null || true
-  done
+  # Any process the operator could not stop (its process groups; process runtime only).
+  if [ -d "$WORK/state" ]; then
+    find "$WORK/state" -name pid -path '*/run/*' | while read -r f; do
+      kill -TERM -- "-$(cat "$f")" 2>/dev/null || true
+    done
+  fi
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-step "starting a hub and 5 member clusters (e2e/testbeds/covid-xray.yaml)"
 rm -f "$WORK/hub.kubeconfig"
-"$BIN/fedsky-testbed" --config e2e/testbeds/covid-xray.yaml \
-  --kubeconfig-out "$WORK/hub.kubeconfig" > "$WORK/testbed.log" 2>&1 &
+if [ "$REAL_NODES" = 1 ]; then
+  step "starting a hub and 5 member clusters with real nodes, writing each hospital's data ($IMAGES training images each) (e2e/testbeds/covid-xray-nodes.yaml)"
+  "$BIN/fedsky-testbed" --config e2e/testbeds/covid-xray-nodes.yaml --train-images "$IMAGES" \
+    --member-kubeconfigs "$WORK/members" --kubeconfig-out "$WORK/hub.kubeconfig" \
+    > "$WORK/testbed.log" 2>&1 &
+else
+  step "starting a hub and 5 member clusters (e2e/testbeds/covid-xray.yaml)"
+  "$BIN/fedsky-testbed" --config e2e/testbeds/covid-xray.yaml \
+    --kubeconfig-out "$WORK/hub.kubeconfig" > "$WORK/testbed.log" 2>&1 &
+fi
 pids+=("$!")
-for _ in $(seq 1 300); do
+for _ in $(seq 1 600); do
   [ -f "$WORK/hub.kubeconfig" ] && break
   kill -0 "${pids[0]}" 2>/dev/null || die "the testbed failed; see $WORK/testbed.log"
   sleep 1
 done
-[ -f "$WORK/hub.kubeconfig" ] || die "the testbed did not start in 5 minutes; see $WORK/testbed.log"
+[ -f "$WORK/hub.kubeconfig" ] || die "the testbed did not start in 10 minutes; see $WORK/testbed.log"
 export KUBECONFIG="$WORK/hub.kubeconfig"
 
-step "generating three hospitals' non-IID data ($IMAGES training images each)"
-i=0
-for claim in chest-xray-eu chest-xray-asia chest-xray-us; do
-  out="$WORK/data/$claim/covid19-radiography"
-  if [ ! -f "$out/.images-$IMAGES" ]; then
-    rm -rf "$out"
-    "$BIN/fedsky-participant" synth --out "$out" --size 64 --train "$IMAGES" --test-per-class 20 \
-      --dominant-class "$i" --share 0.6 --seed "$((100 + i))" > /dev/null
-    touch "$out/.images-$IMAGES"
-  fi
-  i=$((i + 1))
-done
+if [ "$REAL_NODES" = 1 ]; then
+  step "fedsky's chart: the operator as a container on the hub (helm install)"
+  tag=$(sed 's/.*://' "$FEDSKY_IMAGE_ARCHIVES/fedsky-operator.ref")
+  "$FEDSKY_BIN_DIR/helm" install fedsky charts/fedsky --namespace fedsky-system --wait --timeout 5m \
+    --set "replicaCount=1,images.pullPolicy=Never,images.operator.tag=$tag,images.aggregator.tag=$tag,images.participant.tag=$tag" \
+    > "$WORK/helm.log" 2>&1 || die "helm install failed; see $WORK/helm.log"
+else
+  step "generating three hospitals' non-IID data ($IMAGES training images each)"
+  i=0
+  for claim in chest-xray-eu chest-xray-asia chest-xray-us; do
+    out="$WORK/data/$claim/covid19-radiography"
+    if [ ! -f "$out/.images-$IMAGES" ]; then
+      rm -rf "$out"
+      "$BIN/fedsky-participant" synth --out "$out" --size 64 --train "$IMAGES" --test-per-class 20 \
+        --dominant-class "$i" --share 0.6 --seed "$((100 + i))" > /dev/null
+      touch "$out/.images-$IMAGES"
+    fi
+    i=$((i + 1))
+  done
 
-step "operator with the process runtime"
-rm -rf "$WORK/state"
-"$BIN/fedsky-operator" --runtime process --no-leader-election --metrics-addr 127.0.0.1:0 \
-  --process-state-dir "$WORK/state" --process-data-root "$WORK/data" \
-  --aggregator-bin "$BIN/fedsky-aggregator" --participant-bin "$BIN/fedsky-participant" \
-  > "$WORK/operator.log" 2>&1 &
-pids+=("$!")
+  step "operator with the process runtime"
+  rm -rf "$WORK/state"
+  "$BIN/fedsky-operator" --runtime process --no-leader-election --metrics-addr 127.0.0.1:0 \
+    --process-state-dir "$WORK/state" --process-data-root "$WORK/data" \
+    --aggregator-bin "$BIN/fedsky-aggregator" --participant-bin "$BIN/fedsky-participant" \
+    > "$WORK/operator.log" 2>&1 &
+  pids+=("$!")
+fi
 
 step "kubectl apply -f examples/covid-xray/"
 # The testbed registered the MemberClusters already (without kubectl's last-applied
@@ -172,8 +225,16 @@ Final global model: $WORK/covid-xray.safetensors (sha256 $sha)
 It is served by the aggregator's model manager while the job exists:
   curl -o covid-xray.safetensors $uri
   KUBECONFIG=$KUBECONFIG kubectl get federatedjob covid-xray -n covid-xray -o yaml
-Logs: $WORK/operator.log, $WORK/state/*/aggregator/run/log, $WORK/state/*/participants/*/run/log
 EOF
+if [ "$REAL_NODES" = 1 ]; then
+  cat <<EOF
+The member clusters' pods (kubeconfigs in $WORK/members/):
+  KUBECONFIG=$WORK/members/hospital-eu.kubeconfig kubectl get pods -A -o wide
+Logs: KUBECONFIG=$KUBECONFIG kubectl logs -n fedsky-system deploy/fedsky, $WORK/testbed.log
+EOF
+else
+  echo "Logs: $WORK/operator.log, $WORK/state/*/aggregator/run/log, $WORK/state/*/participants/*/run/log"
+fi
 if [ "$HOLD" = 1 ]; then
   echo "Everything keeps running; press Ctrl-C to stop it."
   while :; do sleep 3600; done

@@ -53,6 +53,9 @@ pub enum Error {
         /// Its standard error, or the parse error.
         stderr: String,
     },
+    /// A testbed file asks for something the testbed cannot build.
+    #[error("testbed: {0}")]
+    Testbed(String),
 }
 
 impl Error {

@@ -186,7 +186,7 @@ pub fn testbed(layout: &Layout) -> TestbedConfig {
         provider: PUBLIC_CLOUD.into(),
         region: PUBLIC_REGION.into(),
         tier: "public".into(),
-        nodes: Vec::new(),
+        ..MemberConfig::default()
     }];
     for (i, &n) in layout.workers.iter().enumerate() {
         let cluster = private_cluster(i);
@@ -205,9 +205,13 @@ pub fn testbed(layout: &Layout) -> TestbedConfig {
                     )
                 })
                 .collect(),
+            ..MemberConfig::default()
         });
     }
-    TestbedConfig { members }
+    TestbedConfig {
+        members,
+        ..TestbedConfig::default()
+    }
 }
 
 /// The region and instance type the placement chose for the aggregators, with the

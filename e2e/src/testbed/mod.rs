@@ -1,65 +1,32 @@
 //! A hub and member clusters described by a file: the single-machine stand-in for a
 //! multi-cloud fedsky installation (the quickstart and the experiments run on it).
 //!
-//! The hub serves fedsky's CRDs; each member is its own control plane with simulated
-//! nodes, registered on the hub as a MemberCluster with its kubeconfig in a Secret, just
-//! as the Terraform modules register real clusters.
+//! With simulated nodes the hub serves fedsky's CRDs; each member is its own control
+//! plane with kwok nodes, registered on the hub as a MemberCluster with its kubeconfig in
+//! a Secret, just as the Terraform modules register real clusters. With real nodes
+//! ([`real`]) the clusters run containers and the hub waits for fedsky's chart.
 
-use crate::{ControlPlane, Error, Options};
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+mod config;
+mod real;
+
+pub use config::{DataConfig, HubConfig, MemberConfig, NodeConfig, RealNodeConfig, TestbedConfig};
+
+use crate::{ControlPlane, Error, Options, RealNode};
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Secret};
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
-use serde::Deserialize;
 use std::collections::BTreeMap;
 
 /// Namespace of the kubeconfig Secrets on the hub.
 pub const SYSTEM_NAMESPACE: &str = "fedsky-system";
 
-/// A testbed description.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct TestbedConfig {
-    /// Member clusters.
-    pub members: Vec<MemberConfig>,
-}
-
-/// One member cluster.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct MemberConfig {
-    /// MemberCluster name.
-    pub name: String,
-    /// `aws`, `gcp` or `openstack`.
-    pub provider: String,
-    /// Region in the provider's naming.
-    pub region: String,
-    /// `public` or `private`.
-    pub tier: String,
-    /// Simulated nodes.
-    #[serde(default)]
-    pub nodes: Vec<NodeConfig>,
-}
-
-/// A simulated node.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct NodeConfig {
-    /// Node name.
-    pub name: String,
-    /// CPU capacity, for example `"8"`.
-    pub cpu: String,
-    /// Memory capacity, for example `"16Gi"`.
-    pub memory: String,
-    /// GPUs (`nvidia.com/gpu`).
-    #[serde(default)]
-    pub gpus: u32,
-    /// Labels.
-    #[serde(default)]
-    pub labels: BTreeMap<String, String>,
-}
-
 /// Running clusters; dropping it stops them all.
 #[derive(Debug)]
 pub struct Testbed {
+    /// Nodes that run containers, the hub's first, then the members' in the file's order.
+    /// Declared first so they stop before their clusters.
+    pub nodes: Vec<RealNode>,
+    /// The members' load balancers (real nodes only), which serve while held.
+    _load_balancers: Vec<crate::load_balancer::LoadBalancers>,
     /// The hub.
     pub hub: ControlPlane,
     /// Members by name, in the file's order.
@@ -67,8 +34,13 @@ pub struct Testbed {
 }
 
 impl Testbed {
-    /// Starts the hub and every member, registers nodes and MemberClusters.
+    /// Starts the hub and every member. With simulated nodes, registers the nodes and the
+    /// MemberClusters; with real nodes, see [`real::start`].
     pub async fn start(config: &TestbedConfig) -> Result<Self, Error> {
+        config.validate()?;
+        if config.has_real_nodes() {
+            return real::start(config).await;
+        }
         let names: Vec<String> = config.members.iter().map(|m| m.name.clone()).collect();
         let (hub, planes) = tokio::task::spawn_blocking(move || {
             let hub = ControlPlane::start(&Options::api_only("hub"))?;
@@ -80,7 +52,7 @@ impl Testbed {
             Ok::<_, Error>((hub, planes))
         })
         .await
-        .map_err(|e| Error::Kubeconfig(format!("starting control planes: {e}")))??;
+        .map_err(|e| Error::Testbed(format!("starting control planes: {e}")))??;
         let hub_client = hub.client().await?;
         apply(
             &hub_client,
@@ -93,7 +65,12 @@ impl Testbed {
             register(&hub_client, m, &plane).await?;
             members.push((m.clone(), plane));
         }
-        Ok(Self { hub, members })
+        Ok(Self {
+            nodes: Vec::new(),
+            _load_balancers: Vec::new(),
+            hub,
+            members,
+        })
     }
 }
 
@@ -111,14 +88,7 @@ async fn register(hub: &kube::Client, m: &MemberConfig, plane: &ControlPlane) ->
             .add_node(&client, &n.name, n.labels.clone(), cap)
             .await?;
     }
-    let secret = format!("{}-kubeconfig", m.name);
-    apply(
-        hub,
-        serde_json::json!({"apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": secret, "namespace": SYSTEM_NAMESPACE},
-            "stringData": {"kubeconfig": plane.kubeconfig_yaml()}}),
-    )
-    .await?;
+    let secret = kubeconfig_secret(hub, &m.name, plane).await?;
     apply(
         hub,
         serde_json::json!({"apiVersion": "fl.fedsky.dev/v1alpha1", "kind": "MemberCluster",
@@ -128,6 +98,24 @@ async fn register(hub: &kube::Client, m: &MemberConfig, plane: &ControlPlane) ->
                      "kubeconfigSecretRef": {"namespace": SYSTEM_NAMESPACE, "name": secret}}}),
     )
     .await
+}
+
+/// The Secret `<member>-kubeconfig` in [`SYSTEM_NAMESPACE`] with `plane`'s kubeconfig, as
+/// the Terraform modules write it; returns its name.
+async fn kubeconfig_secret(
+    hub: &kube::Client,
+    member: &str,
+    plane: &ControlPlane,
+) -> Result<String, Error> {
+    let secret = format!("{member}-kubeconfig");
+    apply(
+        hub,
+        serde_json::json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": secret, "namespace": SYSTEM_NAMESPACE},
+            "stringData": {"kubeconfig": plane.kubeconfig_yaml()}}),
+    )
+    .await?;
+    Ok(secret)
 }
 
 /// Server-side applies one object given as JSON (core kinds and fedsky's).
@@ -149,6 +137,12 @@ async fn apply(client: &kube::Client, value: serde_json::Value) -> Result<(), Er
                 .patch(&name, &pp, &Patch::Apply(&value))
                 .await?;
         }
+        Some("PersistentVolumeClaim") => {
+            let ns = value["metadata"]["namespace"].as_str().unwrap_or_default();
+            Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns)
+                .patch(&name, &pp, &Patch::Apply(&value))
+                .await?;
+        }
         _ => {
             let ar = kube::api::ApiResource {
                 group: "fl.fedsky.dev".into(),
@@ -163,31 +157,4 @@ async fn apply(client: &kube::Client, value: serde_json::Value) -> Result<(), Er
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_shipped_testbeds_parse() {
-        let dir = crate::repo_root().join("e2e/testbeds");
-        let mut n = 0;
-        for entry in std::fs::read_dir(&dir).expect("testbeds dir") {
-            let path = entry.expect("entry").path();
-            let text = std::fs::read_to_string(&path).expect("read");
-            let cfg: TestbedConfig =
-                serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            assert!(!cfg.members.is_empty(), "{}", path.display());
-            n += 1;
-        }
-        assert!(n >= 1);
-    }
-
-    #[test]
-    fn unknown_fields_are_rejected() {
-        let err = serde_yaml::from_str::<TestbedConfig>("members: []\nhubb: x\n")
-            .expect_err("unknown field");
-        assert!(err.to_string().contains("hubb"), "{err}");
-    }
 }
