@@ -2,6 +2,7 @@
 //! store, coordinator and servers, and shutdown on SIGTERM / Ctrl-C.
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -65,6 +66,11 @@ pub struct Args {
     /// Use virtual-hosted-style addressing instead of path style.
     #[arg(long)]
     pub s3_virtual_hosted: bool,
+    /// Model versions to keep: after each round the versions older than the
+    /// newest N are deleted, except the best by eval_accuracy, which is kept
+    /// in addition. Unset keeps every version.
+    #[arg(long, env = "FEDSKY_KEEP_VERSIONS", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub keep_versions: Option<u32>,
     /// Log as JSON lines.
     #[arg(long, env = "FEDSKY_LOG_JSON")]
     pub log_json: bool,
@@ -201,7 +207,8 @@ pub async fn run(args: Args) -> Result<(), CliError> {
         None => None,
     };
     let initial = initial.map(|g| Arc::unwrap_or_clone(g.model));
-    let checkpoints = Checkpoints::new(store(&args)?);
+    let checkpoints = Checkpoints::new(store(&args)?)
+        .with_keep_versions(args.keep_versions.and_then(NonZeroU32::new));
     let metrics = Arc::new(Metrics::new());
     let core = Coordinator::start(job, token, checkpoints, initial, metrics).await?;
     let bind = |addr: SocketAddr| async move {
@@ -239,5 +246,39 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(extra: &[&str]) -> Result<Args, clap::Error> {
+        let base = [
+            "fedsky-aggregator",
+            "--job",
+            "job.yaml",
+            "--store-dir",
+            "/data",
+        ];
+        Args::try_parse_from(base.iter().chain(extra))
+    }
+
+    #[test]
+    fn keep_versions_is_a_positive_count_or_unset() {
+        assert_eq!(parse(&[]).expect("parses").keep_versions, None);
+        assert_eq!(
+            parse(&["--keep-versions", "3"])
+                .expect("parses")
+                .keep_versions,
+            Some(3)
+        );
+        for bad in ["0", "-1", "two"] {
+            let arg = format!("--keep-versions={bad}");
+            let err = parse(&[&arg]).expect_err(bad).to_string();
+            assert!(err.contains("--keep-versions"), "{err}");
+        }
+        let err = parse(&["--keep-versions", "0"]).expect_err("0").to_string();
+        assert!(err.contains("0 is not in 1.."), "{err}");
     }
 }

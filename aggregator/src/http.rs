@@ -4,7 +4,7 @@
 //! | route | what |
 //! | --- | --- |
 //! | `GET /v1/status` | phase, round, participants, last metrics |
-//! | `GET /v1/versions` | every version: round, metrics, sha256, size, time |
+//! | `GET /v1/versions` | every stored version (see `--keep-versions`): round, metrics, sha256, size, time |
 //! | `GET /v1/versions/{v}` | one version's info; `v` is a number, `latest` or `best` |
 //! | `GET /v1/versions/{v}/model` | its safetensors bytes |
 //! | `GET /metrics` | Prometheus text format |
@@ -22,6 +22,7 @@ use serde::Deserialize;
 
 use crate::coordinator::{Coordinator, CoreError};
 use crate::store::VersionInfo;
+pub use crate::store::best_version;
 
 /// Errors of the HTTP API, each a status code and a JSON body.
 #[derive(Debug, thiserror::Error)]
@@ -90,28 +91,6 @@ async fn status(State(core): State<Coordinator>) -> Response {
 
 async fn versions(State(core): State<Coordinator>) -> Response {
     axum::Json(core.versions()).into_response()
-}
-
-/// Picks the best version by `metric` (pure; exposed for tests).
-pub fn best_version(versions: &[VersionInfo], metric: &str, maximise: bool) -> Option<VersionInfo> {
-    versions
-        .iter()
-        .filter_map(|v| {
-            v.metrics
-                .get(metric)
-                .filter(|x| x.is_finite())
-                .map(|x| (*x, v))
-        })
-        .reduce(|best, cur| {
-            let better = if maximise {
-                cur.0 > best.0
-            } else {
-                cur.0 < best.0
-            };
-            // Ties keep the earlier version, so the answer is stable.
-            if better { cur } else { best }
-        })
-        .map(|(_, v)| v.clone())
 }
 
 fn resolve(core: &Coordinator, selector: &str, q: &BestQuery) -> Result<VersionInfo, HttpError> {

@@ -57,6 +57,8 @@ pub struct Metrics {
     pub checkpoint_seconds: Histogram,
     /// Participants currently connected.
     pub connected_participants: Gauge,
+    /// Model versions pruned by `--keep-versions`, by result (`deleted`, `failed`).
+    pub versions_pruned: Family<ResultLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -80,6 +82,7 @@ impl Metrics {
             aggregation_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             checkpoint_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             connected_participants: Gauge::default(),
+            versions_pruned: Family::default(),
             registry: Registry::default(),
         };
         registry.register("rounds", "Rounds finished, by result", m.rounds.clone());
@@ -123,8 +126,18 @@ impl Metrics {
             "Participants currently connected",
             m.connected_participants.clone(),
         );
+        registry.register(
+            "versions_pruned",
+            "Model versions deleted to keep --keep-versions, by result",
+            m.versions_pruned.clone(),
+        );
         for result in ["completed", "failed"] {
             let _ = m.rounds.get_or_create(&ResultLabels {
+                result: result.into(),
+            });
+        }
+        for result in ["deleted", "failed"] {
+            let _ = m.versions_pruned.get_or_create(&ResultLabels {
                 result: result.into(),
             });
         }
@@ -161,6 +174,15 @@ impl Metrics {
     /// Counts a finished round.
     pub fn round_finished(&self, result: &str) {
         self.rounds
+            .get_or_create(&ResultLabels {
+                result: result.into(),
+            })
+            .inc();
+    }
+
+    /// Counts a model version pruned (`deleted`) or whose deletion failed.
+    pub fn version_pruned(&self, result: &str) {
+        self.versions_pruned
             .get_or_create(&ResultLabels {
                 result: result.into(),
             })

@@ -1,5 +1,6 @@
 //! The S3 model store against a real S3-compatible server (moto) on
-//! loopback: object operations, a job checkpointed to S3, and a resume from it.
+//! loopback: object operations, a job checkpointed to S3, a resume from it,
+//! and deleting model versions as pruning does.
 //!
 //! moto is started by `fedsky_e2e::moto`: from `FEDSKY_MOTO_SERVER`, else the
 //! workspace's `.venv` (created with `python3 -m venv` + `pip install
@@ -9,6 +10,7 @@
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -88,8 +90,29 @@ async fn s3_store_checkpoints_a_job_and_resumes_from_it() {
         .unwrap();
     assert_eq!(resumed.record.rounds.completed_rounds, 2);
     assert_eq!(resumed.global.bytes.as_ref(), served.as_slice());
-    let again = start(job, store).await;
+    let again = start(job, Arc::clone(&store)).await;
     assert_eq!(again.core().status().phase, AggregatorPhase::Completed);
     assert_eq!(again.core().versions().len(), 3);
     again.server.shutdown().await;
+
+    // Pruning's deletes (`--keep-versions`) go through the same interface:
+    // a version's info and model leave the bucket, nothing else does.
+    let ck = Checkpoints::new(Arc::clone(&store));
+    assert_eq!(
+        ck.stored_versions().await.unwrap(),
+        BTreeSet::from([0, 1, 2])
+    );
+    ck.delete_version(0).await.unwrap();
+    ck.delete_version(0).await.unwrap();
+    assert_eq!(ck.stored_versions().await.unwrap(), BTreeSet::from([1, 2]));
+    let listed: Vec<u64> = ck
+        .list_versions()
+        .await
+        .unwrap()
+        .iter()
+        .map(|v| v.version)
+        .collect();
+    assert_eq!(listed, [1, 2]);
+    assert!(store.get("checkpoint.json").await.unwrap().is_some());
+    assert_eq!(store.list("a/").await.unwrap().len(), 1);
 }

@@ -372,7 +372,9 @@ pub struct ModelStore {
     /// S3-compatible object storage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub s3: Option<S3Store>,
-    /// Model versions to keep (older ones are pruned; the best is always kept).
+    /// Model versions to keep. After each round the aggregator deletes the versions older
+    /// than the newest `keepVersions`, except the best one by `eval_accuracy` reported so far
+    /// (the model manager's `best`), which it keeps in addition. Unset keeps every version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 100000))]
     pub keep_versions: Option<i32>,
@@ -410,7 +412,11 @@ pub struct S3Store {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 63))]
     pub region: Option<String>,
-    /// Secret with `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`.
+    /// Secret in the job's namespace with the keys `AWS_ACCESS_KEY_ID` and
+    /// `AWS_SECRET_ACCESS_KEY` (and `AWS_SESSION_TOKEN` for temporary credentials). Required:
+    /// the aggregator signs its requests with these keys. `namespace`, if set, must be the
+    /// job's; `key` is not used. The operator must be allowed to read Secrets there (chart
+    /// value `rbac.secretNamespaces`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret_ref: Option<SecretKeyRef>,
 }

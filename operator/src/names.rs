@@ -42,6 +42,12 @@ pub fn aggregator(key: &str) -> String {
     format!("fedsky-agg-{key}")
 }
 
+/// Name of the aggregator's second Secret, holding only its S3 keys (read through
+/// `env.valueFrom`, never mounted as files).
+pub fn aggregator_store_secret(key: &str) -> String {
+    format!("{}-s3", aggregator(key))
+}
+
 /// Name of the n-th participant Job started at a site (n grows with replacements).
 pub fn participant(key: &str, site: &str, n: u32) -> String {
     let base = format!("fedsky-p-{key}-{site}");

@@ -49,20 +49,25 @@ impl Coordinator {
             .commit_with_retry(round, &finished.global, &info, rounds, finished.strategy)
             .await;
         let now = self.now_ms();
-        let mut s = self.lock();
-        match committed {
-            Ok(()) => {
-                tracing::info!(
-                    round,
-                    version = finished.global.version,
-                    sha256 = %finished.global.sha256,
-                    contributors = accepted.len(),
-                    "round committed"
-                );
-                self.install(&mut s, round, finished.global, info, now);
+        let version = finished.global.version;
+        {
+            let mut s = self.lock();
+            match committed {
+                Ok(()) => {
+                    tracing::info!(
+                        round,
+                        version,
+                        sha256 = %finished.global.sha256,
+                        contributors = accepted.len(),
+                        "round committed"
+                    );
+                    self.install(&mut s, round, finished.global, info, now);
+                }
+                Err(e) => return self.rewind(&mut s, round, &finished.before, &e, now),
             }
-            Err(e) => self.rewind(&mut s, round, &finished.before, &e, now),
         }
+        // The committed version is what checkpoint.json names now.
+        self.prune(version).await;
     }
 
     /// Folds what the round holds and runs the strategy (off the runtime,

@@ -8,6 +8,7 @@
 mod aggregate;
 mod error;
 mod instruction;
+mod prune;
 mod start;
 #[cfg(test)]
 mod tests;
@@ -126,6 +127,9 @@ struct State {
     evaluations: BTreeMap<u64, MetricSums>,
     evaluated: BTreeSet<(ParticipantId, u64)>,
     labels: BTreeMap<ParticipantId, BTreeMap<String, String>>,
+    /// Versions whose info is being rewritten now, with how many writes:
+    /// pruning leaves them alone (see [`prune::Writing`]).
+    writing: BTreeMap<u64, usize>,
 }
 
 struct Inner {
@@ -328,9 +332,12 @@ impl Coordinator {
                 });
             // EVALUATE → DONE for this participant.
             self.inner.epoch.send_modify(|e| *e += 1);
-            info
+            // Marked under the same lock that found the version, so pruning
+            // either removed it before (and this report was refused) or sees
+            // the write and keeps it.
+            info.map(|info| (prune::Writing::start(self, &mut s, version), info))
         };
-        if let Some(info) = info {
+        if let Some((_writing, info)) = info {
             // Metrics are informative; a failed write is logged, not fatal.
             if let Err(e) = self.inner.checkpoints.save_version_info(&info).await {
                 tracing::warn!(error = %e, version, "could not store evaluation metrics");
@@ -339,7 +346,8 @@ impl Coordinator {
         Ok(())
     }
 
-    /// Known versions, oldest first.
+    /// Stored versions, oldest first (pruned ones are gone from the list
+    /// before their objects are deleted).
     pub fn versions(&self) -> Vec<VersionInfo> {
         self.lock().versions.clone()
     }

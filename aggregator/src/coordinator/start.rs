@@ -89,6 +89,7 @@ impl Coordinator {
             evaluations: BTreeMap::new(),
             evaluated: BTreeSet::new(),
             labels: BTreeMap::new(),
+            writing: BTreeMap::new(),
         };
         // A round holds at most one buffer per sampled participant plus one
         // being received by a late or retrying participant.

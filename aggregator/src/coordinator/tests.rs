@@ -6,7 +6,7 @@ use super::*;
 use crate::job::JobConfigExt;
 use crate::model::{Model, TensorData};
 use crate::round::{Slot, UpdateRefusal};
-use crate::store::DirStore;
+use crate::store::{DirStore, ObjectStore};
 use crate::update::{UpdateRejection, decode_model};
 
 const TOKEN: &str = "unit-test-token-0123456789";
@@ -428,4 +428,243 @@ async fn a_round_aggregates_commits_and_asks_for_evaluation() {
     let versions = core.versions();
     assert_eq!(versions.len(), 2);
     assert_eq!(versions[1].metrics.get("eval_accuracy"), Some(&0.5));
+}
+
+/// Polls `f` until it returns true (pruning runs after a round completes).
+async fn until<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !f().await {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "timed out: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Runs round `round` with both participants uploading `value` and waits
+/// until the round is committed.
+async fn complete_round(core: &Coordinator, round: u64, value: f32) {
+    for name in ["a", "b"] {
+        let meta = UploadMeta {
+            base_version: round - 1,
+            ..meta(round, 10)
+        };
+        let ticket = core.begin_upload(&id(name), meta).expect("admitted");
+        ticket
+            .finish(RecvBuf::from(update_bytes(value)))
+            .await
+            .expect("accepted");
+    }
+    let start = Instant::now();
+    while core.status().completed_rounds < round {
+        assert!(start.elapsed() < Duration::from_secs(10), "round {round}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn old_versions_are_pruned_but_the_best_and_the_latest_stay() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(DirStore::new(dir.path()));
+    let checkpoints =
+        Checkpoints::new(store.clone()).with_keep_versions(std::num::NonZeroU32::new(2));
+    let core = Coordinator::start(
+        job(4, 60.0, ""),
+        TOKEN.into(),
+        checkpoints.clone(),
+        Some(initial()),
+        Arc::new(Metrics::new()),
+    )
+    .await
+    .expect("coordinator starts");
+    register(&core, "a");
+    register(&core, "b");
+    tokio::spawn(core.clone().run());
+    let listed =
+        |core: &Coordinator| -> Vec<u64> { core.versions().iter().map(|v| v.version).collect() };
+
+    complete_round(&core, 1, 1.0).await;
+    // Version 1 is evaluated as the best there will be.
+    let best = BTreeMap::from([("accuracy".to_string(), 0.9)]);
+    core.report_evaluation(&id("a"), 1, 10, best)
+        .await
+        .expect("recorded");
+    // Kept: the newest two.
+    assert_eq!(listed(&core), [0, 1]);
+    complete_round(&core, 2, 2.0).await;
+    until("version 0 pruned", || async { listed(&core) == [1, 2] }).await;
+    let worse = BTreeMap::from([("accuracy".to_string(), 0.4)]);
+    core.report_evaluation(&id("a"), 2, 10, worse)
+        .await
+        .expect("recorded");
+    complete_round(&core, 3, 3.0).await;
+    complete_round(&core, 4, 4.0).await;
+    // The newest two, and version 1 as the best by eval_accuracy.
+    until("version 2 deleted", || async {
+        let stored = checkpoints.stored_versions().await.expect("list");
+        stored.into_iter().collect::<Vec<_>>() == [1, 3, 4]
+    })
+    .await;
+    assert_eq!(listed(&core), [1, 3, 4]);
+    assert!(matches!(
+        core.model(Some(2)).await,
+        Err(CoreError::VersionNotFound { version: 2, .. })
+    ));
+    // A late report on a pruned version is refused, and writes nothing back.
+    let late = core
+        .report_evaluation(&id("b"), 2, 10, BTreeMap::from([("accuracy".into(), 1.0)]))
+        .await;
+    assert!(
+        matches!(late, Err(CoreError::VersionNotFound { .. })),
+        "{late:?}"
+    );
+    assert_eq!(store.get("models/v00000002.json").await.expect("get"), None);
+    assert_eq!(
+        core.metrics()
+            .versions_pruned
+            .get_or_create(&crate::metrics::ResultLabels {
+                result: "deleted".into()
+            })
+            .get(),
+        2
+    );
+    // A restart lists what is stored.
+    let resumed = Coordinator::start(
+        job(4, 60.0, ""),
+        TOKEN.into(),
+        Checkpoints::new(store),
+        Some(initial()),
+        Arc::new(Metrics::new()),
+    )
+    .await
+    .expect("resumes");
+    assert_eq!(listed(&resumed), [1, 3, 4]);
+}
+
+#[tokio::test]
+async fn a_version_being_written_is_not_pruned() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let checkpoints = Checkpoints::new(Arc::new(DirStore::new(dir.path())))
+        .with_keep_versions(std::num::NonZeroU32::new(1));
+    let core = Coordinator::start(
+        job(2, 60.0, ""),
+        TOKEN.into(),
+        checkpoints.clone(),
+        Some(initial()),
+        Arc::new(Metrics::new()),
+    )
+    .await
+    .expect("coordinator starts");
+    register(&core, "a");
+    register(&core, "b");
+    tokio::spawn(core.clone().run());
+    // An evaluation's metrics of version 0 are being written during round 1.
+    let writing = {
+        let mut s = core.lock();
+        prune::Writing::start(&core, &mut s, 0)
+    };
+    complete_round(&core, 1, 1.0).await;
+    let listed =
+        |core: &Coordinator| -> Vec<u64> { core.versions().iter().map(|v| v.version).collect() };
+    // Whether or not the round's own pruning has run yet, pruning now keeps it.
+    core.prune(1).await;
+    assert_eq!(listed(&core), [0, 1]);
+    drop(writing);
+    assert!(core.lock().writing.is_empty());
+    core.prune(1).await;
+    assert_eq!(listed(&core), [1]);
+    assert_eq!(
+        checkpoints.stored_versions().await.expect("list"),
+        std::collections::BTreeSet::from([1])
+    );
+}
+
+/// A directory store whose first `fail_deletes` deletes fail.
+#[derive(Debug)]
+struct FlakyDeletes {
+    inner: DirStore,
+    fail_deletes: std::sync::atomic::AtomicU32,
+}
+
+impl ObjectStore for FlakyDeletes {
+    fn put<'a>(&'a self, key: &'a str, bytes: bytes::Bytes) -> crate::store::StoreFuture<'a, ()> {
+        self.inner.put(key, bytes)
+    }
+    fn get<'a>(&'a self, key: &'a str) -> crate::store::StoreFuture<'a, Option<bytes::Bytes>> {
+        self.inner.get(key)
+    }
+    fn list<'a>(&'a self, prefix: &'a str) -> crate::store::StoreFuture<'a, Vec<String>> {
+        self.inner.list(prefix)
+    }
+    fn delete<'a>(&'a self, key: &'a str) -> crate::store::StoreFuture<'a, ()> {
+        use std::sync::atomic::Ordering;
+        let left = self.fail_deletes.load(Ordering::SeqCst);
+        if left > 0 {
+            self.fail_deletes.store(left - 1, Ordering::SeqCst);
+            let source = std::io::Error::other("injected");
+            return Box::pin(async move {
+                Err(crate::store::StoreError::Io {
+                    op: "removing",
+                    path: key.into(),
+                    source,
+                })
+            });
+        }
+        self.inner.delete(key)
+    }
+    fn describe(&self) -> String {
+        "flaky".into()
+    }
+}
+
+#[tokio::test]
+async fn a_failed_delete_keeps_the_round_and_is_retried_the_next_round() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(FlakyDeletes {
+        inner: DirStore::new(dir.path()),
+        fail_deletes: std::sync::atomic::AtomicU32::new(1),
+    });
+    let checkpoints =
+        Checkpoints::new(store.clone()).with_keep_versions(std::num::NonZeroU32::new(1));
+    let core = Coordinator::start(
+        job(2, 60.0, ""),
+        TOKEN.into(),
+        checkpoints.clone(),
+        Some(initial()),
+        Arc::new(Metrics::new()),
+    )
+    .await
+    .expect("coordinator starts");
+    register(&core, "a");
+    register(&core, "b");
+    tokio::spawn(core.clone().run());
+    let stored = || async { checkpoints.stored_versions().await.expect("list") };
+    complete_round(&core, 1, 1.0).await;
+    let failed = || {
+        core.metrics()
+            .versions_pruned
+            .get_or_create(&crate::metrics::ResultLabels {
+                result: "failed".into(),
+            })
+            .get()
+    };
+    until("the delete of version 0 to fail", || async {
+        failed() == 1
+    })
+    .await;
+    // The round still counts, and version 0 is no longer listed but still stored.
+    assert_eq!(core.status().completed_rounds, 1);
+    assert_eq!(core.versions().len(), 1);
+    assert_eq!(stored().await, std::collections::BTreeSet::from([0, 1]));
+    complete_round(&core, 2, 2.0).await;
+    until("versions 0 and 1 deleted", || async {
+        stored().await == std::collections::BTreeSet::from([2])
+    })
+    .await;
+    assert_eq!(failed(), 1);
 }

@@ -11,7 +11,8 @@
 //! with its sha256, which is verified on resume. Strategy state goes into
 //! safetensors rather than JSON so f32 moments come back bit for bit.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -51,6 +52,17 @@ fn info_key(version: u64) -> String {
 
 fn state_key(round: u64) -> String {
     format!("state/r{round:08}.safetensors")
+}
+
+/// The version of a model or info key, exactly as [`model_key`] and
+/// [`info_key`] write them; `None` for any other key.
+fn version_of_key(key: &str) -> Option<u64> {
+    let (digits, _) = key.strip_prefix("models/v")?.split_once('.')?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let version: u64 = digits.parse().ok()?;
+    (key == model_key(version) || key == info_key(version)).then_some(version)
 }
 
 pub use fedsky_contract::VersionInfo;
@@ -166,12 +178,29 @@ pub struct Resumed {
 #[derive(Debug, Clone)]
 pub struct Checkpoints {
     store: Arc<dyn ObjectStore>,
+    keep_versions: Option<NonZeroU32>,
 }
 
 impl Checkpoints {
-    /// Uses `store`.
+    /// Uses `store`, keeping every model version.
     pub fn new(store: Arc<dyn ObjectStore>) -> Self {
-        Self { store }
+        Self {
+            store,
+            keep_versions: None,
+        }
+    }
+
+    /// Keeps only the `keep` newest model versions (and the best, see
+    /// [`super::retention`]); `None` keeps all.
+    #[must_use]
+    pub fn with_keep_versions(mut self, keep: Option<NonZeroU32>) -> Self {
+        self.keep_versions = keep;
+        self
+    }
+
+    /// How many model versions are kept; `None`: all.
+    pub fn keep_versions(&self) -> Option<NonZeroU32> {
+        self.keep_versions
     }
 
     /// The underlying store.
@@ -366,6 +395,21 @@ impl Checkpoints {
     pub async fn read_model(&self, version: u64) -> Result<Option<Bytes>, StoreError> {
         self.store.get(&model_key(version)).await
     }
+
+    /// Every version with a model or an info object in the store (also one
+    /// whose deletion stopped half-way).
+    pub async fn stored_versions(&self) -> Result<BTreeSet<u64>, StoreError> {
+        let keys = self.store.list("models/").await?;
+        Ok(keys.iter().filter_map(|k| version_of_key(k)).collect())
+    }
+
+    /// Deletes a version: its info first, which is what lists it (on resume),
+    /// then its model. Stopping in between leaves a model without info, which
+    /// [`Self::stored_versions`] still finds, so a later call finishes it.
+    pub async fn delete_version(&self, version: u64) -> Result<(), StoreError> {
+        self.store.delete(&info_key(version)).await?;
+        self.store.delete(&model_key(version)).await
+    }
 }
 
 fn encode_state(state: FedOptState) -> Result<Option<Bytes>, StoreError> {
@@ -423,6 +467,75 @@ mod tests {
             max_round_attempts: 2,
             seed: 7,
         }
+    }
+
+    #[test]
+    fn version_keys_round_trip_and_nothing_else_is_a_version() {
+        for v in [0, 7, 99_999_999, 123_456_789_012] {
+            assert_eq!(version_of_key(&model_key(v)), Some(v));
+            assert_eq!(version_of_key(&info_key(v)), Some(v));
+        }
+        for other in [
+            "models/v3.json",
+            "models/v00000003.safetensors.tmp-1-2",
+            "models/v00000003.txt",
+            "models/vx0000003.json",
+            "models/v.json",
+            "state/r00000003.safetensors",
+            "checkpoint.json",
+            "models/initial.safetensors",
+        ] {
+            assert_eq!(version_of_key(other), None, "{other}");
+        }
+    }
+
+    #[tokio::test]
+    async fn deleting_a_version_removes_its_info_and_model_only() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let ck = Checkpoints::new(Arc::new(DirStore::new(tmp.path())));
+        for version in 0..3 {
+            let model =
+                Model::new([("w", vec![1], TensorData::F32(vec![version as f32]))]).expect("model");
+            let global = GlobalModel::new(version, model).expect("encode");
+            let info = global.info(BTreeMap::new(), vec![]);
+            ck.save_version(&global, &info).await.expect("save");
+        }
+        ck.store()
+            .put("models/notes.txt", Bytes::from_static(b"kept"))
+            .await
+            .expect("put");
+        assert_eq!(
+            ck.stored_versions().await.expect("list"),
+            BTreeSet::from([0, 1, 2])
+        );
+        ck.delete_version(1).await.expect("delete");
+        ck.delete_version(1).await.expect("deleting twice is fine");
+        assert_eq!(
+            ck.stored_versions().await.expect("list"),
+            BTreeSet::from([0, 2])
+        );
+        let listed: Vec<u64> = ck
+            .list_versions()
+            .await
+            .expect("infos")
+            .iter()
+            .map(|i| i.version)
+            .collect();
+        assert_eq!(listed, [0, 2]);
+        assert!(ck.read_model(1).await.expect("read").is_none());
+        // A half-deleted version (model left, info gone) is still found.
+        ck.store().delete(&info_key(2)).await.expect("delete info");
+        assert_eq!(
+            ck.stored_versions().await.expect("list"),
+            BTreeSet::from([0, 2])
+        );
+        assert!(
+            ck.store()
+                .get("models/notes.txt")
+                .await
+                .expect("get")
+                .is_some()
+        );
     }
 
     #[tokio::test]

@@ -7,9 +7,13 @@
 //! it; an S3 PUT is atomic by itself. A round is committed by writing
 //! `checkpoint.json` last, after the blobs it names (with their sha256), so
 //! a crash at any point leaves the previous complete round in place.
+//!
+//! With a retention limit ([`Checkpoints::with_keep_versions`]) older model
+//! versions are deleted after each commit ([`retention`]).
 
 mod checkpoint;
 mod dir;
+pub mod retention;
 mod s3;
 
 use std::future::Future;
@@ -21,6 +25,7 @@ pub use checkpoint::{
     CHECKPOINT_KEY, CheckpointRecord, Checkpoints, GlobalModel, Resumed, VersionInfo,
 };
 pub use dir::DirStore;
+pub use retention::best_version;
 pub use s3::{S3Settings, S3Store};
 
 /// A boxed future of a store operation (boxed so stores can be used as

@@ -2,6 +2,7 @@
 //! each participant and `init-model` for the aggregator's initial model — built once, so
 //! pods and local processes start exactly the same programs. Pure.
 
+use crate::controllers::federated_job::model_store::{S3Location, StoreKind, StoreSpec};
 use crate::controllers::federated_job::validate::InvalidJob;
 use fedsky_crds::FederatedJob;
 use fedsky_crds::federated_job::{Architecture, DatasetFormat};
@@ -60,30 +61,73 @@ pub struct AggregatorIo<'a> {
     pub http_listen: &'a str,
     /// File holding the job token.
     pub token_file: &'a str,
-    /// Model store directory.
-    pub store_dir: &'a str,
+    /// Where model versions go.
+    pub store: StoreArgs<'a>,
+    /// Model versions to keep; `None`: all.
+    pub keep_versions: Option<u32>,
     /// The initial global model.
     pub initial_model: &'a str,
     /// Its server certificate, key and the job's CA (which signs participants' certificates).
     pub tls: TlsPaths<'a>,
 }
 
+/// The aggregator's model store on its command line. S3 credentials are never here: they
+/// reach the aggregator as `AWS_*` environment variables.
+#[derive(Debug, Clone, Copy)]
+pub enum StoreArgs<'a> {
+    /// A directory (the volume's mount point, or the process runtime's job directory).
+    Dir(&'a str),
+    /// S3-compatible storage.
+    S3(&'a S3Location),
+}
+
+impl<'a> StoreArgs<'a> {
+    /// `store`'s arguments, with `dir` where a volume store is.
+    pub fn of(store: &'a StoreSpec, dir: &'a str) -> Self {
+        match &store.kind {
+            StoreKind::Volume { .. } => Self::Dir(dir),
+            StoreKind::S3 { location, .. } => Self::S3(location),
+        }
+    }
+}
+
 /// `fedsky-aggregator …` arguments (without the binary).
 pub fn aggregator(io: &AggregatorIo<'_>) -> Vec<String> {
-    [
-        ("--job", io.job_file),
-        ("--grpc-listen", io.grpc_listen),
-        ("--http-listen", io.http_listen),
-        ("--token-file", io.token_file),
-        ("--store-dir", io.store_dir),
-        ("--initial-model", io.initial_model),
-        ("--tls-cert", io.tls.cert),
-        ("--tls-key", io.tls.key),
-        ("--client-ca", io.tls.ca),
-    ]
-    .into_iter()
-    .flat_map(|(flag, value)| [flag.to_string(), value.to_string()])
-    .collect()
+    let mut pairs: Vec<(&str, String)> = vec![
+        ("--job", io.job_file.into()),
+        ("--grpc-listen", io.grpc_listen.into()),
+        ("--http-listen", io.http_listen.into()),
+        ("--token-file", io.token_file.into()),
+    ];
+    match io.store {
+        StoreArgs::Dir(dir) => pairs.push(("--store-dir", dir.into())),
+        StoreArgs::S3(s3) => {
+            pairs.push(("--s3-bucket", s3.bucket.clone()));
+            let optional = [
+                ("--s3-endpoint", &s3.endpoint),
+                ("--s3-prefix", &s3.prefix),
+                ("--s3-region", &s3.region),
+            ];
+            for (flag, value) in optional {
+                if let Some(v) = value {
+                    pairs.push((flag, v.clone()));
+                }
+            }
+        }
+    }
+    if let Some(n) = io.keep_versions {
+        pairs.push(("--keep-versions", n.to_string()));
+    }
+    pairs.extend([
+        ("--initial-model", io.initial_model.into()),
+        ("--tls-cert", io.tls.cert.into()),
+        ("--tls-key", io.tls.key.into()),
+        ("--client-ca", io.tls.ca.into()),
+    ]);
+    pairs
+        .into_iter()
+        .flat_map(|(flag, value)| [flag.to_string(), value])
+        .collect()
 }
 
 impl Workload {
@@ -240,21 +284,48 @@ mod tests {
         assert_eq!(flag(&args, "--split-seed"), Some("7"));
     }
 
-    #[test]
-    fn aggregator_command_serves_mutual_tls() {
-        let args = aggregator(&AggregatorIo {
+    fn aggregator_io(store: StoreArgs<'_>, keep_versions: Option<u32>) -> Vec<String> {
+        aggregator(&AggregatorIo {
             job_file: "/r/job.json",
             grpc_listen: "0.0.0.0:50051",
             http_listen: "0.0.0.0:8081",
             token_file: "/r/token",
-            store_dir: "/models",
+            store,
+            keep_versions,
             initial_model: "/models/initial.safetensors",
             tls: TlsPaths {
                 ca: "/r/ca.crt",
                 cert: "/r/tls.crt",
                 key: "/r/tls.key",
             },
-        });
+        })
+    }
+
+    #[test]
+    fn the_store_and_its_retention_are_flags_and_keys_are_not() {
+        let dir = aggregator_io(StoreArgs::Dir("/models"), None);
+        assert_eq!(flag(&dir, "--store-dir"), Some("/models"));
+        assert_eq!(flag(&dir, "--keep-versions"), None);
+        assert!(!dir.iter().any(|a| a.starts_with("--s3")), "{dir:?}");
+        let location = S3Location {
+            endpoint: Some("http://127.0.0.1:9000".into()),
+            bucket: "models".into(),
+            prefix: Some("jobs/x".into()),
+            region: None,
+        };
+        let s3 = aggregator_io(StoreArgs::S3(&location), Some(2));
+        assert_eq!(flag(&s3, "--s3-bucket"), Some("models"));
+        assert_eq!(flag(&s3, "--s3-endpoint"), Some("http://127.0.0.1:9000"));
+        assert_eq!(flag(&s3, "--s3-prefix"), Some("jobs/x"));
+        assert_eq!(flag(&s3, "--s3-region"), None);
+        assert_eq!(flag(&s3, "--keep-versions"), Some("2"));
+        assert_eq!(flag(&s3, "--store-dir"), None);
+        assert!(!s3.iter().any(|a| a.contains("AWS")), "{s3:?}");
+    }
+
+    #[test]
+    fn aggregator_command_serves_mutual_tls() {
+        let args = aggregator_io(StoreArgs::Dir("/models"), None);
         assert!(!args.iter().any(|a| a == "--insecure-plaintext"));
         assert_eq!(flag(&args, "--tls-cert"), Some("/r/tls.crt"));
         assert_eq!(flag(&args, "--tls-key"), Some("/r/tls.key"));

@@ -1,6 +1,6 @@
-//! Workloads as pods: the aggregator's Deployment, Service, Secret and PVC in the placed
-//! member cluster, and one Job (with its own Secret) per participant in its site's
-//! cluster, all applied server-side.
+//! Workloads as pods: the aggregator's Deployment, Service, Secret and PVC (or, with an S3
+//! model store, a second Secret with its S3 keys) in the placed member cluster, and one Job
+//! (with its own Secret) per participant in its site's cluster, all applied server-side.
 
 use super::{DesiredAggregator, ParticipantObs, Start, WorkloadError, Workloads};
 use crate::clusters::{ClusterError, MEMBER_TIMEOUT, bounded};
@@ -206,7 +206,13 @@ async fn apply_aggregator(
     let objs = build::aggregator(job, node, &w.images_of(job))?;
     let digest = applied::digest(
         cluster,
-        &(&objs.secret, &objs.pvc, &objs.service, &objs.deployment),
+        &(
+            &objs.secret,
+            &objs.store_secret,
+            &objs.pvc,
+            &objs.service,
+            &objs.deployment,
+        ),
     );
     // Unchanged since the last apply: read back, and apply again only if it was deleted
     // or changed by someone else.
@@ -243,16 +249,18 @@ async fn apply_aggregator(
     }
     let run = async {
         ensure_namespace(&client, AGGREGATOR_NAMESPACE).await?;
-        ssa(
-            &Api::<Secret>::namespaced(client.clone(), AGGREGATOR_NAMESPACE),
-            &objs.secret,
-        )
-        .await?;
-        ssa(
-            &Api::<PersistentVolumeClaim>::namespaced(client.clone(), AGGREGATOR_NAMESPACE),
-            &objs.pvc,
-        )
-        .await?;
+        let secrets = Api::<Secret>::namespaced(client.clone(), AGGREGATOR_NAMESPACE);
+        ssa(&secrets, &objs.secret).await?;
+        if let Some(store) = &objs.store_secret {
+            ssa(&secrets, store).await?;
+        }
+        if let Some(pvc) = &objs.pvc {
+            ssa(
+                &Api::<PersistentVolumeClaim>::namespaced(client.clone(), AGGREGATOR_NAMESPACE),
+                pvc,
+            )
+            .await?;
+        }
         let svc = ssa(
             &Api::<Service>::namespaced(client.clone(), AGGREGATOR_NAMESPACE),
             &objs.service,

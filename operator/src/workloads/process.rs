@@ -119,7 +119,13 @@ async fn process_aggregator(rt: &ProcessRuntime, job: &ValidJob, cluster: String
         leaf: &server,
     };
     match rt
-        .ensure_aggregator(&job.key, &config, &creds, &job.workload.init_model())
+        .ensure_aggregator(
+            &job.key,
+            &config,
+            &creds,
+            &job.workload.init_model(),
+            &job.store,
+        )
         .await
     {
         Ok(AggregatorState::Ready { grpc, http }) => AggregatorObs::Ready {

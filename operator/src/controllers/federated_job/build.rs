@@ -2,11 +2,12 @@
 //! for the sites' clusters and the aggregator's objects for the placed cluster. Pure.
 
 use super::aggregator_node::AggregatorNode;
+use super::model_store::{self, S3Credentials, StoreKind};
 use super::validate::ValidJob;
 use crate::images::Images;
 use crate::names::{self, AGGREGATOR_NAMESPACE, GRPC_PORT, HTTP_PORT};
 use crate::pki::PkiError;
-use crate::workloads::command::{self, AggregatorIo, ParticipantIo, TlsPaths};
+use crate::workloads::command::{self, AggregatorIo, ParticipantIo, StoreArgs, TlsPaths};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret, Service};
@@ -193,15 +194,22 @@ pub fn aggregator_certificate(job: &ValidJob) -> Result<crate::pki::Leaf, PkiErr
 pub struct AggregatorObjects {
     /// Token and job configuration.
     pub secret: Secret,
-    /// Model store volume.
-    pub pvc: PersistentVolumeClaim,
+    /// The S3 keys, copied from the job's credentials Secret (S3 store only).
+    pub store_secret: Option<Secret>,
+    /// Model store volume (volume store only).
+    pub pvc: Option<PersistentVolumeClaim>,
     /// The server.
     pub deployment: Deployment,
     /// gRPC and HTTP endpoints.
     pub service: Service,
 }
 
-/// Builds the aggregator's Secret, PVC, Deployment and Service; its pod runs on `node`.
+/// Annotation of the aggregator's pod template: a digest of its S3 keys, so new keys
+/// restart it.
+pub const ANNOTATION_STORE_CREDENTIALS: &str = "fl.fedsky.dev/store-credentials";
+
+/// Builds the aggregator's Secrets, PVC (for a volume store), Deployment and Service; its
+/// pod runs on `node`.
 pub fn aggregator(
     job: &ValidJob,
     node: &AggregatorNode,
@@ -226,14 +234,23 @@ pub fn aggregator(
             "tls.key": server.key_pem,
         },
     }));
-    let pvc = from(json!({
-        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": meta,
-        "spec": {
-            "accessModes": ["ReadWriteOnce"],
-            "resources": { "requests": { "storage": job.store_size } },
-            "storageClassName": job.storage_class,
-        },
-    }));
+    let (pvc, store_secret) = match &job.store.kind {
+        StoreKind::Volume {
+            size,
+            storage_class,
+        } => (
+            Some(from(json!({
+                "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": meta,
+                "spec": {
+                    "accessModes": ["ReadWriteOnce"],
+                    "resources": { "requests": { "storage": size } },
+                    "storageClassName": storage_class,
+                },
+            }))),
+            None,
+        ),
+        StoreKind::S3 { credentials, .. } => (None, Some(store_secret(job, credentials))),
+    };
     let deployment = aggregator_deployment(job, node, images, &meta);
     let service = from(json!({
         "apiVersion": "v1", "kind": "Service", "metadata": meta,
@@ -249,10 +266,39 @@ pub fn aggregator(
     }));
     Ok(AggregatorObjects {
         secret,
+        store_secret,
         pvc,
         deployment,
         service,
     })
+}
+
+/// The aggregator's S3 keys in a Secret of their own in the member cluster, labelled like
+/// its other objects (so they go with the job).
+fn store_secret(job: &ValidJob, credentials: &S3Credentials) -> Secret {
+    from(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {
+            "name": names::aggregator_store_secret(&job.key),
+            "namespace": AGGREGATOR_NAMESPACE,
+            "labels": names::labels(&job.key, "aggregator"),
+            "annotations": { names::ANNOTATION_JOB: job.reference },
+        },
+        "type": "Opaque",
+        "stringData": credentials.string_data(),
+    }))
+}
+
+/// The S3 keys as the aggregator's environment, each from the store Secret (the session
+/// token only where the Secret has one).
+fn store_env(job: &ValidJob) -> serde_json::Value {
+    let secret = names::aggregator_store_secret(&job.key);
+    let from_secret = |key: &str, optional: bool| json!({ "name": key, "valueFrom": { "secretKeyRef": { "name": secret, "key": key, "optional": optional } } });
+    json!([
+        from_secret(model_store::ACCESS_KEY_ID, false),
+        from_secret(model_store::SECRET_ACCESS_KEY, false),
+        from_secret(model_store::SESSION_TOKEN, true),
+    ])
 }
 
 /// The aggregator's Deployment (`meta` shared with its other objects), its pod on `node`.
@@ -266,6 +312,22 @@ fn aggregator_deployment(
     let labels = names::labels(&job.key, "aggregator");
     let mut init_model = job.workload.init_model();
     init_model.extend(["--out".into(), "/models/initial.safetensors".into()]);
+    let mut annotations = serde_json::Map::new();
+    annotations.insert(names::ANNOTATION_JOB.into(), json!(job.reference));
+    // With S3 the volume holds only the initial model, written again on every start.
+    let (models, env) = match job.store.s3() {
+        Some((_, credentials)) => {
+            annotations.insert(
+                ANNOTATION_STORE_CREDENTIALS.into(),
+                json!(credentials.fingerprint()),
+            );
+            (json!({ "name": "models", "emptyDir": {} }), store_env(job))
+        }
+        None => (
+            json!({ "name": "models", "persistentVolumeClaim": { "claimName": name } }),
+            serde_json::Value::Null,
+        ),
+    };
     from(json!({
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta,
         "spec": {
@@ -276,7 +338,7 @@ fn aggregator_deployment(
             "template": {
                 // The job annotation lets the member watch wake the job when its pod
                 // cannot be scheduled.
-                "metadata": { "labels": labels, "annotations": { names::ANNOTATION_JOB: job.reference } },
+                "metadata": { "labels": labels, "annotations": annotations },
                 "spec": {
                     "automountServiceAccountToken": false,
                     "imagePullSecrets": images.pull_secret_refs(),
@@ -308,10 +370,12 @@ fn aggregator_deployment(
                             grpc_listen: &format!("0.0.0.0:{GRPC_PORT}"),
                             http_listen: &format!("0.0.0.0:{HTTP_PORT}"),
                             token_file: "/var/run/fedsky/token",
-                            store_dir: "/models",
+                            store: StoreArgs::of(&job.store, "/models"),
+                            keep_versions: job.store.keep_versions,
                             initial_model: "/models/initial.safetensors",
                             tls: tls_paths(),
                         }),
+                        "env": env,
                         "ports": [
                             { "name": "grpc", "containerPort": GRPC_PORT },
                             { "name": "http", "containerPort": HTTP_PORT },
@@ -326,7 +390,7 @@ fn aggregator_deployment(
                         ],
                     }],
                     "volumes": [
-                        { "name": "models", "persistentVolumeClaim": { "claimName": name } },
+                        models,
                         { "name": "config", "secret": { "secretName": name, "defaultMode": 0o400 } },
                     ],
                 },
@@ -425,7 +489,8 @@ mod tests {
         let n = Some("fedsky-agg-covid-xray-covid-xray".to_string());
         assert_eq!(a.deployment.metadata.name, n);
         assert_eq!(a.service.metadata.name, n);
-        assert_eq!(a.pvc.metadata.name, n);
+        assert_eq!(a.pvc.expect("a volume store").metadata.name, n);
+        assert!(a.store_secret.is_none());
         assert_eq!(a.secret.metadata.name, n);
         let d = a.deployment.spec.expect("spec");
         assert_eq!(
@@ -435,6 +500,121 @@ mod tests {
         assert_eq!(
             a.service.spec.and_then(|s| s.type_).as_deref(),
             Some("LoadBalancer")
+        );
+    }
+
+    #[test]
+    fn an_s3_store_has_no_claim_and_its_keys_come_from_a_secret_reference() {
+        use super::super::model_store::tests::{job_with_store, keys};
+        use super::super::validate::{tests::example_pool, tests::test_ca, validate};
+        let spec = job_with_store(serde_json::json!({
+            "s3": { "endpoint": "http://127.0.0.1:9000", "bucket": "models", "prefix": "jobs/x",
+                    "region": "eu-central-1", "credentialsSecretRef": { "name": "s3" } },
+            "keepVersions": 2
+        }));
+        let job = validate(&spec, &example_pool(), "tok", &test_ca(), Some(keys())).expect("valid");
+        let a = aggregator(&job, &m5_large(), &Images::default()).expect("objects");
+        assert!(a.pvc.is_none());
+        let secret = a.store_secret.expect("store secret");
+        let secret_name = names::aggregator_store_secret(&job.key);
+        assert_eq!(secret.metadata.name.as_deref(), Some(secret_name.as_str()));
+        assert_eq!(secret.metadata.labels, a.secret.metadata.labels);
+        let data = secret.string_data.expect("data");
+        assert_eq!(data["AWS_ACCESS_KEY_ID"], keys().access_key_id);
+        assert_eq!(data["AWS_SECRET_ACCESS_KEY"], keys().secret_access_key);
+        assert!(!data.contains_key("AWS_SESSION_TOKEN"));
+        // The mounted Secret does not carry them.
+        let mounted = a.secret.string_data.expect("data");
+        assert!(
+            !mounted.keys().any(|k| k.starts_with("AWS_")),
+            "{mounted:?}"
+        );
+
+        let template = a.deployment.spec.expect("spec").template;
+        let pod = template.spec.expect("pod");
+        let c = pod
+            .containers
+            .iter()
+            .find(|c| c.name == "aggregator")
+            .expect("aggregator");
+        let args = c.args.clone().unwrap_or_default();
+        let flag = |name: &str| args.windows(2).find(|w| w[0] == name).map(|w| w[1].clone());
+        assert_eq!(flag("--s3-bucket").as_deref(), Some("models"));
+        assert_eq!(
+            flag("--s3-endpoint").as_deref(),
+            Some("http://127.0.0.1:9000")
+        );
+        assert_eq!(flag("--s3-prefix").as_deref(), Some("jobs/x"));
+        assert_eq!(flag("--s3-region").as_deref(), Some("eu-central-1"));
+        assert_eq!(flag("--keep-versions").as_deref(), Some("2"));
+        assert_eq!(flag("--store-dir"), None);
+        // Keys only as references, never as values or arguments.
+        let env = c.env.clone().unwrap_or_default();
+        let names: Vec<&str> = env.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "AWS_ACCESS_KEY_ID",
+                "AWS_SECRET_ACCESS_KEY",
+                "AWS_SESSION_TOKEN"
+            ]
+        );
+        for e in &env {
+            assert_eq!(e.value, None, "{e:?}");
+            let r = e
+                .value_from
+                .as_ref()
+                .and_then(|v| v.secret_key_ref.clone())
+                .expect("secretKeyRef");
+            assert_eq!(
+                (r.name.as_str(), r.key.as_str()),
+                (secret_name.as_str(), e.name.as_str())
+            );
+            assert_eq!(r.optional, Some(e.name == "AWS_SESSION_TOKEN"));
+        }
+        let text = serde_json::to_string(&pod).expect("json");
+        assert!(
+            !text.contains(&keys().secret_access_key),
+            "a key in the pod spec"
+        );
+        assert!(
+            !text.contains(&keys().access_key_id),
+            "a key in the pod spec"
+        );
+        // The initial model goes to a scratch volume; no claim is referenced.
+        let vols = pod.volumes.unwrap_or_default();
+        let models = vols.iter().find(|v| v.name == "models").expect("models");
+        assert!(models.empty_dir.is_some() && models.persistent_volume_claim.is_none());
+        // New keys restart the pod.
+        let fingerprint = template
+            .metadata
+            .and_then(|m| m.annotations)
+            .and_then(|a| a.get(ANNOTATION_STORE_CREDENTIALS).cloned());
+        assert_eq!(fingerprint, Some(keys().fingerprint()));
+    }
+
+    #[test]
+    fn a_volume_store_has_its_claim_and_no_keys() {
+        let job = valid_job();
+        let a = aggregator(&job, &m5_large(), &Images::default()).expect("objects");
+        let pvc = a.pvc.expect("claim");
+        let req = pvc
+            .spec
+            .and_then(|s| s.resources)
+            .and_then(|r| r.requests)
+            .expect("requests");
+        assert_eq!(req["storage"].0, "1Gi");
+        let pod = a.deployment.spec.expect("spec").template.spec.expect("pod");
+        let c = &pod.containers[0];
+        assert_eq!(c.env, None);
+        let args = c.args.clone().unwrap_or_default();
+        assert!(
+            args.windows(2)
+                .any(|w| w[0] == "--store-dir" && w[1] == "/models")
+        );
+        assert!(
+            args.windows(2)
+                .any(|w| w[0] == "--keep-versions" && w[1] == "10")
         );
     }
 

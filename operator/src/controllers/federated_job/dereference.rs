@@ -1,9 +1,11 @@
 //! Dereference: what a FederatedJob refers to, read (or, for what the job owns on the
-//! hub, created) before anything is decided: its pool, its token and CA Secrets, its
-//! AggregatorPlacement, and the member clusters the aggregator may run in.
+//! hub, created) before anything is decided: its pool, its token and CA Secrets, its model
+//! store's S3 credentials Secret, its AggregatorPlacement, and the member clusters the
+//! aggregator may run in.
 
 use super::context::JobContext;
 use super::credentials::JobCredentials;
+use super::model_store::{self, CredentialsError, S3Credentials};
 use super::status::PlacementObs;
 use crate::names;
 use crate::pki::Ca;
@@ -159,6 +161,33 @@ pub(super) async fn credentials(
     };
     ctx.credentials.insert(&uid, creds.clone());
     Ok(creds)
+}
+
+/// The keys of the job's S3 model store from the Secret `spec.modelStore.s3.
+/// credentialsSecretRef` names in the job's namespace (read each reconcile, so a rotated
+/// Secret reaches the aggregator); `None` when the job uses no S3 store or names no
+/// Secret. The inner error names the Secret and key the job cannot go on without.
+pub(super) async fn s3_credentials(
+    ctx: &Context,
+    job: &FederatedJob,
+) -> Result<Result<Option<S3Credentials>, String>, Error> {
+    let name = match model_store::credentials_secret(job, &ctx.secrets) {
+        Ok(Some(name)) => name,
+        Ok(None) => return Ok(Ok(None)),
+        Err(e) => return Ok(Err(e.to_string())),
+    };
+    let ns = job.namespace().unwrap_or_default();
+    let secret = format!("{ns}/{name}");
+    let Some(found) = Api::<Secret>::namespaced(ctx.client.clone(), &ns)
+        .get_opt(&name)
+        .await?
+    else {
+        return Ok(Err(CredentialsError::NotFound { secret }.to_string()));
+    };
+    let data = found.data.unwrap_or_default();
+    Ok(model_store::credentials(&secret, &data)
+        .map(Some)
+        .map_err(|e| e.to_string()))
 }
 
 /// Adopts the referenced AggregatorPlacement or applies one from the inline requirements,

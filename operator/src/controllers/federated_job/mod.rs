@@ -4,10 +4,11 @@
 //! references cannot reach.
 //!
 //! Each reconcile is a pipeline, one module per step: [`dereference`] (pool, credentials,
-//! placement, member clusters) → [`validate`] (pure) → [`plan`] (pure: where the
-//! aggregator goes, the participants' starts and replacements) → [`apply`] (through the
-//! [`crate::workloads::Workloads`] chosen at start-up) → [`status`] (pure) written by
-//! [`report`]. The placer ([`place`]) runs the first steps for jobs not placed yet.
+//! the model store's S3 keys, placement, member clusters) → [`validate`] (pure) →
+//! [`plan`] (pure: where the aggregator goes, the participants' starts and replacements) →
+//! [`apply`] (through the [`crate::workloads::Workloads`] chosen at start-up) →
+//! [`status`] (pure) written by [`report`]. The placer ([`place`]) runs the first steps
+//! for jobs not placed yet.
 
 pub mod aggregator_config;
 pub mod aggregator_node;
@@ -18,6 +19,7 @@ pub mod context;
 pub mod credentials;
 mod dereference;
 pub mod member_watch;
+pub mod model_store;
 mod observe;
 pub mod participants;
 pub mod per_job;
@@ -182,7 +184,14 @@ async fn apply_job(job: &FederatedJob, ctx: &JobContext) -> Result<Action, Error
         }
     };
     let creds = dereference::credentials(ctx, job).await?;
-    let valid = match validate::validate(job, &pool, &creds.token, &creds.ca) {
+    let s3 = match dereference::s3_credentials(&ctx.shared, job).await? {
+        Ok(s3) => s3,
+        Err(why) => {
+            obs.invalid = Some(why);
+            return report::finish(job, ctx, &prev, &obs, None, 0, now).await;
+        }
+    };
+    let valid = match validate::validate(job, &pool, &creds.token, &creds.ca, s3) {
         Ok(v) => v,
         Err(e) => {
             obs.invalid = Some(e.to_string());

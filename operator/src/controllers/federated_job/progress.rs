@@ -7,18 +7,21 @@ use fedsky_contract::{StatusView, VersionInfo};
 use fedsky_crds::federated_job::{ModelVersion, RoundMetrics};
 
 /// One history entry per model version: its participants' evaluation of it and the time
-/// since the previous version (the round's duration).
+/// since the previous version (the round's duration), known only while the previous
+/// version is listed too (`keepVersions` prunes old ones).
 fn history(versions: &[VersionInfo]) -> Vec<RoundMetrics> {
     let mut sorted: Vec<&VersionInfo> = versions.iter().collect();
     sorted.sort_by_key(|v| v.version);
-    let mut prev_ms: Option<u64> = None;
+    let mut prev: Option<(u64, u64)> = None;
     sorted
         .into_iter()
         .map(|v| {
-            let duration = prev_ms
-                .filter(|p| v.created_at_unix_ms >= *p && v.version > 0)
-                .map(|p| std::time::Duration::from_millis(v.created_at_unix_ms - p).as_secs_f64());
-            prev_ms = Some(v.created_at_unix_ms);
+            let duration = prev
+                .filter(|(pv, p)| pv + 1 == v.version && v.created_at_unix_ms >= *p)
+                .map(|(_, p)| {
+                    std::time::Duration::from_millis(v.created_at_unix_ms - p).as_secs_f64()
+                });
+            prev = Some((v.version, v.created_at_unix_ms));
             RoundMetrics {
                 round: i32::try_from(v.version).unwrap_or(i32::MAX),
                 participants: i32::try_from(v.contributors.len()).unwrap_or(i32::MAX),
@@ -88,5 +91,18 @@ mod tests {
         assert_eq!(h[0].duration_seconds, None);
         assert_eq!((h[1].participants, h[1].duration_seconds), (2, Some(3.0)));
         assert_eq!((h[2].accuracy, h[2].duration_seconds), (None, Some(2.5)));
+    }
+
+    #[test]
+    fn a_gap_left_by_pruning_has_no_duration() {
+        // Version 0 kept as the best, 1 and 2 pruned.
+        let v: Vec<VersionInfo> = serde_json::from_value(serde_json::json!([
+            {"version": 0, "sha256": "a", "size": 8, "createdAtUnixMs": 1000},
+            {"version": 3, "sha256": "d", "size": 8, "createdAtUnixMs": 9000},
+            {"version": 4, "sha256": "e", "size": 8, "createdAtUnixMs": 9500}
+        ]))
+        .expect("versions");
+        let durations: Vec<Option<f64>> = history(&v).iter().map(|r| r.duration_seconds).collect();
+        assert_eq!(durations, [None, None, Some(0.5)]);
     }
 }

@@ -41,10 +41,8 @@ pub struct ValidJob {
     pub aggregator_config: fedsky_contract::JobConfig,
     /// `aggregator_config` as the JSON file the aggregator reads.
     pub aggregator_file: String,
-    /// Model store size.
-    pub store_size: String,
-    /// Model store StorageClass.
-    pub storage_class: Option<String>,
+    /// Where model versions go, with the S3 keys if in S3, and how many are kept.
+    pub store: super::model_store::StoreSpec,
     /// Sites of the pool.
     pub sites: Vec<Site>,
     /// Selection policy.
@@ -76,12 +74,14 @@ pub fn check(job: &FederatedJob, pool: &ParticipantPool) -> Result<(), InvalidJo
     crate::workloads::command::Workload::for_job(job).map(|_| ())
 }
 
-/// Checks the job against its pool.
+/// Checks the job against its pool; `s3` are the keys of the job's S3 credentials Secret,
+/// if it names one.
 pub fn validate(
     job: &FederatedJob,
     pool: &ParticipantPool,
     token: &str,
     ca: &crate::pki::Ca,
+    s3: Option<super::model_store::S3Credentials>,
 ) -> Result<ValidJob, InvalidJob> {
     let ns = job.namespace().unwrap_or_default();
     let name = job.name_any();
@@ -135,19 +135,7 @@ pub fn validate(
         ca: ca.clone(),
         aggregator_file,
         aggregator_config,
-        store_size: job
-            .spec
-            .model_store
-            .volume
-            .as_ref()
-            .and_then(|v| v.size.as_ref())
-            .map_or_else(|| "1Gi".to_string(), |q| q.0.clone()),
-        storage_class: job
-            .spec
-            .model_store
-            .volume
-            .as_ref()
-            .and_then(|v| v.storage_class_name.clone()),
+        store: super::model_store::store_spec(job, s3)?,
         sites: pool.spec.sites.clone(),
         policy,
         max_replacements: p
@@ -200,7 +188,7 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn valid_job() -> ValidJob {
-        validate(&example_job(), &example_pool(), "tok", &test_ca()).expect("valid")
+        validate(&example_job(), &example_pool(), "tok", &test_ca(), None).expect("valid")
     }
 
     #[test]
@@ -242,7 +230,7 @@ pub(crate) mod tests {
         let mut pool = example_pool();
         pool.spec.sites.clear();
         assert_eq!(
-            validate(&example_job(), &pool, "t", &test_ca()).err(),
+            validate(&example_job(), &pool, "t", &test_ca(), None).err(),
             Some(InvalidJob::EmptyPool("hospitals".into()))
         );
         assert_eq!(

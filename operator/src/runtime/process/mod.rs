@@ -3,6 +3,7 @@
 //!
 //! Layout under the state directory, per job key:
 //! `aggregator/{job.json,token,ca.crt,tls.crt,tls.key,initial.safetensors,ports.json,store/,run/}`
+//! (`store/` only for a volume model store; an S3 one gets its keys as environment)
 //! and `participants/<name>/{meta.json,token,ca.crt,tls.crt,tls.key,state/,run/}` (credentials
 //! mode 0600), where `run/` holds `pid`, `log`
 //! and, once the process has ended, `exit` (its status). Each process runs under a small
@@ -15,8 +16,9 @@ mod supervise;
 mod tests;
 
 use super::netem::NetemError;
+use crate::controllers::federated_job::model_store::StoreSpec;
 use crate::pki::Leaf;
-use crate::workloads::command::{self, AggregatorIo, TlsPaths};
+use crate::workloads::command::{self, AggregatorIo, StoreArgs, TlsPaths};
 use files::{create_dir, io, ports, remove_dir, write_credentials, write_if_changed};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -240,12 +242,15 @@ impl ProcessRuntime {
 
     /// Starts the job's aggregator if it is not running and reports whether it serves.
     /// `init_model` is the participant binary's `init-model` command line without `--out`.
+    /// A volume `store` is the job directory's `store/`; an S3 store's keys are the
+    /// process's `AWS_*` environment.
     pub async fn ensure_aggregator(
         &self,
         key: &str,
         job_json: &str,
         creds: &Credentials<'_>,
         init_model: &[String],
+        store: &StoreSpec,
     ) -> Result<AggregatorState, ProcessError> {
         let dir = self.aggregator_dir(key);
         let run = dir.join("run");
@@ -274,12 +279,14 @@ impl ProcessRuntime {
         }
         let s = |p: &Path| p.display().to_string();
         let (ca, cert, tls_key) = (s(&files.ca), s(&files.cert), s(&files.key));
+        let store_dir = s(&dir.join("store"));
         let args = command::aggregator(&AggregatorIo {
             job_file: &s(&dir.join("job.json")),
             grpc_listen: &grpc,
             http_listen: &format!("127.0.0.1:{}", ports.http),
             token_file: &s(&files.token),
-            store_dir: &s(&dir.join("store")),
+            store: StoreArgs::of(store, &store_dir),
+            keep_versions: store.keep_versions,
             initial_model: &s(&initial),
             tls: TlsPaths {
                 ca: &ca,
@@ -287,7 +294,9 @@ impl ProcessRuntime {
                 key: &tls_key,
             },
         });
-        spawn(&run, &self.settings.aggregator_bin, &args, &[]).await?;
+        let env = store.s3().map(|(_, keys)| keys.env());
+        let env = env.as_ref().map_or(&[][..], |e| &e[..]);
+        spawn(&run, &self.settings.aggregator_bin, &args, env).await?;
         Ok(AggregatorState::Starting)
     }
 

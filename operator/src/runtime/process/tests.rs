@@ -109,8 +109,9 @@ async fn a_failing_init_model_is_reported_with_its_output() {
         ca_pem: "ca",
         leaf: &leaf,
     };
+    let store = crate::controllers::federated_job::validate::tests::valid_job().store;
     let err = rt
-        .ensure_aggregator("k", "{}", &creds, &["-c".into(), script.into()])
+        .ensure_aggregator("k", "{}", &creds, &["-c".into(), script.into()], &store)
         .await
         .expect_err("the script fails");
     let msg = err.to_string();
@@ -153,4 +154,85 @@ fn writes_are_atomic_and_token_files_private() {
     let ports1 = ports(&dir.path().join("ports.json")).expect("ports");
     let ports2 = ports(&dir.path().join("ports.json")).expect("ports");
     assert_eq!((ports1.grpc, ports1.http), (ports2.grpc, ports2.http));
+}
+
+#[tokio::test]
+async fn an_s3_aggregator_gets_its_keys_as_environment_and_its_store_as_flags() {
+    use crate::controllers::federated_job::model_store::tests::{job_with_store, keys};
+    use crate::controllers::federated_job::validate::{tests, validate};
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seen = dir.path().join("seen");
+    // Stands in for the aggregator: records its environment, then its arguments.
+    let bin = dir.path().join("aggregator.sh");
+    std::fs::write(
+        &bin,
+        format!(
+            "#!/bin/sh\nenv > {0}.env\nprintf '%s\\n' \"$@\" > {0}.args\n",
+            seen.display()
+        ),
+    )
+    .expect("script");
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let rt = ProcessRuntime::new(ProcessSettings {
+        aggregator_bin: bin,
+        participant_bin: "/bin/sh".into(),
+        ..runtime(&dir.path().join("state")).settings
+    });
+    let spec = job_with_store(serde_json::json!({
+        "s3": { "endpoint": "http://127.0.0.1:9000", "bucket": "models", "prefix": "jobs/x",
+                "credentialsSecretRef": { "name": "s3" } },
+        "keepVersions": 2
+    }));
+    let job = validate(
+        &spec,
+        &tests::example_pool(),
+        "tok",
+        &tests::test_ca(),
+        Some(keys()),
+    )
+    .expect("valid");
+    let leaf = Leaf {
+        cert_pem: "cert".into(),
+        key_pem: "key".into(),
+    };
+    let creds = Credentials {
+        token: "t",
+        ca_pem: "ca",
+        leaf: &leaf,
+    };
+    // `sh -c SCRIPT --out FILE`: $1 is the initial model's path.
+    let init = ["-c".to_string(), "echo model > \"$1\"".to_string()];
+    let state = rt
+        .ensure_aggregator("k", "{}", &creds, &init, &job.store)
+        .await
+        .expect("started");
+    assert_eq!(state, AggregatorState::Starting);
+    let args_file = seen.with_extension("args");
+    until("the aggregator's arguments", || {
+        std::fs::read_to_string(&args_file).is_ok_and(|a| a.contains("--client-ca"))
+    })
+    .await;
+    let args: Vec<String> = std::fs::read_to_string(&args_file)
+        .expect("args")
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let flag = |name: &str| args.windows(2).find(|w| w[0] == name).map(|w| w[1].clone());
+    assert_eq!(flag("--s3-bucket").as_deref(), Some("models"));
+    assert_eq!(flag("--s3-prefix").as_deref(), Some("jobs/x"));
+    assert_eq!(flag("--keep-versions").as_deref(), Some("2"));
+    assert_eq!(flag("--store-dir"), None);
+    assert!(!args.iter().any(|a| a.contains(&keys().secret_access_key)));
+    let env = std::fs::read_to_string(seen.with_extension("env")).expect("env");
+    assert!(
+        env.lines()
+            .any(|l| l == format!("AWS_ACCESS_KEY_ID={}", keys().access_key_id))
+    );
+    assert!(
+        env.lines()
+            .any(|l| l == format!("AWS_SECRET_ACCESS_KEY={}", keys().secret_access_key))
+    );
+    assert!(env.lines().any(|l| l == "AWS_SESSION_TOKEN="), "{env}");
+    rt.cleanup("k").await.expect("cleanup");
 }

@@ -4,7 +4,7 @@
 
 use super::{AggregatorObs, HISTORY_LIMIT, Progress};
 use fedsky_crds::aggregator_placement::PlacementOption;
-use fedsky_crds::federated_job::{ChosenPlacement, FederatedJobStatus, JobPhase};
+use fedsky_crds::federated_job::{ChosenPlacement, FederatedJobStatus, JobPhase, RoundMetrics};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
@@ -53,7 +53,13 @@ pub fn merge_progress(s: &mut FederatedJobStatus, p: &Progress) {
     s.current_round = Some(p.completed_rounds);
     for r in &p.rounds {
         if let Some(h) = s.history.iter_mut().find(|h| h.round == r.round) {
-            *h = r.clone();
+            // A duration measured while the previous version was listed stays once that
+            // version is pruned.
+            let duration_seconds = r.duration_seconds.or(h.duration_seconds);
+            *h = RoundMetrics {
+                duration_seconds,
+                ..r.clone()
+            };
         } else if s.history.last().is_none_or(|h| h.round < r.round) {
             s.history.push(r.clone());
         }
@@ -177,6 +183,46 @@ mod tests {
         assert_eq!(rounds, [2, 3, 4]);
         assert_eq!(s.latest_model, Some(model));
         assert_eq!(round_progress(4, 20), "4/20");
+    }
+
+    #[test]
+    fn a_rounds_duration_outlives_the_pruning_of_the_version_before() {
+        let mut s = FederatedJobStatus::default();
+        let round = |r, d: Option<f64>, acc: Option<f64>| RoundMetrics {
+            round: r,
+            duration_seconds: d,
+            accuracy: acc,
+            ..Default::default()
+        };
+        let progress = |rounds| Progress {
+            phase: fedsky_contract::AggregatorPhase::Collecting,
+            completed_rounds: 3,
+            rounds,
+            latest_model: None,
+        };
+        merge_progress(
+            &mut s,
+            &progress(vec![round(2, Some(4.0), None), round(3, Some(5.0), None)]),
+        );
+        // Version 2 pruned: version 3 is listed first, without a duration, but with the
+        // evaluation that arrived since.
+        merge_progress(
+            &mut s,
+            &progress(vec![round(3, None, Some(0.8)), round(4, Some(6.0), None)]),
+        );
+        let got: Vec<(i32, Option<f64>, Option<f64>)> = s
+            .history
+            .iter()
+            .map(|h| (h.round, h.duration_seconds, h.accuracy))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (2, Some(4.0), None),
+                (3, Some(5.0), Some(0.8)),
+                (4, Some(6.0), None)
+            ]
+        );
     }
 
     #[test]
