@@ -156,7 +156,9 @@ bench-operator: control-plane
 		$(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/release/scale-bench $(OPERATOR_BENCH_ARGS)
 
 ## process-runtime-test: the operator's process runtime end to end — a job placed on real
-## control planes, its aggregator and libtorch participants run as local processes
+## control planes, its aggregator and libtorch participants run as local processes; the
+## model store on moto's S3 with keepVersions (model_store); the Grafana dashboard's
+## queries against live scrapes of the operator and an aggregator (dashboard_metrics)
 CARGO_TARGET_DIR_OR_DEFAULT = $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 .PHONY: process-runtime-test
 process-runtime-test: control-plane participant-build
@@ -164,7 +166,7 @@ process-runtime-test: control-plane participant-build
 	$(PARTICIPANT_ENV) FEDSKY_BIN_DIR="$$(./e2e/scripts/build-control-plane.sh)" \
 		FEDSKY_AGGREGATOR_BIN="$(CARGO_TARGET_DIR_OR_DEFAULT)/debug/fedsky-aggregator" \
 		FEDSKY_PARTICIPANT_BIN="$(CARGO_TARGET_DIR_OR_DEFAULT)/debug/fedsky-participant" \
-		$(CARGO) test -p fedsky-operator --test process_runtime -- --ignored
+		$(CARGO) test -p fedsky-operator --test process_runtime --test model_store --test dashboard_metrics -- --ignored
 
 ## participant-bench: tch vs PyTorch eager training throughput on this machine's CPU (a table)
 BENCH_ARGS ?= --device cpu --batch-size 32 --steps 30

@@ -140,6 +140,7 @@ module "fedsky" {
   cluster_ca_certificate  = base64decode(aws_eks_cluster.this.certificate_authority[0].data)
   hub_namespace           = var.hub_namespace
   credentials_secret_name = var.credentials_secret_name
+  aggregator_pod_monitor  = var.aggregator_pod_monitor
 
   # Registered once nodes exist: before that fedsky has nowhere to run anything.
   depends_on = [aws_eks_node_group.this]

@@ -150,3 +150,10 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "aggregator_pod_monitor" {
+  description = "PodMonitor for the aggregators fedsky runs in this cluster: enabled, namespace, labels, scheme (http, or https with tls_config), interval; see modules/fedsky-member's variable of this name."
+  type        = any
+  default     = {}
+  nullable    = false
+}

@@ -25,3 +25,8 @@ output "service_account" {
   description = "Namespace/name of fedsky's ServiceAccount in the member cluster."
   value       = "${kubernetes_namespace_v1.fedsky.metadata[0].name}/${kubernetes_service_account_v1.fedsky.metadata[0].name}"
 }
+
+output "aggregator_pod_monitor_manifest" {
+  description = "PodMonitor (YAML) scraping this cluster's fedsky aggregators, for kubectl apply where aggregator_pod_monitor.enabled is false."
+  value       = yamlencode(local.aggregator_pod_monitor)
+}

@@ -101,3 +101,36 @@ variable "probe_interval_seconds" {
     error_message = "probe_interval_seconds must be a whole number from 5 to 3600, or null."
   }
 }
+
+variable "aggregator_pod_monitor" {
+  description = <<-EOT
+    A prometheus-operator PodMonitor scraping the aggregators fedsky runs in this cluster
+    (see monitoring.tf). enabled creates it (the monitoring.coreos.com CRDs must be
+    installed first); the manifest is the output aggregator_pod_monitor_manifest either
+    way. namespace: where the PodMonitor lives (null: member_namespace). labels: what your
+    Prometheus's podMonitorSelector matches, for example { release = "kube-prometheus-stack" }.
+    scheme: the one setting for how the aggregator serves its HTTP port, "http" today;
+    "https" once it serves TLS there, with tls_config (the PodMonitor's tlsConfig object)
+    saying how to verify it.
+  EOT
+  type = object({
+    enabled    = optional(bool, false)
+    namespace  = optional(string)
+    labels     = optional(map(string), {})
+    scheme     = optional(string, "http")
+    interval   = optional(string, "30s")
+    tls_config = optional(any)
+  })
+  default  = {}
+  nullable = false
+
+  validation {
+    condition     = contains(["http", "https"], var.aggregator_pod_monitor.scheme)
+    error_message = "aggregator_pod_monitor.scheme must be http or https."
+  }
+
+  validation {
+    condition     = var.aggregator_pod_monitor.tls_config == null || var.aggregator_pod_monitor.scheme == "https"
+    error_message = "aggregator_pod_monitor.tls_config applies to scheme = \"https\" only."
+  }
+}

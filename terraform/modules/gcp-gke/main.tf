@@ -132,6 +132,7 @@ module "fedsky" {
   cluster_ca_certificate  = base64decode(google_container_cluster.this.master_auth[0].cluster_ca_certificate)
   hub_namespace           = var.hub_namespace
   credentials_secret_name = var.credentials_secret_name
+  aggregator_pod_monitor  = var.aggregator_pod_monitor
 
   # Registered once nodes exist: before that fedsky has nowhere to run anything.
   depends_on = [google_container_node_pool.this]

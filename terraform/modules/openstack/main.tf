@@ -82,4 +82,5 @@ module "fedsky" {
   cluster_ca_certificate  = nonsensitive(local.kube["cluster_ca_certificate"])
   hub_namespace           = var.hub_namespace
   credentials_secret_name = var.credentials_secret_name
+  aggregator_pod_monitor  = var.aggregator_pod_monitor
 }

@@ -52,3 +52,8 @@ output "manifests" {
   value       = module.fedsky.manifests
   sensitive   = true
 }
+
+output "aggregator_pod_monitor_manifest" {
+  description = "PodMonitor (YAML) scraping this cluster's fedsky aggregators, for kubectl apply where aggregator_pod_monitor.enabled is false."
+  value       = module.fedsky.aggregator_pod_monitor_manifest
+}

@@ -186,3 +186,10 @@ variable "credentials_secret_name" {
   type        = string
   default     = null
 }
+
+variable "aggregator_pod_monitor" {
+  description = "PodMonitor for the aggregators fedsky runs in this cluster: enabled, namespace, labels, scheme (http, or https with tls_config), interval; see modules/fedsky-member's variable of this name."
+  type        = any
+  default     = {}
+  nullable    = false
+}

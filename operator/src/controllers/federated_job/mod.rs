@@ -262,6 +262,7 @@ async fn cleanup(job: &FederatedJob, ctx: &JobContext) -> Result<Action, Error> 
     ctx.workloads.cleanup(job).await?;
     dereference::delete_credentials(&ctx.shared, job).await?;
     ctx.credentials.forget(&job.uid().unwrap_or_default());
+    ctx.shared.metrics.forget_job(&report::job_labels(job));
     report::publish(
         ctx,
         job,

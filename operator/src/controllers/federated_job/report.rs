@@ -5,6 +5,7 @@ use super::context::JobContext;
 use super::requeue;
 use super::status::{self, AggregatorObs, Observation};
 use super::yielding::wait_while;
+use crate::metrics::{JobLabels, JobSample};
 use crate::orchestrator::QueueState;
 use crate::{Error, FIELD_MANAGER};
 use fedsky_crds::FederatedJob;
@@ -30,6 +31,15 @@ pub(super) async fn finish(
 ) -> Result<Action, Error> {
     let written = write_status(job, ctx, prev, obs, queue, replacements, now).await?;
     let next = written.as_ref().unwrap_or(prev);
+    // Only jobs with the finalizer, whose cleanup drops the series again (the placer's
+    // jobs have none yet, and no rounds either).
+    if job.finalizers().iter().any(|f| f == super::FINALIZER) {
+        ctx.shared.metrics.job(
+            &job_labels(job),
+            job.metadata.uid.as_deref().unwrap_or_default(),
+            &JobSample::of(next),
+        );
+    }
     let terminal = matches!(
         next.phase,
         Some(
@@ -52,6 +62,14 @@ pub(super) async fn finish(
             requeue::last_status_change(job.metadata.managed_fields.as_deref(), FIELD_MANAGER);
         Action::requeue(requeue::after(requeue::unchanged_for(last, now)))
     })
+}
+
+/// The labels of `job`'s metrics.
+pub(super) fn job_labels(job: &FederatedJob) -> JobLabels {
+    JobLabels {
+        federatedjob_namespace: job.namespace().unwrap_or_default(),
+        federatedjob: job.name_any(),
+    }
 }
 
 /// Computes and writes the status; returns what was written, `None` when it equals `prev`

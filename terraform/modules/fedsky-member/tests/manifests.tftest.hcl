@@ -131,3 +131,85 @@ run "rejects_probe_interval_out_of_range" {
   variables { probe_interval_seconds = 2 }
   expect_failures = [var.probe_interval_seconds]
 }
+
+run "aggregator_pod_monitor_is_an_output_until_enabled" {
+  assert {
+    condition     = length(kubernetes_manifest.aggregator_pod_monitor) == 0
+    error_message = "the PodMonitor needs its CRD: only created when enabled"
+  }
+
+  assert {
+    condition = yamldecode(output.aggregator_pod_monitor_manifest) == {
+      apiVersion = "monitoring.coreos.com/v1"
+      kind       = "PodMonitor"
+      metadata = {
+        name      = "fedsky-aggregators"
+        namespace = "fedsky-system"
+        labels    = { "app.kubernetes.io/part-of" = "fedsky", "app.kubernetes.io/managed-by" = "opentofu" }
+      }
+      spec = {
+        namespaceSelector = { matchNames = ["fedsky-aggregators"] }
+        selector          = { matchLabels = { "fl.fedsky.dev/role" = "aggregator" } }
+        podMetricsEndpoints = [{
+          port     = "http"
+          path     = "/metrics"
+          scheme   = "http"
+          interval = "30s"
+          relabelings = [
+            { action = "replace", sourceLabels = ["__meta_kubernetes_pod_annotation_fl_fedsky_dev_job_ref"], regex = "([^/]+)/(.+)", replacement = "$1", targetLabel = "federatedjob_namespace" },
+            { action = "replace", sourceLabels = ["__meta_kubernetes_pod_annotation_fl_fedsky_dev_job_ref"], regex = "([^/]+)/(.+)", replacement = "$2", targetLabel = "federatedjob" },
+            { action = "replace", replacement = "hospital-eu", targetLabel = "member_cluster" },
+          ]
+        }]
+      }
+    }
+    error_message = "PodMonitor differs: ${output.aggregator_pod_monitor_manifest}"
+  }
+}
+
+run "aggregator_pod_monitor_enabled_over_https" {
+  variables {
+    aggregator_pod_monitor = {
+      enabled    = true
+      labels     = { release = "kube-prometheus-stack" }
+      scheme     = "https"
+      interval   = "15s"
+      tls_config = { insecureSkipVerify = true }
+    }
+  }
+
+  assert {
+    condition     = length(kubernetes_manifest.aggregator_pod_monitor) == 1
+    error_message = "enabled creates the PodMonitor"
+  }
+
+  assert {
+    condition     = kubernetes_manifest.aggregator_pod_monitor[0].manifest.metadata.labels.release == "kube-prometheus-stack"
+    error_message = "the PodMonitor carries the labels Prometheus selects"
+  }
+
+  assert {
+    condition = (
+      yamldecode(output.aggregator_pod_monitor_manifest).spec.podMetricsEndpoints[0].scheme == "https" &&
+      yamldecode(output.aggregator_pod_monitor_manifest).spec.podMetricsEndpoints[0].interval == "15s" &&
+      yamldecode(output.aggregator_pod_monitor_manifest).spec.podMetricsEndpoints[0].tlsConfig == { insecureSkipVerify = true }
+    )
+    error_message = "scheme, interval and tlsConfig differ: ${output.aggregator_pod_monitor_manifest}"
+  }
+}
+
+run "rejects_unknown_pod_monitor_scheme" {
+  command = plan
+  variables {
+    aggregator_pod_monitor = { scheme = "tcp" }
+  }
+  expect_failures = [var.aggregator_pod_monitor]
+}
+
+run "rejects_tls_config_over_http" {
+  command = plan
+  variables {
+    aggregator_pod_monitor = { tls_config = { insecureSkipVerify = true } }
+  }
+  expect_failures = [var.aggregator_pod_monitor]
+}
