@@ -54,7 +54,7 @@ async fn aggregator_pods(member: &kube::Client, name: &str) -> Vec<Pod> {
         )))
         .await
         .map(|l| l.items)
-        .unwrap_or_default()
+        .unwrap_or_else(|e| panic!("listing the aggregator's pods: {e}"))
 }
 
 fn node_of(pod: &Pod) -> Option<String> {

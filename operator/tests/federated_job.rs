@@ -51,7 +51,8 @@ async fn participant_jobs(client: &kube::Client) -> Vec<Job> {
         .list(&ListParams::default().labels("fl.fedsky.dev/role=participant"))
         .await
         .map(|l| l.items)
-        .unwrap_or_default()
+        // Failed, it must fail the test: an empty list would pass "all cleaned up".
+        .unwrap_or_else(|e| panic!("listing participant Jobs: {e}"))
 }
 
 fn node_of(job: &Job) -> String {
@@ -358,8 +359,20 @@ async fn job_is_placed_started_healed_and_cleaned_up() {
         .await
         .expect("events");
     let events = serde_json::to_string(&events.items).expect("events");
+    // The job token, from its hub Secret: as secret as the keys.
+    let token = Api::<Secret>::namespaced(hub.clone(), "fedsky-system")
+        .list(&ListParams::default().labels("fl.fedsky.dev/job=default-xray"))
+        .await
+        .expect("job credentials")
+        .items
+        .into_iter()
+        .find_map(|s| s.data?.remove("token"))
+        .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+        .expect("the job token's Secret");
+    assert!(token.len() >= 32, "a token of {} characters", token.len());
     for t in [text, events] {
         assert!(!t.contains("PRIVATE KEY"), "key material leaked: {t}");
+        assert!(!t.contains(&token), "the job token leaked: {t}");
     }
 
     // A site that cannot be read has not failed: while hospital-us hangs, nothing starts in

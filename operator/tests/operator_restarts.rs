@@ -25,11 +25,12 @@ where
         + std::fmt::Debug,
     K::DynamicType: Default,
 {
+    // A failed list must fail the test: counted as 0 it would pass "no orphans".
     Api::<K>::namespaced(client.clone(), ns)
         .list(&ListParams::default().labels(selector))
         .await
         .map(|l| l.items.len())
-        .unwrap_or(0)
+        .unwrap_or_else(|e| panic!("listing {} in {ns}: {e}", K::kind(&Default::default())))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

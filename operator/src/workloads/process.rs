@@ -114,7 +114,7 @@ async fn process_aggregator(rt: &ProcessRuntime, job: &ValidJob, cluster: String
         Err(e) => return AggregatorObs::Waiting("CertificateError", e.to_string()),
     };
     let creds = Credentials {
-        token: &job.token,
+        token: job.token.expose(),
         ca_pem: &job.ca.cert_pem,
         leaf: &server,
     };
@@ -171,7 +171,7 @@ async fn start_process(
         &job.key,
         name,
         &Credentials {
-            token: &job.token,
+            token: job.token.expose(),
             ca_pem: &job.ca.cert_pem,
             leaf: &leaf,
         },

@@ -275,7 +275,7 @@ async fn ensure(
         binary_url: prov.aggregator_binary.url.clone(),
         binary_sha256: prov.aggregator_binary.sha256.clone(),
         job_json: job.aggregator_file.clone(),
-        token: Sensitive::new(job.token.clone()),
+        token: job.token.clone(),
         tls: Some(TlsFiles {
             cert_pem: server.cert_pem,
             key_pem: Sensitive::new(server.key_pem),

@@ -169,7 +169,7 @@ pub fn participant_secret(job: &ValidJob, plan: &ParticipantPlan) -> Result<Secr
         },
         "type": "Opaque",
         "stringData": {
-            "token": job.token,
+            "token": job.token.expose(),
             "ca.crt": job.ca.cert_pem,
             "tls.crt": leaf.cert_pem,
             "tls.key": leaf.key_pem,
@@ -227,7 +227,7 @@ pub fn aggregator(
     let secret = from(json!({
         "apiVersion": "v1", "kind": "Secret", "metadata": meta, "type": "Opaque",
         "stringData": {
-            "token": job.token,
+            "token": job.token.expose(),
             "job.json": job.aggregator_file.clone(),
             "ca.crt": job.ca.cert_pem,
             "tls.crt": server.cert_pem,

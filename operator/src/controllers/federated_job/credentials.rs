@@ -5,12 +5,13 @@
 
 use super::per_job::PerJob;
 use crate::pki::Ca;
+use fedsky_clouds::Sensitive;
 
-/// A job's token and CA.
+/// A job's token and CA. Its `Debug` shows neither the token nor the CA's key.
 #[derive(Clone, Debug)]
 pub struct JobCredentials {
     /// The token participants present.
-    pub token: String,
+    pub token: Sensitive,
     /// The CA issuing the aggregator's and the participants' certificates.
     pub ca: Ca,
 }
@@ -30,12 +31,17 @@ mod tests {
         creds.insert(
             "uid-1",
             JobCredentials {
-                token: "t".into(),
+                token: Sensitive::new("t"),
                 ca: ca.clone(),
             },
         );
         let got = creds.get("uid-1").expect("kept");
-        assert_eq!((got.token.as_str(), &got.ca), ("t", &ca));
+        assert_eq!((got.token.expose(), &got.ca), ("t", &ca));
+        let shown = format!("{got:?}");
+        assert!(
+            !shown.contains("\"t\"") && shown.contains("redacted"),
+            "{shown}"
+        );
         assert!(
             creds.get("uid-2").is_none(),
             "another job (same name, new UID)"

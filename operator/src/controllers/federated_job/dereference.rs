@@ -156,7 +156,7 @@ pub(super) async fn credentials(
         return Ok(c);
     }
     let creds = JobCredentials {
-        token: ensure_token(&ctx.shared, job).await?,
+        token: fedsky_clouds::Sensitive::new(ensure_token(&ctx.shared, job).await?),
         ca: ensure_ca(&ctx.shared, job).await?,
     };
     ctx.credentials.insert(&uid, creds.clone());

@@ -191,7 +191,7 @@ async fn apply_job(job: &FederatedJob, ctx: &JobContext) -> Result<Action, Error
             return report::finish(job, ctx, &prev, &obs, None, 0, now).await;
         }
     };
-    let valid = match validate::validate(job, &pool, &creds.token, &creds.ca, s3) {
+    let valid = match validate::validate(job, &pool, creds.token.expose(), &creds.ca, s3) {
         Ok(v) => v,
         Err(e) => {
             obs.invalid = Some(e.to_string());

@@ -33,8 +33,8 @@ pub struct ValidJob {
     pub max_per_round: usize,
     /// Free resources a participant node needs (the larger of pool and job minimums).
     pub need: Resources,
-    /// The job token participants present.
-    pub token: String,
+    /// The job token participants present (redacted in `Debug`).
+    pub token: fedsky_clouds::Sensitive,
     /// The job's CA, which issues the aggregator's and the participants' certificates.
     pub ca: crate::pki::Ca,
     /// Configuration handed to the aggregator.
@@ -131,7 +131,7 @@ pub fn validate(
         min_per_round: usize::try_from(p.min_per_round).unwrap_or(1),
         max_per_round: usize::try_from(p.max_per_round).unwrap_or(1),
         need: need_pool.max_each(&need_job),
-        token: token.to_string(),
+        token: fedsky_clouds::Sensitive::new(token),
         ca: ca.clone(),
         aggregator_file,
         aggregator_config,
