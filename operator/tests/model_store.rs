@@ -241,37 +241,13 @@ async fn model_versions_are_pruned_in_s3_and_in_the_volume_store() {
     )
     .await;
     let hub = f.hub_client.clone();
-    let sites: Vec<serde_json::Value> = SITES
-        .iter()
-        .zip(["eu-central-1", "us-east-1"])
-        .map(|((site, claim), region)| {
-            serde_json::json!({
-                "name": site, "memberCluster": "hospitals", "cloud": "aws", "region": region,
-                "nodeSelector": { "fedsky.dev/site": site },
-                "dataVolume": { "persistentVolumeClaim": claim },
-            })
-        })
-        .collect();
-    apply_json(
+    common::processes::hospitals_and_placement(
         &hub,
-        serde_json::json!({
-            "apiVersion": "fl.fedsky.dev/v1alpha1", "kind": "ParticipantPool",
-            "metadata": { "name": "hospitals", "namespace": NS },
-            "spec": { "sites": sites, "minSpec": { "cpu": "1", "memory": "1Gi" } }
-        }),
-    )
-    .await;
-    apply_json(
-        &hub,
-        serde_json::json!({
-            "apiVersion": "fl.fedsky.dev/v1alpha1", "kind": "AggregatorPlacement",
-            "metadata": { "name": "xray", "namespace": NS },
-            "spec": {
-                "participants": { "poolRef": { "name": "hospitals" } },
-                "candidates": { "clouds": ["aws"], "regions": ["eu-central-1"] },
-                "solver": { "type": "Exact" }
-            }
-        }),
+        NS,
+        &[
+            (SITES[0].0, SITES[0].1, "eu-central-1"),
+            (SITES[1].0, SITES[1].1, "us-east-1"),
+        ],
     )
     .await;
     let jobs: Api<FederatedJob> = Api::namespaced(hub.clone(), NS);

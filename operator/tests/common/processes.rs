@@ -99,3 +99,41 @@ pub fn synth_sized(participant: &Path, out: &Path, dominant: usize, size: u32, i
         .expect("fedsky-participant synth runs");
     assert!(status.success(), "synth failed");
 }
+
+/// The ParticipantPool `hospitals` of the process-runtime tests, one site per
+/// `(site, claim, region)` on member cluster `hospitals` (nodes labelled
+/// `fedsky.dev/site=<site>`), and the AggregatorPlacement `xray` (exact, AWS Frankfurt).
+pub async fn hospitals_and_placement(hub: &kube::Client, ns: &str, sites: &[(&str, &str, &str)]) {
+    let sites: Vec<serde_json::Value> = sites
+        .iter()
+        .map(|(site, claim, region)| {
+            serde_json::json!({
+                "name": site, "memberCluster": "hospitals", "cloud": "aws", "region": region,
+                "nodeSelector": { "fedsky.dev/site": site },
+                "dataVolume": { "persistentVolumeClaim": claim },
+            })
+        })
+        .collect();
+    super::apply_json(
+        hub,
+        serde_json::json!({
+            "apiVersion": "fl.fedsky.dev/v1alpha1", "kind": "ParticipantPool",
+            "metadata": { "name": "hospitals", "namespace": ns },
+            "spec": { "sites": sites, "minSpec": { "cpu": "1", "memory": "1Gi" } }
+        }),
+    )
+    .await;
+    super::apply_json(
+        hub,
+        serde_json::json!({
+            "apiVersion": "fl.fedsky.dev/v1alpha1", "kind": "AggregatorPlacement",
+            "metadata": { "name": "xray", "namespace": ns },
+            "spec": {
+                "participants": { "poolRef": { "name": "hospitals" } },
+                "candidates": { "clouds": ["aws"], "regions": ["eu-central-1"] },
+                "solver": { "type": "Exact" }
+            }
+        }),
+    )
+    .await;
+}

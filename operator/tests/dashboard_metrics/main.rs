@@ -427,37 +427,13 @@ async fn every_dashboard_metric_is_in_a_live_scrape() {
     )
     .await;
     let ns = "default";
-    let sites: Vec<Value> = SITES
-        .iter()
-        .zip(["eu-central-1", "us-east-1"])
-        .map(|((site, claim), region)| {
-            serde_json::json!({
-                "name": site, "memberCluster": "hospitals", "cloud": "aws", "region": region,
-                "nodeSelector": { "fedsky.dev/site": site },
-                "dataVolume": { "persistentVolumeClaim": claim },
-            })
-        })
-        .collect();
-    apply_json(
+    common::processes::hospitals_and_placement(
         &hub,
-        serde_json::json!({
-            "apiVersion": "fl.fedsky.dev/v1alpha1", "kind": "ParticipantPool",
-            "metadata": { "name": "hospitals", "namespace": ns },
-            "spec": { "sites": sites, "minSpec": { "cpu": "1", "memory": "1Gi" } }
-        }),
-    )
-    .await;
-    apply_json(
-        &hub,
-        serde_json::json!({
-            "apiVersion": "fl.fedsky.dev/v1alpha1", "kind": "AggregatorPlacement",
-            "metadata": { "name": "xray", "namespace": ns },
-            "spec": {
-                "participants": { "poolRef": { "name": "hospitals" } },
-                "candidates": { "clouds": ["aws"], "regions": ["eu-central-1"] },
-                "solver": { "type": "Exact" }
-            }
-        }),
+        ns,
+        &[
+            (SITES[0].0, SITES[0].1, "eu-central-1"),
+            (SITES[1].0, SITES[1].1, "us-east-1"),
+        ],
     )
     .await;
     apply_json(
