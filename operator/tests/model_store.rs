@@ -14,8 +14,8 @@
 
 mod common;
 
-use common::processes::{StopOnDrop, bin, process_settings, synth};
-use common::{apply_json, eventually, fleet_with};
+use common::processes::{StopOnDrop, bin, process_settings};
+use common::{apply_json, eventually};
 use fedsky_crds::FederatedJob;
 use fedsky_e2e::moto::{Moto, MotoOptions};
 use fedsky_operator::run::Settings;
@@ -207,9 +207,6 @@ async fn model_versions_are_pruned_in_s3_and_in_the_volume_store() {
     moto.python(&create).expect("bucket");
 
     let work = tempfile::tempdir().expect("tempdir");
-    for (i, (_, claim)) in SITES.iter().enumerate() {
-        synth(&participant, &work.path().join(claim).join("xray"), i);
-    }
     let state_dir = work.path().join("state");
     let _stop = StopOnDrop(state_dir.clone());
     // The jobs' Secrets are in their namespace, which the operator may read only when told
@@ -218,28 +215,7 @@ async fn model_versions_are_pruned_in_s3_and_in_the_volume_store() {
         secrets: SecretScope::new("fedsky-system", [NS.to_string()]),
         ..process_settings(&state_dir, work.path(), None)
     };
-    let site_label = |s: &'static str| [("fedsky.dev/site", s)];
-    let (eu, us) = (site_label("eu"), site_label("us"));
-    let f = fleet_with(
-        &[
-            (
-                "aws-eu-central-1",
-                "aws",
-                "eu-central-1",
-                "public",
-                &[("agg-1", &[], "8", "16Gi")],
-            ),
-            (
-                "hospitals",
-                "openstack",
-                "RegionOne",
-                "private",
-                &[("h-1", &eu[..], "8", "16Gi"), ("h-2", &us[..], "8", "16Gi")],
-            ),
-        ],
-        settings,
-    )
-    .await;
+    let f = common::processes::hospitals_fleet(&participant, work.path(), &SITES, settings).await;
     let hub = f.hub_client.clone();
     common::processes::hospitals_and_placement(
         &hub,

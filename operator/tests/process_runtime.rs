@@ -11,8 +11,8 @@
 
 mod common;
 
-use common::processes::{StopOnDrop, bin, process_settings, synth};
-use common::{apply_json, eventually, fleet_with};
+use common::processes::{StopOnDrop, bin, process_settings};
+use common::{apply_json, eventually};
 use fedsky_crds::FederatedJob;
 use kube::api::{Api, DeleteParams};
 
@@ -23,39 +23,11 @@ const SITES: [(&str, &str); 3] = [("eu", "xray-eu"), ("asia", "xray-asia"), ("us
 async fn a_job_trains_end_to_end_as_local_processes() {
     let participant = bin("FEDSKY_PARTICIPANT_BIN");
     let work = tempfile::tempdir().expect("tempdir");
-    for (i, (_, claim)) in SITES.iter().enumerate() {
-        synth(&participant, &work.path().join(claim).join("xray"), i);
-    }
     let state_dir = work.path().join("state");
     let _stop = StopOnDrop(state_dir.clone());
     let settings = process_settings(&state_dir, work.path(), None);
     // One node per site, so the orchestrator's choice is visible in the result.
-    let site_label = |s: &'static str| [("fedsky.dev/site", s)];
-    let (eu, asia, us) = (site_label("eu"), site_label("asia"), site_label("us"));
-    let f = fleet_with(
-        &[
-            (
-                "aws-eu-central-1",
-                "aws",
-                "eu-central-1",
-                "public",
-                &[("agg-1", &[], "8", "16Gi")],
-            ),
-            (
-                "hospitals",
-                "openstack",
-                "RegionOne",
-                "private",
-                &[
-                    ("h-1", &eu[..], "8", "16Gi"),
-                    ("h-2", &asia[..], "8", "16Gi"),
-                    ("h-3", &us[..], "8", "16Gi"),
-                ],
-            ),
-        ],
-        settings,
-    )
-    .await;
+    let f = common::processes::hospitals_fleet(&participant, work.path(), &SITES, settings).await;
     let hub = f.hub_client.clone();
     let ns = "default";
     common::processes::hospitals_and_placement(

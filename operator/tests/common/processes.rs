@@ -137,3 +137,42 @@ pub async fn hospitals_and_placement(hub: &kube::Client, ns: &str, sites: &[(&st
     )
     .await;
 }
+
+/// Each `(site, claim)`'s synthetic X-rays under `<work>/<claim>/xray` (site `i` mostly
+/// class `i`), and a fleet with the public cluster `aws-eu-central-1` (node `agg-1`) and
+/// the private cluster `hospitals` with one node per site (`h-1`, `h-2`, ..., labelled
+/// `fedsky.dev/site=<site>`), its operator run with `settings`.
+pub async fn hospitals_fleet(
+    participant: &Path,
+    work: &Path,
+    sites: &[(&str, &str)],
+    settings: Settings,
+) -> super::Fleet {
+    for (i, (_, claim)) in sites.iter().enumerate() {
+        synth(participant, &work.join(claim).join("xray"), i);
+    }
+    let labels: Vec<[(&str, &str); 1]> = sites
+        .iter()
+        .map(|(site, _)| [("fedsky.dev/site", *site)])
+        .collect();
+    let names: Vec<String> = (1..=sites.len()).map(|i| format!("h-{i}")).collect();
+    let nodes: Vec<super::NodeSpec<'_>> = names
+        .iter()
+        .zip(&labels)
+        .map(|(n, l)| (n.as_str(), &l[..], "8", "16Gi"))
+        .collect();
+    super::fleet_with(
+        &[
+            (
+                "aws-eu-central-1",
+                "aws",
+                "eu-central-1",
+                "public",
+                &[("agg-1", &[], "8", "16Gi")],
+            ),
+            ("hospitals", "openstack", "RegionOne", "private", &nodes),
+        ],
+        settings,
+    )
+    .await
+}

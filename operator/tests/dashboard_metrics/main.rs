@@ -15,8 +15,8 @@ mod common;
 mod promql;
 mod scrape;
 
-use common::processes::{StopOnDrop, bin, process_settings, synth};
-use common::{apply_json, eventually, fleet_with};
+use common::processes::{StopOnDrop, bin, process_settings};
+use common::{apply_json, eventually};
 use fedsky_crds::FederatedJob;
 use fedsky_crds::federated_job::{FederatedJobStatus, JobPhase};
 use fedsky_operator::metrics::{JobLabels, JobSample, Metrics};
@@ -379,9 +379,6 @@ async fn status(jobs: &Api<FederatedJob>) -> Result<FederatedJobStatus, String> 
 async fn every_dashboard_metric_is_in_a_live_scrape() {
     let participant = bin("FEDSKY_PARTICIPANT_BIN");
     let work = tempfile::tempdir().expect("tempdir");
-    for (i, (_, claim)) in SITES.iter().enumerate() {
-        synth(&participant, &work.path().join(claim).join("xray"), i);
-    }
     let state_dir = work.path().join("state");
     let _stop = StopOnDrop(state_dir.clone());
     let port = free_port();
@@ -389,28 +386,7 @@ async fn every_dashboard_metric_is_in_a_live_scrape() {
         metrics_addr: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
         ..process_settings(&state_dir, work.path(), None)
     };
-    let site_label = |s: &'static str| [("fedsky.dev/site", s)];
-    let (eu, us) = (site_label("eu"), site_label("us"));
-    let f = fleet_with(
-        &[
-            (
-                "aws-eu-central-1",
-                "aws",
-                "eu-central-1",
-                "public",
-                &[("agg-1", &[], "8", "16Gi")],
-            ),
-            (
-                "hospitals",
-                "openstack",
-                "RegionOne",
-                "private",
-                &[("h-1", &eu[..], "8", "16Gi"), ("h-2", &us[..], "8", "16Gi")],
-            ),
-        ],
-        settings,
-    )
-    .await;
+    let f = common::processes::hospitals_fleet(&participant, work.path(), &SITES, settings).await;
     let hub = f.hub_client.clone();
     // A member cluster whose kubeconfig Secret is missing: the errors-by-category panel's
     // series exist only once a reconcile has failed.
