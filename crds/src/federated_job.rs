@@ -47,6 +47,9 @@ use std::collections::BTreeMap;
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!has(self.dataset.classes) || !has(self.model.builtin) || size(self.dataset.classes) == self.model.builtin.numClasses").message("spec.dataset.classes must list exactly spec.model.builtin.numClasses names"))]
+// Krum's guarantee (Blanchard et al., 2017) needs n >= 2f + 3 updates in every round; the
+// quorum is the fewest a round aggregates.
+#[x_kube(validation = Rule::new("!(self.strategy.type in ['Krum', 'MultiKrum']) || self.participants.minPerRound >= 2 * (has(self.strategy.byzantine) ? self.strategy.byzantine : 0) + 3").message("spec.participants.minPerRound must be at least 2 * spec.strategy.byzantine + 3 for Krum and MultiKrum (n >= 2f + 3), or their guarantee does not hold"))]
 // On the spec, not the field: a rule on an optional field never sees it added or removed.
 #[x_kube(validation = Rule::new("has(self.images) == has(oldSelf.images) && (!has(self.images) || self.images == oldSelf.images)").message("spec.images is immutable once the job exists"))]
 pub struct FederatedJobSpec {
@@ -287,7 +290,8 @@ pub struct StrategySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0.0, max = 0.49))]
     pub trim_fraction: Option<f64>,
-    /// Number of byzantine participants tolerated (Krum, MultiKrum).
+    /// Number of byzantine participants tolerated (Krum, MultiKrum). The API server requires
+    /// `spec.participants.minPerRound >= 2 * byzantine + 3` for these rules.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 1000))]
     pub byzantine: Option<i32>,

@@ -235,6 +235,62 @@ fn image_references_are_accepted() {
     }
 }
 
+/// Krum and MultiKrum are admitted exactly from `minPerRound = 2 * byzantine + 3` (the
+/// refusal below it is an `e2e/testdata/invalid/` case); other rules need no such quorum.
+#[test]
+fn krum_is_admitted_from_two_f_plus_three_per_round() {
+    let ns = hub_namespace("krum");
+    let text = std::fs::read_to_string(repo_root().join("examples/covid-xray/federated-job.yaml"))
+        .expect("example");
+    for (i, (strategy, min, admitted)) in [
+        ("{ type: Krum, byzantine: 1 }", 5, true),
+        ("{ type: Krum, byzantine: 1 }", 4, false),
+        (
+            "{ type: MultiKrum, byzantine: 2, multiKrumSelect: 3 }",
+            7,
+            true,
+        ),
+        ("{ type: MultiKrum }", 2, false),
+        ("{ type: Krum }", 3, true),
+        ("{ type: FedMedian }", 2, true),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let job = text
+            .replace("namespace: covid-xray", &format!("namespace: {ns}"))
+            .replace("name: covid-xray\n", &format!("name: krum-{i}\n"))
+            .replace(
+                "    type: FedAvg",
+                &format!(
+                    "    {}",
+                    &strategy[2..strategy.len() - 2].replace(", ", "\n    ")
+                ),
+            )
+            .replace("    minPerRound: 2", &format!("    minPerRound: {min}"))
+            .replace("    maxPerRound: 3", "    maxPerRound: 8");
+        let file = temp_manifest(&job);
+        let out = k(&[
+            "apply",
+            "--dry-run=server",
+            "-f",
+            &file.display().to_string(),
+        ]);
+        assert_eq!(
+            out.success, admitted,
+            "{strategy} with minPerRound {min}:\n{}",
+            out.stderr
+        );
+        if !admitted {
+            assert!(
+                out.stderr.contains("2 * spec.strategy.byzantine + 3"),
+                "{}",
+                out.stderr
+            );
+        }
+    }
+}
+
 /// `kubectl explain what`, once the API server has published the CRDs' OpenAPI schema:
 /// it does so a moment after they are Established and in discovery, which is all
 /// installing them waits for.

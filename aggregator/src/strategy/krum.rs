@@ -4,8 +4,10 @@
 //! Each update's score is the sum of squared L2 distances to its
 //! `max(1, n − f − 2)` nearest other updates. Krum returns the update with the
 //! lowest score; multi-Krum returns the example-weighted mean of the `m`
-//! lowest-scoring ones. Flower does not require `n ≥ 2f + 3`, and neither do
-//! we: with fewer updates the rule still runs but its guarantee does not hold.
+//! lowest-scoring ones. Flower does not require `n ≥ 2f + 3`, and neither does
+//! this rule: with fewer updates it still runs but its guarantee does not hold.
+//! A FederatedJob cannot ask for fewer: the API server requires
+//! `minPerRound ≥ 2 · byzantine + 3` for Krum and MultiKrum.
 
 use rayon::prelude::*;
 
