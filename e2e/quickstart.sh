@@ -170,7 +170,9 @@ step "training (status from kubectl get federatedjob covid-xray -n covid-xray)"
 start=$(date +%s)
 job() { kubectl get federatedjob covid-xray -n covid-xray -o "jsonpath=$1" 2>/dev/null || true; }
 fields='{.status.phase}|{.status.roundProgress}|{.status.placement.summary}|{range .status.participants[*]}{.state}{" "}{end}|{range .status.conditions[?(@.status=="False")]}{.type}: {.message}{"; "}{end}'
-history='{range .status.history[*]}{.round} {.participants} {.loss} {.accuracy} {.durationSeconds}{"\n"}{end}'
+# '|'-separated: a field the status lacks (the last version's evaluation may not be in
+# yet) stays empty instead of shifting the others.
+history='{range .status.history[*]}{.round}|{.participants}|{.loss}|{.accuracy}|{.durationSeconds}{"\n"}{end}'
 printf '%6s  %-9s  %-8s  %-12s  %-8s  %-8s  %s\n' elapsed phase round participants loss accuracy "round time"
 last="" shown=-1
 while :; do
@@ -183,7 +185,7 @@ while :; do
       "${placement:+aggregator placed on $placement}"
     last=$state
   fi
-  while read -r r n loss acc secs; do
+  while IFS='|' read -r r n loss acc secs; do
     [ -n "$r" ] && [ "$r" -gt "$shown" ] || continue
     rt=""; [ -n "$secs" ] && rt=$(printf '%.2fs' "$secs")
     [ "$r" = 0 ] && [ -z "$acc" ] && { shown=0; continue; }
@@ -206,7 +208,7 @@ done
 # With QUICKSTART_CHECK=1 (the end-to-end test in `make test`), the global model must have
 # improved: the participants' accuracy on the last version above that on the first.
 if [ "${QUICKSTART_CHECK:-0}" = 1 ]; then
-  read -r first final <<< "$(job "$history" | awk 'NF>=4 && $4!="" {a[n++]=$4} END {print a[0], a[n-1]}')"
+  read -r first final <<< "$(job "$history" | awk -F'|' '$4!="" {a[n++]=$4} END {print a[0], a[n-1]}')"
   python3 -c "import sys; f, l = float(sys.argv[1]), float(sys.argv[2]); sys.exit(0 if l > f else 1)" \
     "${first:-0}" "${final:-0}" || die "accuracy did not rise: ${first:-none} on the first version, ${final:-none} on the last"
   echo "accuracy rose from $first to $final"
