@@ -14,7 +14,7 @@
 
 mod common;
 
-use common::processes::{StopOnDrop, bin, process_settings};
+use common::processes::{SiteSpec, StopOnDrop, bin, process_settings};
 use common::{apply_json, eventually};
 use fedsky_crds::FederatedJob;
 use fedsky_e2e::moto::{Moto, MotoOptions};
@@ -27,7 +27,10 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 const NS: &str = "default";
-const SITES: [(&str, &str); 2] = [("eu", "xray-eu"), ("us", "xray-us")];
+const SITES: [SiteSpec<'_>; 2] = [
+    ("eu", "xray-eu", "eu-central-1"),
+    ("us", "xray-us", "us-east-1"),
+];
 const BUCKET: &str = "fedsky-models";
 const PREFIX: &str = "jobs/xray";
 
@@ -153,21 +156,10 @@ async fn create_secret(hub: &kube::Client, name: &str, data: serde_json::Value) 
         .expect("create secret");
 }
 
-fn job(name: &str, rounds: u32, model_store: &serde_json::Value) -> serde_json::Value {
-    serde_json::json!({
-        "apiVersion": "fl.fedsky.dev/v1alpha1", "kind": "FederatedJob",
-        "metadata": { "name": name, "namespace": NS },
-        "spec": {
-            "model": { "builtin": { "architecture": "SmallCNN", "numClasses": 3, "imageSize": 32 } },
-            "dataset": { "format": "ImageFolder", "path": "xray",
-                         "classes": ["Covid", "Normal", "Viral Pneumonia"] },
-            "training": { "rounds": rounds, "localEpochs": 1, "batchSize": 16, "learningRate": 0.05, "seed": 5 },
-            "participants": { "poolRef": { "name": "hospitals" }, "minPerRound": 2, "maxPerRound": 2,
-                              "roundTimeoutSeconds": 120 },
-            "placement": { "placementRef": { "name": "xray" } },
-            "modelStore": model_store
-        }
-    })
+fn job(name: &str, rounds: i32, model_store: &serde_json::Value) -> serde_json::Value {
+    let mut job = common::processes::xray_job(name, NS, rounds, 1, 2);
+    job["spec"]["modelStore"] = model_store.clone();
+    job
 }
 
 async fn delete_and_wait(jobs: &Api<FederatedJob>, name: &str, dir: &Path) {
@@ -217,15 +209,7 @@ async fn model_versions_are_pruned_in_s3_and_in_the_volume_store() {
     };
     let f = common::processes::hospitals_fleet(&participant, work.path(), &SITES, settings).await;
     let hub = f.hub_client.clone();
-    common::processes::hospitals_and_placement(
-        &hub,
-        NS,
-        &[
-            (SITES[0].0, SITES[0].1, "eu-central-1"),
-            (SITES[1].0, SITES[1].1, "us-east-1"),
-        ],
-    )
-    .await;
+    common::processes::hospitals_and_placement(&hub, NS, &SITES).await;
     let jobs: Api<FederatedJob> = Api::namespaced(hub.clone(), NS);
     let s3_store = |secret_name: &str| {
         serde_json::json!({

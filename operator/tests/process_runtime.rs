@@ -11,12 +11,16 @@
 
 mod common;
 
-use common::processes::{StopOnDrop, bin, process_settings};
+use common::processes::{SiteSpec, StopOnDrop, bin, process_settings};
 use common::{apply_json, eventually};
 use fedsky_crds::FederatedJob;
 use kube::api::{Api, DeleteParams};
 
-const SITES: [(&str, &str); 3] = [("eu", "xray-eu"), ("asia", "xray-asia"), ("us", "xray-us")];
+const SITES: [SiteSpec<'_>; 3] = [
+    ("eu", "xray-eu", "eu-central-1"),
+    ("asia", "xray-asia", "ap-northeast-2"),
+    ("us", "xray-us", "us-east-1"),
+];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the aggregator and libtorch participant binaries: make process-runtime-test"]
@@ -30,33 +34,8 @@ async fn a_job_trains_end_to_end_as_local_processes() {
     let f = common::processes::hospitals_fleet(&participant, work.path(), &SITES, settings).await;
     let hub = f.hub_client.clone();
     let ns = "default";
-    common::processes::hospitals_and_placement(
-        &hub,
-        ns,
-        &[
-            (SITES[0].0, SITES[0].1, "eu-central-1"),
-            (SITES[1].0, SITES[1].1, "ap-northeast-2"),
-            (SITES[2].0, SITES[2].1, "us-east-1"),
-        ],
-    )
-    .await;
-    apply_json(
-        &hub,
-        serde_json::json!({
-            "apiVersion": "fl.fedsky.dev/v1alpha1", "kind": "FederatedJob",
-            "metadata": { "name": "xray", "namespace": ns },
-            "spec": {
-                "model": { "builtin": { "architecture": "SmallCNN", "numClasses": 3, "imageSize": 32 } },
-                "dataset": { "format": "ImageFolder", "path": "xray",
-                             "classes": ["Covid", "Normal", "Viral Pneumonia"] },
-                "training": { "rounds": 4, "localEpochs": 2, "batchSize": 16, "learningRate": 0.05, "seed": 5 },
-                "participants": { "poolRef": { "name": "hospitals" }, "minPerRound": 3, "maxPerRound": 3,
-                                  "roundTimeoutSeconds": 120 },
-                "placement": { "placementRef": { "name": "xray" } }
-            }
-        }),
-    )
-    .await;
+    common::processes::hospitals_and_placement(&hub, ns, &SITES).await;
+    apply_json(&hub, common::processes::xray_job("xray", ns, 4, 2, 3)).await;
 
     let jobs: Api<FederatedJob> = Api::namespaced(hub.clone(), ns);
     let job = common::job_succeeded(&jobs, "xray", "the job to succeed", 900).await;

@@ -100,10 +100,13 @@ pub fn synth_sized(participant: &Path, out: &Path, dominant: usize, size: u32, i
     assert!(status.success(), "synth failed");
 }
 
+/// A site of the process-runtime tests: name, data claim, region of its network data.
+pub type SiteSpec<'a> = (&'a str, &'a str, &'a str);
+
 /// The ParticipantPool `hospitals` of the process-runtime tests, one site per
-/// `(site, claim, region)` on member cluster `hospitals` (nodes labelled
-/// `fedsky.dev/site=<site>`), and the AggregatorPlacement `xray` (exact, AWS Frankfurt).
-pub async fn hospitals_and_placement(hub: &kube::Client, ns: &str, sites: &[(&str, &str, &str)]) {
+/// [`SiteSpec`] on member cluster `hospitals` (nodes labelled `fedsky.dev/site=<site>`),
+/// and the AggregatorPlacement `xray` (exact, AWS Frankfurt).
+pub async fn hospitals_and_placement(hub: &kube::Client, ns: &str, sites: &[SiteSpec<'_>]) {
     let sites: Vec<serde_json::Value> = sites
         .iter()
         .map(|(site, claim, region)| {
@@ -138,22 +141,22 @@ pub async fn hospitals_and_placement(hub: &kube::Client, ns: &str, sites: &[(&st
     .await;
 }
 
-/// Each `(site, claim)`'s synthetic X-rays under `<work>/<claim>/xray` (site `i` mostly
+/// Each site's synthetic X-rays under `<work>/<claim>/xray` (site `i` mostly
 /// class `i`), and a fleet with the public cluster `aws-eu-central-1` (node `agg-1`) and
 /// the private cluster `hospitals` with one node per site (`h-1`, `h-2`, ..., labelled
 /// `fedsky.dev/site=<site>`), its operator run with `settings`.
 pub async fn hospitals_fleet(
     participant: &Path,
     work: &Path,
-    sites: &[(&str, &str)],
+    sites: &[SiteSpec<'_>],
     settings: Settings,
 ) -> super::Fleet {
-    for (i, (_, claim)) in sites.iter().enumerate() {
+    for (i, (_, claim, _)) in sites.iter().enumerate() {
         synth(participant, &work.join(claim).join("xray"), i);
     }
     let labels: Vec<[(&str, &str); 1]> = sites
         .iter()
-        .map(|(site, _)| [("fedsky.dev/site", *site)])
+        .map(|(site, _, _)| [("fedsky.dev/site", *site)])
         .collect();
     let names: Vec<String> = (1..=sites.len()).map(|i| format!("h-{i}")).collect();
     let nodes: Vec<super::NodeSpec<'_>> = names
@@ -175,4 +178,29 @@ pub async fn hospitals_fleet(
         settings,
     )
     .await
+}
+
+/// The FederatedJob `name` of the process-runtime tests: SmallCNN on 32-pixel X-rays of
+/// the pool `hospitals`, placed by `xray`, `per_round` participants a round.
+pub fn xray_job(
+    name: &str,
+    ns: &str,
+    rounds: i32,
+    local_epochs: u32,
+    per_round: u32,
+) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "fl.fedsky.dev/v1alpha1", "kind": "FederatedJob",
+        "metadata": { "name": name, "namespace": ns },
+        "spec": {
+            "model": { "builtin": { "architecture": "SmallCNN", "numClasses": 3, "imageSize": 32 } },
+            "dataset": { "format": "ImageFolder", "path": "xray",
+                         "classes": ["Covid", "Normal", "Viral Pneumonia"] },
+            "training": { "rounds": rounds, "localEpochs": local_epochs, "batchSize": 16,
+                          "learningRate": 0.05, "seed": 5 },
+            "participants": { "poolRef": { "name": "hospitals" }, "minPerRound": per_round,
+                              "maxPerRound": per_round, "roundTimeoutSeconds": 120 },
+            "placement": { "placementRef": { "name": "xray" } }
+        }
+    })
 }

@@ -15,7 +15,7 @@ mod common;
 mod promql;
 mod scrape;
 
-use common::processes::{StopOnDrop, bin, process_settings};
+use common::processes::{SiteSpec, StopOnDrop, bin, process_settings};
 use common::{apply_json, eventually};
 use fedsky_crds::FederatedJob;
 use fedsky_crds::federated_job::{FederatedJobStatus, JobPhase};
@@ -363,7 +363,10 @@ fn value<'a>(text: &'a str, series: &str, labels: &str) -> Option<&'a str> {
         .find_map(|l| l.rsplit(' ').next())
 }
 
-const SITES: [(&str, &str); 2] = [("eu", "xray-eu"), ("us", "xray-us")];
+const SITES: [SiteSpec<'_>; 2] = [
+    ("eu", "xray-eu", "eu-central-1"),
+    ("us", "xray-us", "us-east-1"),
+];
 /// Rounds of the job: more than it gets through before the test has checked it (100 of
 /// these small rounds took about 30 s), which needs the operator to have looked at it
 /// while it trains (it polls every 5 to 30 s). The test deletes it unfinished.
@@ -403,32 +406,8 @@ async fn every_dashboard_metric_is_in_a_live_scrape() {
     )
     .await;
     let ns = "default";
-    common::processes::hospitals_and_placement(
-        &hub,
-        ns,
-        &[
-            (SITES[0].0, SITES[0].1, "eu-central-1"),
-            (SITES[1].0, SITES[1].1, "us-east-1"),
-        ],
-    )
-    .await;
-    apply_json(
-        &hub,
-        serde_json::json!({
-            "apiVersion": "fl.fedsky.dev/v1alpha1", "kind": "FederatedJob",
-            "metadata": { "name": "xray", "namespace": ns },
-            "spec": {
-                "model": { "builtin": { "architecture": "SmallCNN", "numClasses": 3, "imageSize": 32 } },
-                "dataset": { "format": "ImageFolder", "path": "xray",
-                             "classes": ["Covid", "Normal", "Viral Pneumonia"] },
-                "training": { "rounds": ROUNDS, "localEpochs": 1, "batchSize": 16, "learningRate": 0.05, "seed": 5 },
-                "participants": { "poolRef": { "name": "hospitals" }, "minPerRound": 2, "maxPerRound": 2,
-                                  "roundTimeoutSeconds": 120 },
-                "placement": { "placementRef": { "name": "xray" } }
-            }
-        }),
-    )
-    .await;
+    common::processes::hospitals_and_placement(&hub, ns, &SITES).await;
+    apply_json(&hub, common::processes::xray_job("xray", ns, ROUNDS, 1, 2)).await;
     let jobs: Api<FederatedJob> = Api::namespaced(hub.clone(), ns);
     let running = |st: &FederatedJobStatus| {
         assert_ne!(st.phase, Some(JobPhase::Failed), "{:?}", st.conditions);
