@@ -467,14 +467,16 @@ async fn complete_round(core: &Coordinator, round: u64, value: f32) {
     }
 }
 
-#[tokio::test]
-async fn old_versions_are_pruned_but_the_best_and_the_latest_stay() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Arc::new(DirStore::new(dir.path()));
-    let checkpoints =
-        Checkpoints::new(store.clone()).with_keep_versions(std::num::NonZeroU32::new(2));
+/// A running coordinator of a `rounds`-round job with participants `a` and `b` over
+/// `store`, keeping `keep` versions.
+async fn pruning(
+    store: Arc<dyn ObjectStore>,
+    keep: u32,
+    rounds: u64,
+) -> (Coordinator, Checkpoints) {
+    let checkpoints = Checkpoints::new(store).with_keep_versions(std::num::NonZeroU32::new(keep));
     let core = Coordinator::start(
-        job(4, 60.0, ""),
+        job(rounds, 60.0, ""),
         TOKEN.into(),
         checkpoints.clone(),
         Some(initial()),
@@ -485,6 +487,14 @@ async fn old_versions_are_pruned_but_the_best_and_the_latest_stay() {
     register(&core, "a");
     register(&core, "b");
     tokio::spawn(core.clone().run());
+    (core, checkpoints)
+}
+
+#[tokio::test]
+async fn old_versions_are_pruned_but_the_best_and_the_latest_stay() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(DirStore::new(dir.path()));
+    let (core, checkpoints) = pruning(store.clone(), 2, 4).await;
     let listed =
         |core: &Coordinator| -> Vec<u64> { core.versions().iter().map(|v| v.version).collect() };
 
@@ -549,20 +559,7 @@ async fn old_versions_are_pruned_but_the_best_and_the_latest_stay() {
 #[tokio::test]
 async fn a_version_being_written_is_not_pruned() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let checkpoints = Checkpoints::new(Arc::new(DirStore::new(dir.path())))
-        .with_keep_versions(std::num::NonZeroU32::new(1));
-    let core = Coordinator::start(
-        job(2, 60.0, ""),
-        TOKEN.into(),
-        checkpoints.clone(),
-        Some(initial()),
-        Arc::new(Metrics::new()),
-    )
-    .await
-    .expect("coordinator starts");
-    register(&core, "a");
-    register(&core, "b");
-    tokio::spawn(core.clone().run());
+    let (core, checkpoints) = pruning(Arc::new(DirStore::new(dir.path())), 1, 2).await;
     // An evaluation's metrics of version 0 are being written during round 1.
     let writing = {
         let mut s = core.lock();
@@ -629,20 +626,7 @@ async fn a_failed_delete_keeps_the_round_and_is_retried_the_next_round() {
         inner: DirStore::new(dir.path()),
         fail_deletes: std::sync::atomic::AtomicU32::new(1),
     });
-    let checkpoints =
-        Checkpoints::new(store.clone()).with_keep_versions(std::num::NonZeroU32::new(1));
-    let core = Coordinator::start(
-        job(2, 60.0, ""),
-        TOKEN.into(),
-        checkpoints.clone(),
-        Some(initial()),
-        Arc::new(Metrics::new()),
-    )
-    .await
-    .expect("coordinator starts");
-    register(&core, "a");
-    register(&core, "b");
-    tokio::spawn(core.clone().run());
+    let (core, checkpoints) = pruning(store.clone(), 1, 2).await;
     let stored = || async { checkpoints.stored_versions().await.expect("list") };
     complete_round(&core, 1, 1.0).await;
     let failed = || {
