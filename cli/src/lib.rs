@@ -3,9 +3,11 @@
 //! live in `fedsky-placement-spec`, which the operator's controller calls
 //! too, so `fedsky placement solve` and the cluster give the same answer for
 //! the same manifest. [`catalog`] is `fedsky catalog refresh`, the catalog
-//! overlay from the EC2 API.
+//! overlay from the EC2 API. [`plugin`] is `kubectl fedsky`, which reads jobs,
+//! placements and models from a cluster as the kubeconfig's user.
 
 pub mod catalog;
 pub mod commands;
 pub mod manifest;
+pub mod plugin;
 pub mod render;

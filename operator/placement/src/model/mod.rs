@@ -46,7 +46,8 @@ pub use input::{
 };
 pub use solve::{
     BindingConstraint, CostBreakdown, Infeasibility, PlacementOutcome, PlacementPoint,
-    PlacementSolver, SiteFlavour, StandbyPoint, solve_placement,
+    PlacementSolver, SiteFlavour, StandbyPoint, WeightedScore, pick_weighted, solve_placement,
+    weighted_scores,
 };
 
 /// The rate one model stream gets on `link`: the measured throughput, capped at one TCP

@@ -378,19 +378,54 @@ fn point(model: &PlacementModel, d: &Decision) -> PlacementPoint {
 /// Index of the point minimising `w · cost' + (1 − w) · time'`, with both
 /// objectives normalised to [0, 1] over the front; ties go to the cheaper.
 pub(crate) fn pick(points: &[PlacementPoint], cost_weight: f64) -> Option<usize> {
-    let (cmin, cmax) = range(points.iter().map(|p| p.monthly_cost))?;
-    let (tmin, tmax) = range(points.iter().map(|p| p.round_time_seconds))?;
-    let norm = |v: f64, lo: f64, hi: f64| if hi > lo { (v - lo) / (hi - lo) } else { 0.0 };
-    let score = |p: &PlacementPoint| {
-        cost_weight * norm(p.monthly_cost, cmin, cmax)
-            + (1.0 - cost_weight) * norm(p.round_time_seconds, tmin, tmax)
+    let objectives: Vec<(f64, f64)> = points
+        .iter()
+        .map(|p| (p.monthly_cost, p.round_time_seconds))
+        .collect();
+    pick_weighted(&objectives, cost_weight)
+}
+
+/// One point's objectives rescaled to [0, 1] over its front and its weighted score.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WeightedScore {
+    /// Monthly cost rescaled over the front (0 = cheapest).
+    pub cost: f64,
+    /// Round time rescaled over the front (0 = fastest).
+    pub time: f64,
+    /// `w · cost + (1 − w) · time`.
+    pub score: f64,
+}
+
+/// The score of every `(monthly cost, round time)` point at `cost_weight` (1 = cheapest,
+/// 0 = fastest): what `costWeight` picks by.
+pub fn weighted_scores(points: &[(f64, f64)], cost_weight: f64) -> Vec<WeightedScore> {
+    let (Some((cmin, cmax)), Some((tmin, tmax))) = (
+        range(points.iter().map(|p| p.0)),
+        range(points.iter().map(|p| p.1)),
+    ) else {
+        return Vec::new();
     };
-    // The front is sorted cheapest first, so the first minimum is the cheaper.
+    let norm = |v: f64, lo: f64, hi: f64| if hi > lo { (v - lo) / (hi - lo) } else { 0.0 };
+    points
+        .iter()
+        .map(|&(c, t)| {
+            let (cost, time) = (norm(c, cmin, cmax), norm(t, tmin, tmax));
+            WeightedScore {
+                cost,
+                time,
+                score: cost_weight * cost + (1.0 - cost_weight) * time,
+            }
+        })
+        .collect()
+}
+
+/// Index of the lowest [`weighted_scores`] score; the first on a tie, which is the
+/// cheaper for a front sorted cheapest first (as solvers return it).
+pub fn pick_weighted(points: &[(f64, f64)], cost_weight: f64) -> Option<usize> {
     let mut best: Option<(usize, f64)> = None;
-    for (i, p) in points.iter().enumerate() {
-        let s = score(p);
-        if best.is_none_or(|(_, b)| s < b) {
-            best = Some((i, s));
+    for (i, s) in weighted_scores(points, cost_weight).iter().enumerate() {
+        if best.is_none_or(|(_, b)| s.score < b) {
+            best = Some((i, s.score));
         }
     }
     best.map(|(i, _)| i)
