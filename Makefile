@@ -158,15 +158,21 @@ bench-operator: control-plane
 ## process-runtime-test: the operator's process runtime end to end — a job placed on real
 ## control planes, its aggregator and libtorch participants run as local processes; the
 ## model store on moto's S3 with keepVersions (model_store); the Grafana dashboard's
-## queries against live scrapes of the operator and an aggregator (dashboard_metrics)
+## queries against live scrapes of the operator and an aggregator (dashboard_metrics); a job's
+## MLflow run, metrics and registered model on a real MLflow server (mlflow_tracking); a
+## finished job's model downloaded with `kubectl fedsky` after the job is deleted, through
+## the hub's model API and the user's RBAC (model_retention)
 CARGO_TARGET_DIR_OR_DEFAULT = $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 .PHONY: process-runtime-test
 process-runtime-test: control-plane participant-build
 	$(CARGO) build -p fedsky-aggregator --bin fedsky-aggregator
+	$(CARGO) build -p fedsky-cli --bin kubectl-fedsky
 	$(PARTICIPANT_ENV) FEDSKY_BIN_DIR="$$(./e2e/scripts/build-control-plane.sh)" \
 		FEDSKY_AGGREGATOR_BIN="$(CARGO_TARGET_DIR_OR_DEFAULT)/debug/fedsky-aggregator" \
 		FEDSKY_PARTICIPANT_BIN="$(CARGO_TARGET_DIR_OR_DEFAULT)/debug/fedsky-participant" \
-		$(CARGO) test -p fedsky-operator --test process_runtime --test model_store --test dashboard_metrics -- --ignored
+		FEDSKY_KUBECTL_PLUGIN_BIN="$(CARGO_TARGET_DIR_OR_DEFAULT)/debug/kubectl-fedsky" \
+		$(CARGO) test -p fedsky-operator --test process_runtime --test model_store --test dashboard_metrics \
+		--test mlflow_tracking --test model_retention -- --ignored
 
 ## participant-bench: tch vs PyTorch eager training throughput on this machine's CPU (a table)
 BENCH_ARGS ?= --device cpu --batch-size 32 --steps 30

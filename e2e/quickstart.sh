@@ -125,7 +125,7 @@ if [ "$REAL_NODES" = 1 ]; then
   step "fedsky's chart: the operator as a container on the hub (helm install)"
   tag=$(sed 's/.*://' "$FEDSKY_IMAGE_ARCHIVES/fedsky-operator.ref")
   "$FEDSKY_BIN_DIR/helm" install fedsky charts/fedsky --namespace fedsky-system --wait --timeout 5m \
-    --set "replicaCount=1,images.pullPolicy=Never,images.operator.tag=$tag,images.aggregator.tag=$tag,images.participant.tag=$tag" \
+    --set "replicaCount=1,modelApi.persistence.enabled=false,images.pullPolicy=Never,images.operator.tag=$tag,images.aggregator.tag=$tag,images.participant.tag=$tag" \
     > "$WORK/helm.log" 2>&1 || die "helm install failed; see $WORK/helm.log"
 else
   step "generating three hospitals' non-IID data ($IMAGES training images each)"
@@ -216,7 +216,21 @@ fi
 
 uri=$(kubectl get federatedjob covid-xray -n covid-xray -o 'jsonpath={.status.latestModel.uri}')
 sha=$(kubectl get federatedjob covid-xray -n covid-xray -o 'jsonpath={.status.latestModel.sha256}')
-curl -fsS -o "$WORK/covid-xray.safetensors" "$uri"
+# The model manager serves HTTPS with the job's own CA and admits the job's token (or a
+# client certificate of that CA); both are in the hub, next to the operator. Its
+# certificate names the aggregator's Service, whatever address status gives: curl dials
+# that address under the Service's name.
+uid=$(kubectl get federatedjob covid-xray -n covid-xray -o 'jsonpath={.metadata.uid}')
+kubectl get secret -n fedsky-system "fedsky-job-$uid-ca" -o 'jsonpath={.data.ca\.crt}' | base64 -d > "$WORK/job-ca.crt"
+token=$(kubectl get secret -n fedsky-system "fedsky-job-$uid-token" -o 'jsonpath={.data.token}' | base64 -d)
+printf 'header = "Authorization: Bearer %s"\n' "$token" > "$WORK/model-download.curlrc"
+chmod 600 "$WORK/model-download.curlrc"
+tls_name=fedsky-agg-covid-xray-covid-xray.fedsky-aggregators.svc
+hostport=${uri#https://}; hostport=${hostport%%/*}
+path=/${uri#https://*/}
+curl -fsS -K "$WORK/model-download.curlrc" --cacert "$WORK/job-ca.crt" \
+  --connect-to "$tls_name:${hostport##*:}:$hostport" -o "$WORK/covid-xray.safetensors" \
+  "https://$tls_name:${hostport##*:}$path"
 got=$(sha256sum "$WORK/covid-xray.safetensors" | cut -d' ' -f1)
 [ "$got" = "$sha" ] || die "downloaded model sha256 $got differs from status $sha"
 step "done"
@@ -224,8 +238,11 @@ kubectl get federatedjob -n covid-xray
 cat <<EOF
 
 Final global model: $WORK/covid-xray.safetensors (sha256 $sha)
-It is served by the aggregator's model manager while the job exists:
-  curl -o covid-xray.safetensors $uri
+It is served by the aggregator's model manager while the job exists, over HTTPS with the
+job's CA and token (see docs/operations.md, "The model manager"):
+  curl -K $WORK/model-download.curlrc --cacert $WORK/job-ca.crt \
+    --connect-to $tls_name:${hostport##*:}:$hostport -o covid-xray.safetensors \
+    https://$tls_name:${hostport##*:}$path
   KUBECONFIG=$KUBECONFIG kubectl get federatedjob covid-xray -n covid-xray -o yaml
 EOF
 if [ "$REAL_NODES" = 1 ]; then

@@ -11,9 +11,10 @@ use clap::Parser;
 use tokio::net::TcpListener;
 
 use crate::coordinator::{Coordinator, CoreError};
+use crate::http_auth::Token;
 use crate::job::{JobConfig, JobConfigError, JobConfigExt};
 use crate::metrics::Metrics;
-use crate::server::{ServerError, TlsPem, Transport, serve};
+use crate::server::{HttpAccess, ServerError, TlsPem, Transport, serve_with};
 use crate::store::{Checkpoints, DirStore, GlobalModel, ObjectStore, S3Settings, S3Store};
 
 /// fedsky FL aggregator: gRPC data plane, checkpoints and model manager.
@@ -26,7 +27,9 @@ pub struct Args {
     /// gRPC listen address (participants).
     #[arg(long, env = "FEDSKY_GRPC_LISTEN", default_value = "0.0.0.0:50051")]
     pub grpc_listen: SocketAddr,
-    /// HTTP listen address (model manager, status, /metrics, /healthz).
+    /// HTTP listen address (model manager, status, /metrics, /healthz). It serves TLS
+    /// with the gRPC port's certificate and admits a client certificate from the job's CA
+    /// or `Authorization: Bearer <job token>`.
     #[arg(long, env = "FEDSKY_HTTP_LISTEN", default_value = "0.0.0.0:8080")]
     pub http_listen: SocketAddr,
     /// Server certificate (PEM).
@@ -38,12 +41,19 @@ pub struct Args {
     /// CA that signs participant certificates (PEM).
     #[arg(long, env = "FEDSKY_CLIENT_CA")]
     pub client_ca: Option<PathBuf>,
-    /// Serve gRPC without TLS, taking identities from metadata (development only).
+    /// Serve gRPC and HTTP without TLS, taking participant identities from metadata; HTTP
+    /// still needs the job token (development only).
     #[arg(long, conflicts_with = "tls_cert")]
     pub insecure_plaintext: bool,
     /// File holding the job token (else FEDSKY_JOB_TOKEN, else the job config's `token`).
     #[arg(long)]
     pub token_file: Option<PathBuf>,
+    /// File holding a token that opens `/metrics` only (`Authorization: Bearer <token>`),
+    /// for a Prometheus without the job's credentials. A missing file means no such token
+    /// (the operator mounts an optional Secret here); one shorter than 16 characters is
+    /// ignored with a warning.
+    #[arg(long, env = "FEDSKY_METRICS_TOKEN_FILE")]
+    pub metrics_token_file: Option<PathBuf>,
     /// Initial global model (safetensors); needed unless the store has a checkpoint.
     #[arg(long, env = "FEDSKY_INITIAL_MODEL")]
     pub initial_model: Option<PathBuf>,
@@ -183,6 +193,37 @@ fn token(args: &Args, job: &JobConfig) -> Result<String, CliError> {
     Ok(token)
 }
 
+/// The scrape token of `--metrics-token-file`. Monitoring must not stop training: a
+/// missing file (the optional Secret is absent) or a token too weak to use leaves
+/// `/metrics` to the job's credentials, with a log line; only a file that exists but
+/// cannot be read is an error.
+fn metrics_token(args: &Args) -> Result<Option<Token>, CliError> {
+    let Some(path) = &args.metrics_token_file else {
+        return Ok(None);
+    };
+    let text = match std::fs::read(path) {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            tracing::info!(path = %path.display(), "no metrics token file: /metrics needs the job's credentials");
+            return Ok(None);
+        }
+        Err(source) => {
+            return Err(CliError::Read {
+                what: "metrics token file",
+                path: path.display().to_string(),
+                source,
+            });
+        }
+    };
+    match Token::parse(&text) {
+        Ok(t) => Ok(Some(t)),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "metrics token ignored: /metrics needs the job's credentials");
+            Ok(None)
+        }
+    }
+}
+
 /// Runs the aggregator until SIGTERM or Ctrl-C.
 pub async fn run(args: Args) -> Result<(), CliError> {
     let job = JobConfig::from_file(&args.job)?;
@@ -190,7 +231,9 @@ pub async fn run(args: Args) -> Result<(), CliError> {
     let transport = match (&args.tls_cert, &args.tls_key, &args.client_ca) {
         (Some(c), Some(k), Some(ca)) => Transport::MutualTls(TlsPem::from_files(c, k, ca)?),
         _ if args.insecure_plaintext => {
-            tracing::warn!("serving gRPC WITHOUT TLS (--insecure-plaintext): development only");
+            tracing::warn!(
+                "serving gRPC and HTTP WITHOUT TLS (--insecure-plaintext): development only"
+            );
             Transport::InsecurePlaintext
         }
         _ => {
@@ -198,6 +241,9 @@ pub async fn run(args: Args) -> Result<(), CliError> {
                 "give --tls-cert, --tls-key and --client-ca, or --insecure-plaintext for local development".into(),
             ));
         }
+    };
+    let access = HttpAccess {
+        metrics_token: metrics_token(&args)?,
     };
     let initial = match &args.initial_model {
         Some(p) => Some(
@@ -218,7 +264,7 @@ pub async fn run(args: Args) -> Result<(), CliError> {
     };
     let grpc = bind(args.grpc_listen).await?;
     let http = bind(args.http_listen).await?;
-    let mut server = serve(core, grpc, http, transport).await?;
+    let mut server = serve_with(core, grpc, http, transport, access).await?;
     tokio::select! {
         () = shutdown_signal() => tracing::info!("shutting down"),
         () = server.wait() => tracing::error!("a server task ended; shutting down"),
@@ -280,5 +326,30 @@ mod tests {
         }
         let err = parse(&["--keep-versions", "0"]).expect_err("0").to_string();
         assert!(err.contains("0 is not in 1.."), "{err}");
+    }
+
+    #[test]
+    fn a_missing_or_weak_metrics_token_leaves_metrics_to_the_job_credentials() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("token");
+        let arg = format!("--metrics-token-file={}", file.display());
+        let with_file = || parse(&[&arg]).expect("parses");
+        assert_eq!(
+            metrics_token(&parse(&[]).expect("parses")).expect("ok"),
+            None
+        );
+        // The optional Secret is absent: no file.
+        assert_eq!(metrics_token(&with_file()).expect("ok"), None);
+        std::fs::write(&file, "short\n").expect("write");
+        assert_eq!(metrics_token(&with_file()).expect("ok"), None);
+        std::fs::write(&file, "scrape-token-0123456789\n").expect("write");
+        let token = metrics_token(&with_file()).expect("ok").expect("a token");
+        assert!(token.matches("scrape-token-0123456789"));
+        // A file that exists but cannot be read (here: a directory) is an error.
+        let arg = format!("--metrics-token-file={}", dir.path().display());
+        assert!(matches!(
+            metrics_token(&parse(&[&arg]).expect("parses")),
+            Err(CliError::Read { .. })
+        ));
     }
 }

@@ -1,14 +1,19 @@
 //! The model manager HTTP API, the status endpoint the operator reads,
 //! Prometheus metrics and health checks.
 //!
-//! | route | what |
-//! | --- | --- |
-//! | `GET /v1/status` | phase, round, participants, last metrics |
-//! | `GET /v1/versions` | every stored version (see `--keep-versions`): round, metrics, sha256, size, time |
-//! | `GET /v1/versions/{v}` | one version's info; `v` is a number, `latest` or `best` |
-//! | `GET /v1/versions/{v}/model` | its safetensors bytes |
-//! | `GET /metrics` | Prometheus text format |
-//! | `GET /healthz`, `GET /readyz` | liveness and readiness |
+//! | route | what | who may call |
+//! | --- | --- | --- |
+//! | `GET /v1/status` | phase, round, participants, last metrics | job certificate, job token |
+//! | `GET /v1/versions` | every stored version (see `--keep-versions`): round, metrics, sha256, size, time | job certificate, job token |
+//! | `GET /v1/versions/{v}` | one version's info; `v` is a number, `latest` or `best` | job certificate, job token |
+//! | `GET /v1/versions/{v}/model` | its safetensors bytes | job certificate, job token |
+//! | `GET /metrics` | Prometheus text format | job certificate, job token, scrape token |
+//! | `GET /healthz`, `GET /readyz` | liveness and readiness | job certificate, job token |
+//!
+//! The port serves TLS with the gRPC port's certificate (plain HTTP only with
+//! `--insecure-plaintext`); "job certificate" is a client certificate from the job's CA,
+//! "job token" `Authorization: Bearer <job token>`, "scrape token" the
+//! `--metrics-token-file` one. Everything else gets `401` (see [`crate::http_auth`]).
 //!
 //! `best` takes `?metric=NAME` (default `eval_accuracy`) and `&order=max|min`
 //! (default `min` for names containing `loss`, else `max`).
@@ -16,11 +21,13 @@
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 
 use crate::coordinator::{Coordinator, CoreError};
+use crate::http_auth::{self, HttpAuth};
 use crate::store::VersionInfo;
 pub use crate::store::best_version;
 
@@ -61,8 +68,10 @@ pub struct BestQuery {
     pub order: Option<String>,
 }
 
-/// The router; serve it with `axum::serve`.
-pub fn router(core: Coordinator) -> Router {
+/// The router, every route (and the fallback) behind `auth`; serve it with `axum::serve`
+/// and connect info [`http_auth::Peer`], which tells the middleware about the client
+/// certificate.
+pub fn router(core: Coordinator, auth: HttpAuth) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ok" }))
@@ -72,6 +81,7 @@ pub fn router(core: Coordinator) -> Router {
         .route("/v1/versions/{selector}", get(version))
         .route("/v1/versions/{selector}/model", get(model))
         .with_state(core)
+        .layer(middleware::from_fn_with_state(auth, http_auth::require))
 }
 
 async fn metrics(State(core): State<Coordinator>) -> Response {

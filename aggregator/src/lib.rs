@@ -25,6 +25,8 @@ pub mod coordinator;
 #[cfg(feature = "server")]
 pub mod http;
 #[cfg(feature = "server")]
+pub mod http_auth;
+#[cfg(feature = "server")]
 pub mod identity;
 #[cfg(feature = "server")]
 pub mod job;

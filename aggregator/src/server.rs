@@ -1,5 +1,6 @@
-//! Wiring: the gRPC server (with TLS and health), the HTTP model manager and
-//! the coordinator's round timer, as one handle to stop or abandon.
+//! Wiring: the gRPC server (with TLS and health), the HTTP model manager (with the
+//! same TLS and its access check) and the coordinator's round timer, as one handle to
+//! stop or abandon.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -12,6 +13,7 @@ use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 use crate::coordinator::Coordinator;
+use crate::http_auth::{HttpAuth, HttpTlsError, Peer, TlsListener, Token};
 use crate::proto::aggregator_server::AggregatorServer;
 use crate::service::{AggregatorService, IdentityMode};
 
@@ -32,6 +34,9 @@ pub enum ServerError {
     /// The TLS material was refused.
     #[error("TLS configuration is invalid")]
     Tls(#[source] tonic::transport::Error),
+    /// The TLS material was refused for the HTTP port.
+    #[error("TLS configuration of the HTTP port is invalid")]
+    HttpTls(#[source] HttpTlsError),
     /// A listener's address could not be read.
     #[error("listener address unavailable")]
     Listener(#[source] std::io::Error),
@@ -73,15 +78,26 @@ impl TlsPem {
     }
 }
 
-/// How the gRPC port is secured.
+/// How the two ports are secured.
 #[derive(Debug, Clone)]
 pub enum Transport {
-    /// TLS with client certificates verified against the job CA. Calls
-    /// without a certificate reach the service and are refused there with
-    /// `UNAUTHENTICATED`; certificates from another CA fail the handshake.
+    /// TLS on both ports with the same server certificate, client certificates
+    /// verified against the job CA. gRPC calls without a certificate reach the
+    /// service and are refused there with `UNAUTHENTICATED`; HTTP requests without
+    /// one need a bearer token (see [`crate::http_auth`]); certificates from
+    /// another CA fail the handshake on either port.
     MutualTls(TlsPem),
-    /// No TLS; identities come from metadata. Local development only.
+    /// No TLS; gRPC identities come from metadata, HTTP requests still need a
+    /// bearer token. Local development only.
     InsecurePlaintext,
+}
+
+/// Who may call the HTTP port besides holders of a job certificate or the job token.
+#[derive(Debug, Clone, Default)]
+pub struct HttpAccess {
+    /// The token that opens `/metrics` (and nothing else), for a Prometheus that has
+    /// neither a job certificate nor the job token.
+    pub metrics_token: Option<Token>,
 }
 
 /// Running servers. Dropping the handle leaves them running; call
@@ -123,12 +139,24 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
 }
 
-/// Serves `core` on the two listeners and starts its round timer.
+/// Serves `core` on the two listeners and starts its round timer; the HTTP port admits
+/// job certificates and the job token only.
 pub async fn serve(
     core: Coordinator,
     grpc: TcpListener,
     http: TcpListener,
     transport: Transport,
+) -> Result<RunningServer, ServerError> {
+    serve_with(core, grpc, http, transport, HttpAccess::default()).await
+}
+
+/// [`serve`], with `access` saying who else may call the HTTP port.
+pub async fn serve_with(
+    core: Coordinator,
+    grpc: TcpListener,
+    http: TcpListener,
+    transport: Transport,
+    access: HttpAccess,
 ) -> Result<RunningServer, ServerError> {
     let grpc_addr = grpc.local_addr().map_err(ServerError::Listener)?;
     let http_addr = http.local_addr().map_err(ServerError::Listener)?;
@@ -157,6 +185,13 @@ pub async fn serve(
         .max_frame_size(Some(1 << 20))
         .http2_keepalive_interval(Some(Duration::from_secs(20)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)));
+    // Checked before anything is spawned, so bad TLS material leaves nothing running.
+    let http_tls = match &transport {
+        Transport::MutualTls(pem) => {
+            Some(crate::http_auth::tls_config(pem).map_err(ServerError::HttpTls)?)
+        }
+        Transport::InsecurePlaintext => None,
+    };
     if let Transport::MutualTls(pem) = &transport {
         let tls = ServerTlsConfig::new()
             .identity(Identity::from_pem(&pem.cert, &pem.key))
@@ -174,10 +209,19 @@ pub async fn serve(
             tracing::error!(error = %e, "gRPC server stopped");
         }
     });
-    let app = crate::http::router(core.clone());
+    let auth = HttpAuth::new(core.clone(), access.metrics_token);
+    let app = crate::http::router(core.clone(), auth).into_make_service_with_connect_info::<Peer>();
     let signal = stopped(stop_rx.clone());
     tasks.spawn(async move {
-        if let Err(e) = axum::serve(http, app).with_graceful_shutdown(signal).await {
+        let served = match http_tls {
+            Some(config) => {
+                axum::serve(TlsListener::new(http, config), app)
+                    .with_graceful_shutdown(signal)
+                    .await
+            }
+            None => axum::serve(http, app).with_graceful_shutdown(signal).await,
+        };
+        if let Err(e) = served {
             tracing::error!(error = %e, "HTTP server stopped");
         }
     });

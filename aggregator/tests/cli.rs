@@ -1,6 +1,7 @@
 //! The `fedsky-aggregator` binary as a real process: flags, job file,
 //! initial model, directory store, `--insecure-plaintext` identities,
-//! `/healthz`, and a restart that resumes from the store.
+//! `/healthz` (the job token still required), `--metrics-token-file`, and a
+//! restart that resumes from the store.
 
 #![allow(clippy::unwrap_used, clippy::needless_pass_by_value)]
 
@@ -41,6 +42,8 @@ fn spawn(dir: &std::path::Path, grpc: u16, http: u16) -> Proc {
         .arg(dir.join("initial.safetensors"))
         .arg("--store-dir")
         .arg(dir.join("store"))
+        .arg("--metrics-token-file")
+        .arg(dir.join("metrics-token"))
         .env("FEDSKY_JOB_TOKEN", TOKEN)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
@@ -50,10 +53,25 @@ fn spawn(dir: &std::path::Path, grpc: u16, http: u16) -> Proc {
     Proc(child)
 }
 
+const SCRAPE_TOKEN: &str = "cli-scrape-token-0123456789";
+
+/// GET on the plaintext model manager, with `token` as the bearer if given.
+async fn get(http: u16, path: &str, token: Option<&str>) -> reqwest::Response {
+    let mut req = reqwest::Client::new().get(format!("http://127.0.0.1:{http}{path}"));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    req.send().await.unwrap()
+}
+
 async fn wait_healthy(http: u16) {
     let start = Instant::now();
     loop {
-        if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{http}/healthz")).await
+        if let Ok(r) = reqwest::Client::new()
+            .get(format!("http://127.0.0.1:{http}/healthz"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
             && r.status() == 200
         {
             return;
@@ -79,9 +97,27 @@ async fn binary_runs_a_job_in_plaintext_and_resumes_after_a_restart() {
         initial_model().to_safetensors().unwrap(),
     )
     .unwrap();
+    std::fs::write(
+        dir.path().join("metrics-token"),
+        format!("{SCRAPE_TOKEN}\n"),
+    )
+    .unwrap();
     let (grpc, http) = (free_port(), free_port());
     let proc = spawn(dir.path(), grpc, http);
     wait_healthy(http).await;
+    // Plaintext (development) still needs a token on every route; the scrape token
+    // opens /metrics only.
+    for path in ["/healthz", "/readyz", "/v1/status", "/metrics"] {
+        assert_eq!(get(http, path, None).await.status(), 401, "{path}");
+    }
+    assert_eq!(
+        get(http, "/metrics", Some(SCRAPE_TOKEN)).await.status(),
+        200
+    );
+    assert_eq!(
+        get(http, "/v1/status", Some(SCRAPE_TOKEN)).await.status(),
+        401
+    );
 
     let endpoint = format!("http://127.0.0.1:{grpc}");
     // Plaintext identities come from metadata; the token is still required.
@@ -113,9 +149,8 @@ async fn binary_runs_a_job_in_plaintext_and_resumes_after_a_restart() {
     for t in tasks {
         assert_eq!(t.await.unwrap().unwrap(), vec![1, 2]);
     }
-    let latest = reqwest::get(format!("http://127.0.0.1:{http}/v1/versions/latest/model"))
+    let latest = get(http, "/v1/versions/latest/model", Some(TOKEN))
         .await
-        .unwrap()
         .bytes()
         .await
         .unwrap();
@@ -125,17 +160,15 @@ async fn binary_runs_a_job_in_plaintext_and_resumes_after_a_restart() {
     let (grpc, http) = (free_port(), free_port());
     let _proc = spawn(dir.path(), grpc, http);
     wait_healthy(http).await;
-    let status: serde_json::Value = reqwest::get(format!("http://127.0.0.1:{http}/v1/status"))
+    let status: serde_json::Value = get(http, "/v1/status", Some(TOKEN))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
     assert_eq!(status["phase"], "completed", "{status}");
     assert_eq!(status["completedRounds"], 2);
-    let again = reqwest::get(format!("http://127.0.0.1:{http}/v1/versions/2/model"))
+    let again = get(http, "/v1/versions/2/model", Some(TOKEN))
         .await
-        .unwrap()
         .bytes()
         .await
         .unwrap();

@@ -29,6 +29,82 @@ pub struct TlsFiles {
     pub client_ca_pem: String,
 }
 
+/// Where the aggregator on the VM keeps model versions (`spec.modelStore`).
+#[derive(Debug, Clone, Default)]
+pub struct VmStore {
+    /// `keepVersions`: versions kept after each round; `None` keeps all.
+    pub keep_versions: Option<u32>,
+    /// An S3 bucket instead of the VM's disk.
+    pub s3: Option<VmS3>,
+}
+
+/// An S3 model store and the keys the aggregator signs with.
+#[derive(Debug, Clone)]
+pub struct VmS3 {
+    /// Endpoint URL; AWS's for the region if `None`.
+    pub endpoint: Option<String>,
+    /// Bucket.
+    pub bucket: String,
+    /// Key prefix.
+    pub prefix: Option<String>,
+    /// Region.
+    pub region: Option<String>,
+    /// `AWS_ACCESS_KEY_ID`.
+    pub access_key_id: Sensitive,
+    /// `AWS_SECRET_ACCESS_KEY`.
+    pub secret_access_key: Sensitive,
+    /// `AWS_SESSION_TOKEN` of temporary keys.
+    pub session_token: Option<Sensitive>,
+}
+
+impl VmStore {
+    /// The aggregator's environment for this store (its flags read these variables), as
+    /// `(name, value)`; S3 keys are among them, so the file that holds them is 0600.
+    fn environment(&self) -> Vec<(&'static str, String)> {
+        let mut env = Vec::new();
+        if let Some(n) = self.keep_versions {
+            env.push(("FEDSKY_KEEP_VERSIONS", n.to_string()));
+        }
+        if let Some(s3) = &self.s3 {
+            env.push(("FEDSKY_S3_BUCKET", s3.bucket.clone()));
+            for (name, v) in [
+                ("FEDSKY_S3_ENDPOINT", &s3.endpoint),
+                ("FEDSKY_S3_PREFIX", &s3.prefix),
+                ("FEDSKY_S3_REGION", &s3.region),
+            ] {
+                if let Some(v) = v {
+                    env.push((name, v.clone()));
+                }
+            }
+            env.push(("AWS_ACCESS_KEY_ID", s3.access_key_id.expose().to_string()));
+            env.push((
+                "AWS_SECRET_ACCESS_KEY",
+                s3.secret_access_key.expose().to_string(),
+            ));
+            if let Some(t) = &s3.session_token {
+                env.push(("AWS_SESSION_TOKEN", t.expose().to_string()));
+            }
+        }
+        env
+    }
+}
+
+/// One `NAME="value"` line of a systemd `EnvironmentFile=`: inside double quotes a
+/// backslash escapes `"`, `\`, `$` and `` ` ``; a control character cannot be written.
+fn env_line(name: &'static str, value: &str) -> Result<String, InitError> {
+    if value.chars().any(char::is_control) {
+        return Err(InitError::EnvValue(name));
+    }
+    let mut quoted = String::with_capacity(value.len() + 2);
+    for c in value.chars() {
+        if matches!(c, '"' | '\\' | '$' | '`') {
+            quoted.push('\\');
+        }
+        quoted.push(c);
+    }
+    Ok(format!("{name}=\"{quoted}\"\n"))
+}
+
 /// What the VM needs to run one job's aggregator.
 #[derive(Debug, Clone)]
 pub struct InitSpec {
@@ -46,6 +122,8 @@ pub struct InitSpec {
     pub grpc_port: u16,
     /// Model manager HTTP port.
     pub http_port: u16,
+    /// Where model versions go.
+    pub store: VmStore,
 }
 
 /// Why user data cannot be rendered.
@@ -57,6 +135,9 @@ pub enum InitError {
     /// The checksum is not 64 hex digits.
     #[error("binary SHA-256 must be 64 hex digits, got {0} characters")]
     Sha256(usize),
+    /// A store setting holds a control character, which an environment file cannot carry.
+    #[error("{0} holds a control character (a newline?); the aggregator VM cannot be given it")]
+    EnvValue(&'static str),
     /// serde_yaml failed (a bug).
     #[error("rendering cloud-init YAML: {0}")]
     Yaml(String),
@@ -120,6 +201,24 @@ pub fn render(spec: &InitSpec) -> Result<String, InitError> {
         .iter()
         .map(|c| format!("LoadCredential={c}:{d}/{c}\n"))
         .collect();
+    // Store settings and S3 keys reach the aggregator as environment variables from a
+    // root-only file that systemd reads before it drops privileges.
+    let env = spec.store.environment();
+    let env_file = if env.is_empty() {
+        String::new()
+    } else {
+        let content = env
+            .iter()
+            .map(|(n, v)| env_line(n, v))
+            .collect::<Result<String, _>>()?;
+        files.push(file(&format!("{d}/aggregator.env"), "0600", content));
+        format!("EnvironmentFile={d}/aggregator.env\n")
+    };
+    let store_dir = if spec.store.s3.is_some() {
+        ""
+    } else {
+        "--store-dir /var/lib/fedsky-aggregator "
+    };
     let unit = format!(
         "[Unit]\n\
          Description=fedsky FL aggregator\n\
@@ -130,9 +229,10 @@ pub fn render(spec: &InitSpec) -> Result<String, InitError> {
          DynamicUser=yes\n\
          StateDirectory=fedsky-aggregator\n\
          {load}\
+         {env_file}\
          ExecStart={BINARY_PATH} --job %d/job.json --token-file %d/token \
          --grpc-listen 0.0.0.0:{grpc} --http-listen 0.0.0.0:{http} \
-         --store-dir /var/lib/fedsky-aggregator {tls_args}\n\
+         {store_dir}{tls_args}\n\
          Restart=on-failure\n\
          RestartSec=5\n\
          NoNewPrivileges=yes\n\
@@ -188,6 +288,7 @@ mod tests {
             }),
             grpc_port: 50051,
             http_port: 8081,
+            store: VmStore::default(),
         }
     }
 
@@ -265,6 +366,63 @@ mod tests {
         let unit = &files.iter().find(|f| f.0.ends_with(UNIT)).expect("unit").2;
         assert!(unit.contains("--insecure-plaintext"));
         assert!(!files.iter().any(|f| f.0.ends_with("tls.key")));
+    }
+
+    #[test]
+    fn an_s3_store_and_keep_versions_reach_the_aggregator_through_a_root_only_file() {
+        let mut s = spec(true);
+        s.store = VmStore {
+            keep_versions: Some(3),
+            s3: Some(VmS3 {
+                endpoint: Some("https://s3.example".into()),
+                bucket: "models".into(),
+                prefix: Some(r#"jobs/"x"$y"#.into()),
+                region: None,
+                access_key_id: Sensitive::new("AKID"),
+                secret_access_key: Sensitive::new("s3-secret-123"),
+                session_token: None,
+            }),
+        };
+        let written = files(&parsed(&render(&s).expect("renders")));
+        let env = written
+            .iter()
+            .find(|f| f.0 == "/etc/fedsky/aggregator.env")
+            .expect("env file");
+        assert_eq!(env.1, "0600");
+        assert_eq!(
+            env.2,
+            "FEDSKY_KEEP_VERSIONS=\"3\"\nFEDSKY_S3_BUCKET=\"models\"\n\
+             FEDSKY_S3_ENDPOINT=\"https://s3.example\"\nFEDSKY_S3_PREFIX=\"jobs/\\\"x\\\"\\$y\"\n\
+             AWS_ACCESS_KEY_ID=\"AKID\"\nAWS_SECRET_ACCESS_KEY=\"s3-secret-123\"\n"
+        );
+        let unit = &written
+            .iter()
+            .find(|f| f.0.ends_with(UNIT))
+            .expect("unit")
+            .2;
+        assert!(unit.contains("EnvironmentFile=/etc/fedsky/aggregator.env"));
+        // The bucket replaces the disk (the aggregator refuses both).
+        assert!(!unit.contains("--store-dir"), "{unit}");
+        assert!(!unit.contains("s3-secret-123"), "{unit}");
+
+        let mut disk = spec(true);
+        disk.store.keep_versions = Some(2);
+        let written = files(&parsed(&render(&disk).expect("renders")));
+        let unit = &written
+            .iter()
+            .find(|f| f.0.ends_with(UNIT))
+            .expect("unit")
+            .2;
+        assert!(
+            unit.contains("--store-dir /var/lib/fedsky-aggregator"),
+            "{unit}"
+        );
+
+        let mut bad = s;
+        if let Some(s3) = bad.store.s3.as_mut() {
+            s3.prefix = Some("a\nEXTRA=1".into());
+        }
+        assert_eq!(render(&bad), Err(InitError::EnvValue("FEDSKY_S3_PREFIX")));
     }
 
     #[test]

@@ -370,7 +370,9 @@ pub struct JobPlacement {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!(has(self.volume) && has(self.s3))").message("spec.modelStore: set at most one of volume or s3"))]
 pub struct ModelStore {
-    /// A PersistentVolumeClaim the operator creates next to the aggregator.
+    /// A PersistentVolumeClaim the operator creates next to the aggregator (for an
+    /// aggregator on a VM the operator provisioned: the VM's disk, and `size` and
+    /// `storageClassName` do not apply).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub volume: Option<VolumeStore>,
     /// S3-compatible object storage.
@@ -382,6 +384,26 @@ pub struct ModelStore {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 100000))]
     pub keep_versions: Option<i32>,
+    /// Whether the trained model outlives the job. When the job finishes, the operator
+    /// copies its latest model version into the model archive in the hub, which the model
+    /// API (`models.fedsky.dev`, `kubectl fedsky model download`) serves to users allowed
+    /// `get models/content` in the namespace. `Retain` (the default): the archived model
+    /// stays after the job is deleted (a job deleted before it finished has its latest
+    /// version archived then, while its aggregator still answers). `Delete`: the archived
+    /// model is deleted with the job. Either way the volume is deleted with the job and
+    /// objects in S3 are left in place.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retain: Option<ModelRetention>,
+}
+
+/// Whether the trained model outlives its job.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum ModelRetention {
+    /// The latest model stays in the hub's model archive after the job is deleted.
+    #[default]
+    Retain,
+    /// The archived model is deleted with the job.
+    Delete,
 }
 
 /// A volume model store.
@@ -434,17 +456,45 @@ pub struct Tracking {
     pub mlflow: Option<MlflowTracking>,
 }
 
-/// MLflow settings.
+/// MLflow settings. Once the job's aggregator runs, the operator creates one MLflow run
+/// for the job (tagged `fedsky.dev/namespace`, `fedsky.dev/job` and `fedsky.dev/uid`)
+/// with the job's parameters (strategy, rounds, participants per round, training settings,
+/// placement, pool and sites), logs each round's `loss`, `accuracy`, `round_time_seconds`
+/// and `participants` with the round as the step once the round's evaluation is in, and
+/// when the job succeeds uploads the final model as the run's artifact
+/// `model/model.safetensors`, registers it as a new version of `registeredModelName` and
+/// ends the run (`FINISHED`, or `FAILED` for a failed job). `status.tracking.mlflow`
+/// records the progress. A tracking server that cannot be reached never fails the job:
+/// the operator reports why in `status.tracking.mlflow.message` and a `TrackingFailed`
+/// Event, and tries again on the next reconcile.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MlflowTracking {
-    /// Tracking server URI.
+    /// Tracking server URL (`http://` or `https://`, with any path prefix the server is
+    /// served under), e.g. `http://mlflow.mlflow:5000`. The operator calls its REST API and
+    /// uploads the model through its artifact proxy, so the server must serve artifacts
+    /// (`mlflow server`'s default; not `--no-serve-artifacts`).
     #[schemars(length(min = 1, max = 2048), pattern(r"^https?://"))]
     pub tracking_uri: String,
-    /// Experiment name; the job's name if unset.
+    /// Experiment the job's run goes into, created when missing; the job's name if unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 253))]
     pub experiment: Option<String>,
+    /// Secret in the job's namespace with the credentials for the tracking server, under
+    /// the keys MLflow's own clients read: `MLFLOW_TRACKING_USERNAME` and
+    /// `MLFLOW_TRACKING_PASSWORD` for HTTP basic authentication (as `mlflow server
+    /// --app-name basic-auth` expects), or `MLFLOW_TRACKING_TOKEN` for a bearer token. With
+    /// both, basic authentication is used, as MLflow's clients do. Unset: requests carry
+    /// no credentials. `namespace`, if set, must be the job's; `key` is not used. The
+    /// operator must be allowed to read Secrets there (chart value `rbac.secretNamespaces`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret_ref: Option<SecretKeyRef>,
+    /// Registered model (MLflow model registry) the job's final model becomes a new version
+    /// of, created when missing; the job's name if unset. MLflow refuses names with `/` or
+    /// `:`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256), pattern(r"^[^/:]+$"))]
+    pub registered_model_name: Option<String>,
 }
 
 /// Lifecycle phase of a FederatedJob.
@@ -521,6 +571,50 @@ pub struct FederatedJobStatus {
     /// When the job reached Succeeded or Failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_time: Option<Time>,
+    /// What the operator has recorded in the experiment tracker of `spec.tracking`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracking: Option<TrackingStatus>,
+}
+
+/// Experiment tracking as recorded so far.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TrackingStatus {
+    /// The job's MLflow run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mlflow: Option<MlflowStatus>,
+}
+
+/// The job's MLflow run as the operator has written it. The run itself is the reference:
+/// after an interrupted write the operator finds the run by its `fedsky.dev/uid` tag and
+/// the rounds logged by its metrics, so it never creates a second run or logs a round
+/// twice.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MlflowStatus {
+    /// ID of the experiment the run is in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experiment_id: Option<String>,
+    /// ID of the job's run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    /// Last round whose metrics are in the run (0 is the initial model); unset before the
+    /// first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logged_round: Option<i32>,
+    /// Registered model the final model is a version of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registered_model: Option<String>,
+    /// Version of `registeredModel` holding the final model, once registered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_version: Option<String>,
+    /// How the operator ended the run: `FINISHED` or `FAILED`; unset while it is open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_status: Option<String>,
+    /// Why the last attempt to write to the tracking server failed; it is tried again on
+    /// the next reconcile. Unset once an attempt succeeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// The placement a job runs with.
@@ -547,7 +641,9 @@ pub struct ChosenPlacement {
 pub struct AggregatorEndpoint {
     /// gRPC endpoint (`host:port`).
     pub endpoint: String,
-    /// Model manager HTTP URL.
+    /// The aggregator's model manager, `https://`; it admits the job's client certificates
+    /// and token only. Users download finished models through the model API
+    /// (`kubectl fedsky model download`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_url: Option<String>,
 }
@@ -637,7 +733,8 @@ pub struct RoundMetrics {
 pub struct ModelVersion {
     /// Version number (the round that produced it).
     pub version: i32,
-    /// Download URI.
+    /// Where the aggregator serves it (`https://`, the job's credentials only); once the
+    /// job finishes, the model API serves it to users (`models.fedsky.dev`).
     pub uri: String,
     /// sha256 of the safetensors file (hex).
     pub sha256: String,

@@ -236,6 +236,20 @@ impl ControlPlane {
                 format!("--tls-private-key-file={}", p(&pki.serving_key)),
                 format!("--client-ca-file={}", p(&pki.ca_cert)),
                 format!("--token-auth-file={}", p(&tokens)),
+                // Aggregated APIs (the operator's model API): the API server proxies with
+                // this client certificate and the caller's identity in headers, and dials
+                // the APIService's endpoints directly (no kube-proxy here).
+                format!("--requestheader-client-ca-file={}", p(&pki.front_proxy_ca)),
+                format!(
+                    "--requestheader-allowed-names={}",
+                    crate::pki::FRONT_PROXY_CLIENT
+                ),
+                "--requestheader-username-headers=X-Remote-User".into(),
+                "--requestheader-group-headers=X-Remote-Group".into(),
+                "--requestheader-extra-headers-prefix=X-Remote-Extra-".into(),
+                format!("--proxy-client-cert-file={}", p(&pki.front_proxy_cert)),
+                format!("--proxy-client-key-file={}", p(&pki.front_proxy_key)),
+                "--enable-aggregator-routing=true".into(),
                 // Kubelets are authorized as their Node (what they run, its Secrets).
                 format!(
                     "--authorization-mode={}",

@@ -19,6 +19,7 @@ pub mod images;
 mod kubectl;
 pub mod lab;
 pub mod load_balancer;
+pub mod mlflow;
 pub mod moto;
 mod namespace;
 mod node;

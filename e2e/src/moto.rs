@@ -59,8 +59,14 @@ pub fn moto_server() -> Result<PathBuf, Error> {
     if let Some(p) = std::env::var_os("FEDSKY_MOTO_SERVER") {
         return Ok(PathBuf::from(p));
     }
+    venv_program("moto_server", "moto[server]")
+}
+
+/// `program` from the tests' venv, `pip install`ed from `requirement` first when missing
+/// (and the venv created when there is none).
+pub(crate) fn venv_program(program: &str, requirement: &str) -> Result<PathBuf, Error> {
     let venv = venv();
-    let bin = venv.join("bin/moto_server");
+    let bin = venv.join("bin").join(program);
     if bin.exists() {
         return Ok(bin);
     }
@@ -71,14 +77,14 @@ pub fn moto_server() -> Result<PathBuf, Error> {
             .status()
             .is_ok_and(|s| s.success()))
         && Command::new(venv.join("bin/pip"))
-            .args(["install", "-q", "moto[server]"])
+            .args(["install", "-q", requirement])
             .status()
             .is_ok_and(|s| s.success());
     if ok {
         Ok(bin)
     } else {
         Err(Error::Binaries(format!(
-            "moto_server is missing and `pip install \"moto[server]\"` into {} failed",
+            "{program} is missing and `pip install \"{requirement}\"` into {} failed",
             venv.display()
         )))
     }

@@ -16,7 +16,16 @@ pub(crate) struct Pki {
     pub serving_key: PathBuf,
     pub sa_key: PathBuf,
     pub sa_pub: PathBuf,
+    /// The request-header CA and the client certificate the API server presents when it
+    /// proxies to aggregated APIs (the operator's model API): a CA of its own, so that no
+    /// user certificate can pass for the API server.
+    pub front_proxy_ca: PathBuf,
+    pub front_proxy_cert: PathBuf,
+    pub front_proxy_key: PathBuf,
 }
+
+/// CN of the API server's front-proxy client certificate (`--requestheader-allowed-names`).
+pub(crate) const FRONT_PROXY_CLIENT: &str = "front-proxy-client";
 
 impl Pki {
     /// `extra_names`: more names or IP addresses the API server answers on (the lab
@@ -45,6 +54,18 @@ impl Pki {
 
         let sa_key = KeyPair::generate()?;
 
+        let fp_params = named_ca_params("fedsky-e2e-front-proxy-ca")?;
+        let fp_key = KeyPair::generate()?;
+        let fp_ca = fp_params.self_signed(&fp_key)?;
+        let fp_issuer = Issuer::new(fp_params, fp_key);
+        let fp_client_key = KeyPair::generate()?;
+        let mut fp_client = CertificateParams::new(Vec::<String>::new())?;
+        fp_client
+            .distinguished_name
+            .push(DnType::CommonName, FRONT_PROXY_CLIENT);
+        fp_client.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let fp_client = fp_client.signed_by(&fp_client_key, &fp_issuer)?;
+
         let write = |name: &str, contents: &str| -> Result<PathBuf, Error> {
             let path = dir.join(name);
             std::fs::write(&path, contents).map_err(io("write", &path))?;
@@ -58,6 +79,9 @@ impl Pki {
             serving_key: write("apiserver.key", &serving_key.serialize_pem())?,
             sa_key: write("sa.key", &sa_key.serialize_pem())?,
             sa_pub: write("sa.pub", &sa_key.public_key_pem())?,
+            front_proxy_ca: write("front-proxy-ca.crt", &fp_ca.pem())?,
+            front_proxy_cert: write("front-proxy-client.crt", &fp_client.pem())?,
+            front_proxy_key: write("front-proxy-client.key", &fp_client_key.serialize_pem())?,
             ca_pem,
         })
     }
@@ -82,11 +106,13 @@ impl Pki {
 
 /// The CA's parameters; signing needs the same subject again, so it is built in one place.
 fn ca_params() -> Result<CertificateParams, Error> {
+    named_ca_params("fedsky-e2e-ca")
+}
+
+fn named_ca_params(cn: &str) -> Result<CertificateParams, Error> {
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "fedsky-e2e-ca");
+    ca_params.distinguished_name.push(DnType::CommonName, cn);
     ca_params.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
         KeyUsagePurpose::CrlSign,

@@ -78,8 +78,14 @@ kill "$@" 2>/dev/null; sleep 1; kill -9 "$@" 2>/dev/null; [ -z "$dir" ] || rm -r
         dir.map(|d| d.display().to_string()).unwrap_or_default(),
     ];
     args.extend(pids.iter().map(u32::to_string));
+    spawn_detached_sh(&args)
+}
+
+/// Runs `sh ARGS` in the background with no standard streams, for watchdogs that must
+/// outlive this process.
+pub(crate) fn spawn_detached_sh(args: &[String]) -> Result<(), Error> {
     Command::new("sh")
-        .args(&args)
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -529,28 +529,88 @@ fn metrics_service_network_policy_and_optional_objects() {
         "Service",
         "NetworkPolicy",
         "PodDisruptionBudget",
+        // The model API: its serving Secret, Service, APIService and archive volume.
+        "Secret",
+        "APIService",
+        "PersistentVolumeClaim",
     ]
     .into_iter()
     .collect();
     assert_eq!(kinds, want, "objects rendered with default values");
 
     let selector = &one(&docs, "Deployment")["spec"]["selector"]["matchLabels"];
-    let svc = one(&docs, "Service");
+    let named = |name: &str| {
+        of_kind(&docs, "Service")
+            .into_iter()
+            .find(|s| s["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("Service {name}"))
+    };
+    let svc = named("fedsky-metrics");
     assert_eq!(&svc["spec"]["selector"], selector);
     let ports = svc["spec"]["ports"].as_array().expect("ports");
     assert_eq!(ports.len(), 1);
     assert_eq!(ports[0]["name"], "http-metrics");
     assert_eq!(ports[0]["port"], 8080);
 
-    // Ingress to the metrics port only.
+    // The model API's Service is what its APIService names, verified by the caBundle
+    // that signed the serving certificate.
+    let api_svc = named("fedsky-model-api");
+    assert_eq!(&api_svc["spec"]["selector"], selector);
+    assert_eq!(api_svc["spec"]["ports"][0]["targetPort"], "model-api");
+    let apisvc = one(&docs, "APIService");
+    assert_eq!(apisvc["metadata"]["name"], "v1alpha1.models.fedsky.dev");
+    assert_eq!(apisvc["spec"]["service"]["name"], "fedsky-model-api");
+    assert_eq!(apisvc["spec"]["service"]["namespace"], "fedsky-system");
+    assert!(apisvc["spec"].get("insecureSkipTLSVerify").is_none());
+    let tls = one(&docs, "Secret");
+    assert_eq!(apisvc["spec"]["caBundle"], tls["data"]["ca.crt"]);
+    let args =
+        strings(&one(&docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]);
+    assert!(args.contains(&"--model-api-addr=0.0.0.0:8443"), "{args:?}");
+    assert!(
+        args.contains(&"--model-archive-dir=/var/lib/fedsky/models"),
+        "{args:?}"
+    );
+    let pvc = one(&docs, "PersistentVolumeClaim");
+    assert_eq!(
+        pvc["metadata"]["annotations"]["helm.sh/resource-policy"], "keep",
+        "the archive outlives the release"
+    );
+    // Without persistence an emptyDir holds the archive, which one replica alone serves.
+    let ephemeral = render(&["--set", "modelApi.persistence.enabled=false,replicaCount=1"]);
+    assert!(of_kind(&ephemeral, "PersistentVolumeClaim").is_empty());
+    let chart = chart_dir().display().to_string();
+    let refused = helm(&[
+        "template",
+        "fedsky",
+        &chart,
+        "--kube-version",
+        OFFLINE_KUBE_VERSION,
+        "--set",
+        "modelApi.persistence.enabled=false,replicaCount=2",
+    ]);
+    assert!(
+        !refused.success && refused.stderr.contains("replicaCount=1"),
+        "{}",
+        refused.stderr
+    );
+    let off = render(&["--set", "modelApi.enabled=false"]);
+    assert!(of_kind(&off, "APIService").is_empty() && of_kind(&off, "Secret").is_empty());
+
+    // Ingress to the metrics port and to the model API only.
     let np = one(&docs, "NetworkPolicy");
     assert_eq!(&np["spec"]["podSelector"]["matchLabels"], selector);
     assert_eq!(strings(&np["spec"]["policyTypes"]), ["Ingress"]);
     let ingress = np["spec"]["ingress"].as_array().expect("ingress");
-    assert_eq!(ingress.len(), 1);
-    let np_ports = ingress[0]["ports"].as_array().expect("ingress ports");
-    assert_eq!(np_ports.len(), 1);
-    assert_eq!(np_ports[0]["port"], "http-metrics");
+    let ports: Vec<&Value> = ingress
+        .iter()
+        .flat_map(|i| i["ports"].as_array().expect("ingress ports"))
+        .map(|p| &p["port"])
+        .collect();
+    assert_eq!(
+        ports,
+        [&Value::from("http-metrics"), &Value::from("model-api")]
+    );
 
     let pdb = one(&docs, "PodDisruptionBudget");
     assert_eq!(&pdb["spec"]["selector"]["matchLabels"], selector);
@@ -683,10 +743,20 @@ fn api_server_accepts_rendered_manifests() {
     let docs = parse_docs(&render_yaml(&ns, &server_version(), ALL_OPTIONAL));
     // The ServiceMonitor's CRD (prometheus-operator) is not installed here.
     assert_eq!(of_kind(&docs, "ServiceMonitor").len(), 1);
-    let applicable: Vec<&Value> = docs
+    // The RoleBinding that lets the operator read the API server's request-header CA
+    // lives in kube-system; `apply -n` takes one namespace, so it is checked on its own.
+    let (elsewhere, applicable): (Vec<&Value>, Vec<&Value>) = docs
         .iter()
         .filter(|d| d["kind"] != "ServiceMonitor")
-        .collect();
+        .partition(|d| d["metadata"]["namespace"] == "kube-system");
+    assert_eq!(elsewhere.len(), 1, "{elsewhere:?}");
+    let file = temp_manifest(&to_yaml_stream(&elsewhere));
+    kc_ok(&[
+        "apply",
+        "--dry-run=server",
+        "-f",
+        &file.display().to_string(),
+    ]);
     let file = temp_manifest(&to_yaml_stream(&applicable));
     let out = kc_ok(&[
         "apply",

@@ -36,6 +36,8 @@ pub struct Context {
     pub member_clusters: Cache<MemberCluster>,
     /// The namespaces whose Secrets the operator reads and writes.
     pub secrets: SecretScope,
+    /// The hub's model archive (`spec.modelStore.retain`), if the operator keeps one.
+    pub archive: Option<Arc<crate::models::ModelArchive>>,
 }
 
 /// Events published at once.
@@ -49,7 +51,12 @@ impl std::fmt::Debug for Context {
 
 impl Context {
     /// Builds the context for a hub client.
-    pub fn new(client: kube::Client, metrics: Arc<Metrics>, secrets: SecretScope) -> Arc<Self> {
+    pub fn new(
+        client: kube::Client,
+        metrics: Arc<Metrics>,
+        secrets: SecretScope,
+        archive: Option<Arc<crate::models::ModelArchive>>,
+    ) -> Arc<Self> {
         let reporter = Reporter {
             controller: crate::FIELD_MANAGER.into(),
             instance: std::env::var("POD_NAME").ok(),
@@ -64,6 +71,7 @@ impl Context {
             placements: Cache::default(),
             member_clusters: Cache::default(),
             secrets,
+            archive,
             client,
             metrics,
         })

@@ -13,6 +13,7 @@ pub mod http;
 pub mod images;
 pub mod leader;
 pub mod metrics;
+pub mod models;
 pub mod names;
 pub mod orchestrator;
 pub mod pki;
@@ -22,6 +23,7 @@ pub mod runtime;
 pub mod secret_scope;
 pub mod status_patch;
 pub mod telemetry;
+pub mod tracking;
 pub mod workloads;
 
 pub use context::Context;

@@ -1,5 +1,6 @@
 //! `fedsky-operator`: parse flags, start telemetry, run.
 
+use anyhow::Context as _;
 use clap::Parser;
 use fedsky_operator::images::{Images, PullPolicy};
 use fedsky_operator::runtime::{ProcessRuntime, ProcessSettings, Runtime};
@@ -69,6 +70,19 @@ struct Args {
     /// exist in the namespaces where fedsky runs pods in every member cluster.
     #[arg(long, env = "FEDSKY_IMAGE_PULL_SECRETS", value_delimiter = ',')]
     image_pull_secrets: Vec<String>,
+    /// Address of the model API (`models.fedsky.dev`, an aggregated API the hub's API
+    /// server proxies to); unset serves no model API and archives no model.
+    #[arg(long, env = "FEDSKY_MODEL_API_ADDR", requires_all = ["model_api_cert", "model_api_key", "model_archive_dir"])]
+    model_api_addr: Option<std::net::SocketAddr>,
+    /// The model API's serving certificate (PEM), signed by the APIService's caBundle.
+    #[arg(long, env = "FEDSKY_MODEL_API_CERT")]
+    model_api_cert: Option<std::path::PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long, env = "FEDSKY_MODEL_API_KEY")]
+    model_api_key: Option<std::path::PathBuf>,
+    /// Directory of the model archive, on a volume that outlives the pod.
+    #[arg(long, env = "FEDSKY_MODEL_ARCHIVE_DIR")]
+    model_archive_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -138,11 +152,31 @@ async fn main() -> anyhow::Result<()> {
             }))
         }
     };
+    let model_api = match (
+        args.model_api_addr,
+        args.model_api_cert,
+        args.model_api_key,
+        args.model_archive_dir,
+    ) {
+        (Some(listen), Some(cert), Some(key), Some(dir)) => {
+            let read = |p: &std::path::Path| {
+                std::fs::read(p).with_context(|| format!("reading {}", p.display()))
+            };
+            Some(fedsky_operator::models::ModelApiSettings {
+                listen,
+                cert_pem: read(&cert)?,
+                key_pem: read(&key)?,
+                archive_dir: dir,
+            })
+        }
+        _ => None,
+    };
     let settings = fedsky_operator::run::Settings {
         metrics_addr: args.metrics_addr,
         election,
         runtime: std::sync::Arc::new(runtime),
         secrets,
+        model_api,
     };
     fedsky_operator::run::run(client, settings).await?;
     Ok(())

@@ -15,8 +15,14 @@ pub const ANNOTATION_JOB: &str = "fl.fedsky.dev/job-ref";
 pub const AGGREGATOR_NAMESPACE: &str = "fedsky-aggregators";
 /// gRPC port of the aggregator.
 pub const GRPC_PORT: i32 = 50051;
-/// Model manager HTTP port of the aggregator.
+/// Model manager HTTP port of the aggregator (TLS; see [`METRICS_TOKEN_SECRET`] for how
+/// Prometheus gets in).
 pub const HTTP_PORT: i32 = 8081;
+/// Secret in [`AGGREGATOR_NAMESPACE`] of a member cluster, key `token`, with the token
+/// that opens the aggregators' `/metrics` to that cluster's Prometheus. The member
+/// cluster's Terraform module (`terraform/modules/fedsky-member`) creates it; aggregator
+/// pods mount it if it exists.
+pub const METRICS_TOKEN_SECRET: &str = "fedsky-metrics-token";
 
 /// A short stable key for a job: `<ns>-<name>` if it fits, else a prefix plus a hash.
 pub fn job_key(namespace: &str, name: &str) -> String {
@@ -84,6 +90,11 @@ pub fn aggregator_tls_name(key: &str) -> String {
     format!("{}.{AGGREGATOR_NAMESPACE}.svc", aggregator(key))
 }
 
+/// CN of the client certificate the operator issues itself from each job's CA to read the
+/// aggregator's model manager. Participants' CNs are their names, which all start with
+/// `fedsky-p-` (see [`participant`]), so no participant can be taken for the operator.
+pub const OPERATOR_CLIENT_CN: &str = "fedsky-operator";
+
 /// Labels of every object of the job.
 pub fn labels(key: &str, role: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
@@ -150,6 +161,17 @@ mod tests {
             participant("covid-xray", "eu", 0),
             "fedsky-p-covid-xray-eu-0"
         );
+    }
+
+    #[test]
+    fn no_participant_is_named_like_the_operators_client_certificate() {
+        for key in ["covid-xray", "a", "fedsky", "operator"] {
+            for site in ["eu", "operator", "fedsky-operator", ""] {
+                let name = participant(key, site, 0);
+                assert!(name.starts_with("fedsky-p-"), "{name}");
+                assert_ne!(name, OPERATOR_CLIENT_CN);
+            }
+        }
     }
 
     #[test]

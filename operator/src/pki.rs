@@ -161,6 +161,17 @@ impl Ca {
         &self.key_pem
     }
 
+    /// SHA-256 of the CA certificate (DER, hex): what tells one CA from another, for
+    /// caching what was built from it.
+    pub fn fingerprint(&self) -> String {
+        let der = pem_der(&self.cert_pem).unwrap_or_else(|| self.cert_pem.as_bytes().to_vec());
+        ring::digest::digest(&ring::digest::SHA256, &der)
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
     /// When the CA and every certificate of the job expire (Unix seconds).
     pub fn not_after(&self) -> i64 {
         self.not_after
@@ -342,6 +353,18 @@ mod tests {
         assert!(err.to_string().contains("does not belong"), "{err}");
         let err = Ca::from_pem("junk", ca.key_pem(), "covid/xray-fedsky-ca").expect_err("junk");
         assert!(err.to_string().contains("covid/xray-fedsky-ca"), "{err}");
+    }
+
+    #[test]
+    fn fingerprints_tell_cas_apart_and_survive_a_round_trip() {
+        let ca = Ca::generate("covid/xray", NOW).expect("CA");
+        let fp = ca.fingerprint();
+        assert_eq!(fp.len(), 64);
+        assert!(fp.bytes().all(|b| b.is_ascii_hexdigit()), "{fp}");
+        let back = Ca::from_pem(&ca.cert_pem, ca.key_pem(), "s").expect("reads");
+        assert_eq!(back.fingerprint(), fp);
+        let other = Ca::generate("covid/xray", NOW).expect("other");
+        assert_ne!(other.fingerprint(), fp);
     }
 
     #[test]

@@ -18,6 +18,8 @@ pub struct Settings {
     pub runtime: Arc<crate::runtime::Runtime>,
     /// The operator's own namespace and the namespaces whose Secrets it reads.
     pub secrets: crate::secret_scope::SecretScope,
+    /// The model archive and its API; `None` archives nothing.
+    pub model_api: Option<crate::models::ModelApiSettings>,
 }
 
 impl Default for Settings {
@@ -29,6 +31,7 @@ impl Default for Settings {
             election: None,
             runtime: Arc::default(),
             secrets: crate::secret_scope::SecretScope::default(),
+            model_api: None,
         }
     }
 }
@@ -45,6 +48,9 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
+    /// The model archive or its API could not start.
+    #[error("model API: {0}")]
+    ModelApi(#[from] crate::models::ModelApiError),
     /// Another replica took the Lease; exiting guarantees we never act alongside it.
     #[error("lost leadership of Lease {0}; exiting so that only one replica acts")]
     LostLeadership(String),
@@ -67,7 +73,13 @@ pub async fn run(client: kube::Client, settings: Settings) -> Result<(), RunErro
         }
     });
 
-    let ctx = Context::new(client.clone(), metrics.clone(), settings.secrets);
+    // Every replica serves the archive (a standby too, so downloads survive a failover);
+    // only the leader writes it.
+    let archive = match &settings.model_api {
+        Some(api) => Some(crate::models::start(client.clone(), api).await?.0),
+        None => None,
+    };
+    let ctx = Context::new(client.clone(), metrics.clone(), settings.secrets, archive);
     let runtime = settings.runtime;
     let Some(election) = settings.election else {
         let _ = ready_tx.send(true);

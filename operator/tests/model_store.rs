@@ -78,21 +78,13 @@ type Seen = Arc<Mutex<BTreeMap<u64, f64>>>;
 /// Polls the model manager of job `key`'s aggregator, found through the port the process
 /// runtime chose for it (so from its first moment, not once status names it).
 fn watch_accuracies(state_dir: &Path, key: &str) -> (Seen, tokio::task::JoinHandle<()>) {
-    let ports = state_dir.join(key).join("aggregator/ports.json");
+    let (state_dir, key) = (state_dir.to_path_buf(), key.to_string());
     let seen: Seen = Arc::default();
     let out = seen.clone();
     let task = tokio::spawn(async move {
-        let http = reqwest::Client::new();
         loop {
-            let port = std::fs::read(&ports)
-                .ok()
-                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-                .and_then(|p| p["http"].as_u64());
-            if let Some(port) = port
-                && let Ok(r) = http
-                    .get(format!("http://127.0.0.1:{port}/v1/versions"))
-                    .send()
-                    .await
+            if let Some((http, base)) = common::processes::local_aggregator(&state_dir, &key)
+                && let Ok(r) = http.get(format!("{base}/v1/versions")).send().await
                 && let Ok(versions) = r.json::<Vec<fedsky_contract::VersionInfo>>().await
             {
                 let mut seen = out
@@ -285,15 +277,18 @@ async fn model_versions_are_pruned_in_s3_and_in_the_volume_store() {
     // The latest model in the bucket is the one status names, and so is the download.
     let in_bucket = &objects[&format!("{PREFIX}/models/v00000004.safetensors")];
     assert_eq!(in_bucket, &latest.sha256);
-    common::download_matches(&latest.uri, &latest.sha256).await;
+    // Over the channel the operator reads status on.
+    let operator = common::aggregator_client(&hub, NS, "xray").await;
+    common::download_matches(&operator, &latest.uri, &latest.sha256).await;
     // The model manager lists what the bucket holds, no more.
-    let listed: Vec<fedsky_contract::VersionInfo> =
-        reqwest::get(format!("{model_url}/v1/versions"))
-            .await
-            .expect("versions")
-            .json()
-            .await
-            .expect("json");
+    let listed: Vec<fedsky_contract::VersionInfo> = operator
+        .get(format!("{model_url}/v1/versions"))
+        .send()
+        .await
+        .expect("versions")
+        .json()
+        .await
+        .expect("json");
     let listed: BTreeSet<u64> = listed.iter().map(|v| v.version).collect();
     assert_eq!(listed, models);
     watcher.abort();
@@ -339,7 +334,8 @@ async fn model_versions_are_pruned_in_s3_and_in_the_volume_store() {
         models,
         "{files:?}"
     );
-    common::download_matches(&latest.uri, &latest.sha256).await;
+    let operator = common::aggregator_client(&hub, NS, "xray-dir").await;
+    common::download_matches(&operator, &latest.uri, &latest.sha256).await;
     watcher.abort();
     delete_and_wait(&jobs, "xray-dir", &state_dir.join("default-xray-dir")).await;
     f.operator.abort();

@@ -449,18 +449,9 @@ struct Track {
     end: Option<String>,
 }
 
-async fn aggregator_status(
-    state_dir: &Path,
-    key: &str,
-    http: &reqwest::Client,
-) -> Option<serde_json::Value> {
-    #[derive(Deserialize)]
-    struct Ports {
-        http: u16,
-    }
-    let bytes = std::fs::read(state_dir.join(key).join("aggregator/ports.json")).ok()?;
-    let ports: Ports = serde_json::from_slice(&bytes).ok()?;
-    http.get(format!("http://127.0.0.1:{}/v1/status", ports.http))
+async fn aggregator_status(state_dir: &Path, key: &str) -> Option<serde_json::Value> {
+    let (http, base) = common::processes::local_aggregator(state_dir, key)?;
+    http.get(format!("{base}/v1/status"))
         .send()
         .await
         .ok()?
@@ -549,10 +540,6 @@ async fn one_run(
     .await;
 
     let jobs: Api<FederatedJob> = Api::namespaced(hub.clone(), &ns);
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()
-        .expect("http client");
     let mut tracks: BTreeMap<String, Track> = BTreeMap::new();
     let mut dead: BTreeSet<String> = BTreeSet::from([Faults::DEAD_FROM_START.to_string()]);
     let (mut crashed, mut not_ready) = (false, false);
@@ -588,7 +575,7 @@ async fn one_run(
             }
         }
         // Injections.
-        let agg = aggregator_status(state_dir, &key, &http).await;
+        let agg = aggregator_status(state_dir, &key).await;
         let phase = agg
             .as_ref()
             .and_then(|a| a["phase"].as_str().map(str::to_string));

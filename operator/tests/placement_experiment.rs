@@ -437,7 +437,10 @@ async fn one_run(tb: &Testbed, state_dir: &Path, spec: &RunSpec) -> RunRecord {
     // The model's size on the wire: the final version, downloaded.
     let model_size_mb = match &st.latest_model {
         Some(m) => {
-            reqwest::get(&m.uri)
+            common::aggregator_client(&hub, &ns, "xray")
+                .await
+                .get(&m.uri)
+                .send()
                 .await
                 .expect("model download")
                 .bytes()

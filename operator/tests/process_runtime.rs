@@ -54,8 +54,34 @@ async fn a_job_trains_end_to_end_as_local_processes() {
         "accuracy should rise over rounds: initial model {first}, final {last}; history {:?}",
         st.history
     );
-    // The final model is downloadable and is what status says.
-    common::download_matches(&latest.uri, &latest.sha256).await;
+    // The final model is downloadable over the operator's channel (the job's mutual TLS)
+    // and is what status says.
+    let operator = common::aggregator_client(&hub, ns, "xray").await;
+    common::download_matches(&operator, &latest.uri, &latest.sha256).await;
+    assert!(latest.uri.starts_with("https://"), "{}", latest.uri);
+    // Nobody else gets it: not in plaintext, not without credentials.
+    let plain = latest.uri.replacen("https://", "http://", 1);
+    assert!(
+        reqwest::get(&plain).await.is_err(),
+        "the model manager answered plain HTTP"
+    );
+    let (_, base) =
+        common::processes::local_aggregator(&state_dir, "default-xray").expect("aggregator files");
+    let ca = std::fs::read(state_dir.join("default-xray/aggregator/ca.crt")).expect("CA");
+    let anonymous = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("CA PEM"))
+        .build()
+        .expect("client");
+    for path in ["/v1/status", "/v1/versions", "/metrics", "/healthz"] {
+        let resp = anonymous
+            .get(format!("{base}{path}"))
+            .send()
+            .await
+            .expect("HTTPS");
+        assert_eq!(resp.status(), 401, "{path}");
+    }
     // Participants ran where the orchestrator put them: one per worker node.
     let mut nodes: Vec<String> = st
         .participants

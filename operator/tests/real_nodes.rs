@@ -273,7 +273,8 @@ async fn the_case_study_trains_on_real_containers() {
         "{}",
         latest.uri
     );
-    common::download_matches(&latest.uri, &latest.sha256).await;
+    let operator = common::aggregator_client(&hub, ns, "xray").await;
+    common::download_matches(&operator, &latest.uri, &latest.sha256).await;
     let ran_on: Vec<(&str, &str)> = st
         .participants
         .iter()
@@ -321,7 +322,8 @@ async fn the_case_study_trains_on_real_containers() {
         resumed.sha256, latest.sha256,
         "a resumed run must end with the same model"
     );
-    common::download_matches(&resumed.uri, &resumed.sha256).await;
+    let operator = common::aggregator_client(&hub, ns, "xray").await;
+    common::download_matches(&operator, &resumed.uri, &resumed.sha256).await;
     delete_job(&jobs, &clients[1]).await;
 
     // 3. A participant's container killed: its Job fails and another participant takes

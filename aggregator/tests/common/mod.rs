@@ -62,6 +62,12 @@ impl Pki {
         }
     }
 
+    /// An HTTPS client of the model manager that trusts only this CA and, with `id`,
+    /// presents a client certificate of that CN.
+    pub fn https_client(&self, id: Option<&str>) -> reqwest::Client {
+        https_client(self.ca_pem.as_bytes(), id.map(|id| self.client(id)))
+    }
+
     /// Client TLS material whose certificate CN is `id`.
     pub fn client(&self, id: &str) -> ClientTls {
         let key = KeyPair::generate().unwrap();
@@ -75,6 +81,22 @@ impl Pki {
             domain: Some("localhost".into()),
         }
     }
+}
+
+/// An HTTPS client that trusts only `ca` (no public roots) and presents `identity`'s
+/// certificate if given.
+pub fn https_client(ca: &[u8], identity: Option<ClientTls>) -> reqwest::Client {
+    let mut b = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(ca).unwrap())
+        .timeout(Duration::from_secs(10));
+    if let Some(id) = identity {
+        let mut pem = id.cert;
+        pem.extend_from_slice(&id.key);
+        b = b.identity(reqwest::Identity::from_pem(&pem).unwrap());
+    }
+    b.build().unwrap()
 }
 
 /// The initial model: two small f32 tensors.
@@ -106,7 +128,10 @@ pub struct Harness {
     pub server: RunningServer,
     pub pki: Arc<Pki>,
     pub endpoint: String,
+    /// Base URL of the model manager (HTTPS).
     pub http: String,
+    /// A client of it with a job certificate, as the operator reads it.
+    pub https: reqwest::Client,
 }
 
 impl Harness {
@@ -148,8 +173,13 @@ impl Harness {
         }
     }
 
+    /// GET on the model manager with a job certificate.
     pub async fn http_get(&self, path: &str) -> reqwest::Response {
-        reqwest::get(format!("{}{path}", self.http)).await.unwrap()
+        self.https
+            .get(format!("{}{path}", self.http))
+            .send()
+            .await
+            .unwrap()
     }
 }
 
@@ -179,12 +209,14 @@ pub async fn start_on(
         .await
         .unwrap();
     let endpoint = format!("https://localhost:{}", server.grpc_addr.port());
-    let http = format!("http://{}", server.http_addr);
+    let http = format!("https://localhost:{}", server.http_addr.port());
+    let https = pki.https_client(Some("model-reader"));
     Harness {
         server,
         pki,
         endpoint,
         http,
+        https,
     }
 }
 

@@ -80,6 +80,9 @@ silently ignore a setting.
 {{- if hasKey .Values "image" }}
 {{- fail "values: `image` was replaced by `images.operator` (repository, tag, digest) and `images.pullPolicy` in chart 0.2.0" }}
 {{- end }}
+{{- if and .Values.modelApi.enabled (not .Values.modelApi.persistence.enabled) (gt (int .Values.replicaCount) 1) }}
+{{- fail "values: modelApi.persistence.enabled=false keeps the model archive in one pod's emptyDir, which other replicas cannot serve: set replicaCount=1 or enable persistence" }}
+{{- end }}
 {{- if hasKey .Values "imagePullSecrets" }}
 {{- fail "values: `imagePullSecrets` was replaced by `images.pullSecrets` (a list of Secret names) in chart 0.2.0" }}
 {{- end }}

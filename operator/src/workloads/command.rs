@@ -57,7 +57,7 @@ pub struct AggregatorIo<'a> {
     pub job_file: &'a str,
     /// `addr:port` for gRPC.
     pub grpc_listen: &'a str,
-    /// `addr:port` for the model manager (HTTP).
+    /// `addr:port` for the model manager (HTTPS with the same certificate as gRPC).
     pub http_listen: &'a str,
     /// File holding the job token.
     pub token_file: &'a str,
@@ -69,6 +69,8 @@ pub struct AggregatorIo<'a> {
     pub initial_model: &'a str,
     /// Its server certificate, key and the job's CA (which signs participants' certificates).
     pub tls: TlsPaths<'a>,
+    /// File holding the token that opens `/metrics` to Prometheus (absent: no such token).
+    pub metrics_token_file: Option<&'a str>,
 }
 
 /// The aggregator's model store on its command line. S3 credentials are never here: they
@@ -117,6 +119,9 @@ pub fn aggregator(io: &AggregatorIo<'_>) -> Vec<String> {
     }
     if let Some(n) = io.keep_versions {
         pairs.push(("--keep-versions", n.to_string()));
+    }
+    if let Some(file) = io.metrics_token_file {
+        pairs.push(("--metrics-token-file", file.into()));
     }
     pairs.extend([
         ("--initial-model", io.initial_model.into()),
@@ -298,6 +303,7 @@ mod tests {
                 cert: "/r/tls.crt",
                 key: "/r/tls.key",
             },
+            metrics_token_file: Some("/m/token"),
         })
     }
 
@@ -331,6 +337,7 @@ mod tests {
         assert_eq!(flag(&args, "--tls-key"), Some("/r/tls.key"));
         assert_eq!(flag(&args, "--client-ca"), Some("/r/ca.crt"));
         assert_eq!(flag(&args, "--job"), Some("/r/job.json"));
+        assert_eq!(flag(&args, "--metrics-token-file"), Some("/m/token"));
         assert_eq!(
             flag(&args, "--initial-model"),
             Some("/models/initial.safetensors")

@@ -300,7 +300,7 @@ fn served(job: &ValidJob, svc: Service, dep: Deployment) -> Option<(String, Stri
         .unwrap_or_else(|| format!("{}.{AGGREGATOR_NAMESPACE}.svc", names::aggregator(&job.key)));
     Some((
         format!("{host}:{GRPC_PORT}"),
-        format!("http://{host}:{HTTP_PORT}"),
+        format!("https://{host}:{HTTP_PORT}"),
     ))
 }
 

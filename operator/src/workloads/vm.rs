@@ -283,6 +283,7 @@ async fn ensure(
         }),
         grpc_port: u16::try_from(GRPC_PORT).unwrap_or(50051),
         http_port: u16::try_from(HTTP_PORT).unwrap_or(8081),
+        store: job.store.vm(),
     })
     .map_err(|e| ("InvalidProvisioning", e.to_string()))?;
     let spec = VmSpec {
@@ -310,7 +311,7 @@ async fn ensure(
         (InstanceState::Running, Some(addr)) => AggregatorObs::Ready {
             cluster,
             endpoint: format!("{addr}:{GRPC_PORT}"),
-            model_url: format!("http://{addr}:{HTTP_PORT}"),
+            model_url: format!("https://{addr}:{HTTP_PORT}"),
         },
         (InstanceState::Pending | InstanceState::Running, _) => AggregatorObs::Starting { cluster },
         (state, _) => AggregatorObs::Waiting(

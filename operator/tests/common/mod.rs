@@ -278,11 +278,37 @@ pub async fn label_as_placed(
         .expect("label node");
 }
 
-/// Downloads the model at `uri` and checks that its sha256 is `sha256`, the digest the
-/// job's status gives for it; returns the bytes.
-pub async fn download_matches(uri: &str, sha256: &str) -> Vec<u8> {
+/// The operator's own HTTPS client of job `namespace/name`'s aggregator, built by the
+/// operator's code from the job's CA in the hub (`fedsky-system`): the channel status is
+/// read over (the job's CA only, the operator's client certificate).
+pub async fn aggregator_client(hub: &kube::Client, namespace: &str, name: &str) -> reqwest::Client {
+    use fedsky_operator::{names, pki::Ca};
+    let job = Api::<fedsky_crds::FederatedJob>::namespaced(hub.clone(), namespace)
+        .get(name)
+        .await
+        .expect("job");
+    let uid = job.metadata.uid.expect("uid");
+    let secret = Api::<Secret>::namespaced(hub.clone(), "fedsky-system")
+        .get(&names::job_secret(&uid, "ca"))
+        .await
+        .expect("the job's CA Secret");
+    let data = secret.data.unwrap_or_default();
+    let get = |k: &str| String::from_utf8(data.get(k).expect(k).0.clone()).expect("UTF-8");
+    let ca = Ca::from_pem(&get("ca.crt"), &get("ca.key"), "test").expect("CA");
+    fedsky_operator::controllers::federated_job::aggregator_client::build(
+        &names::job_key(namespace, name),
+        &ca,
+    )
+    .expect("aggregator client")
+}
+
+/// Downloads the model at `uri` with `client` (see [`aggregator_client`]) and checks that
+/// its sha256 is `sha256`, the digest the job's status gives for it; returns the bytes.
+pub async fn download_matches(client: &reqwest::Client, uri: &str, sha256: &str) -> Vec<u8> {
     use sha2::Digest;
-    let bytes = reqwest::get(uri)
+    let bytes = client
+        .get(uri)
+        .send()
         .await
         .expect("download")
         .error_for_status()

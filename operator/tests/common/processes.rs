@@ -39,6 +39,34 @@ pub fn process_settings(
 }
 
 /// Kills the process group `pgid` (never 0 or 1).
+/// A client of the process-runtime aggregator of job `key` under `state_dir` and its model
+/// manager's base URL, from the files the runtime wrote for it (`aggregator/ports.json`,
+/// `ca.crt`, `token`): HTTPS trusting the job's CA only, with the job token. `None` until
+/// those files exist.
+pub fn local_aggregator(state_dir: &Path, key: &str) -> Option<(reqwest::Client, String)> {
+    let dir = state_dir.join(key).join("aggregator");
+    let ports: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("ports.json")).ok()?).ok()?;
+    let port = ports["http"].as_u64()?;
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(dir.join("ca.crt")).ok()?).ok()?;
+    let token = std::fs::read_to_string(dir.join("token")).ok()?;
+    let mut auth =
+        reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.trim())).ok()?;
+    auth.set_sensitive(true);
+    let client = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(ca)
+        .default_headers(reqwest::header::HeaderMap::from_iter([(
+            reqwest::header::AUTHORIZATION,
+            auth,
+        )]))
+        .timeout(std::time::Duration::from_secs(2))
+        .build()
+        .ok()?;
+    Some((client, format!("https://127.0.0.1:{port}")))
+}
+
 pub fn kill_group(pgid: u32) {
     if pgid > 1 {
         let _ = std::process::Command::new("kill")

@@ -346,8 +346,10 @@ fn free_port() -> u16 {
         .port()
 }
 
-async fn get(url: &str) -> Result<String, String> {
-    reqwest::get(url)
+async fn get(client: &reqwest::Client, url: &str) -> Result<String, String> {
+    client
+        .get(url)
+        .send()
         .await
         .and_then(reqwest::Response::error_for_status)
         .map_err(|e| format!("{url}: {e}"))?
@@ -440,14 +442,19 @@ async fn every_dashboard_metric_is_in_a_live_scrape() {
     let queries = dashboard_queries();
     let operator_url = format!("http://127.0.0.1:{port}/metrics");
     let aggregator_url = format!("{model_url}/metrics");
+    // The operator's /metrics is plain HTTP; the aggregator's needs the job's credentials
+    // (here the operator's own client certificate; the PodMonitor uses a scrape token).
+    let plain = reqwest::Client::new();
+    let aggregator = common::aggregator_client(&hub, ns, "xray").await;
     // The operator exports a status right after writing it: give it a moment.
     let (sources, phase) = eventually("every dashboard query to find its metrics", 60, || {
         let (jobs, operator_url, aggregator_url, queries) =
             (jobs.clone(), &operator_url, &aggregator_url, &queries);
+        let (plain, aggregator) = (&plain, &aggregator);
         async move {
             let sources = [
-                Source::operator(&get(operator_url).await?),
-                Source::aggregator(&get(aggregator_url).await?),
+                Source::operator(&get(plain, operator_url).await?),
+                Source::aggregator(&get(aggregator, aggregator_url).await?),
             ];
             let phase = status(&jobs).await?.phase;
             let found = problems(queries, &sources);
@@ -488,9 +495,9 @@ async fn every_dashboard_metric_is_in_a_live_scrape() {
     // The rounds counter is the status's round; deleting the job drops its series.
     let job_labels = r#"federatedjob_namespace="default",federatedjob="xray""#;
     eventually("the rounds counter at the status's round", 60, || {
-        let (jobs, operator_url) = (jobs.clone(), &operator_url);
+        let (jobs, operator_url, plain) = (jobs.clone(), &operator_url, &plain);
         async move {
-            let text = get(operator_url).await?;
+            let text = get(plain, operator_url).await?;
             let round = status(&jobs).await?.current_round.unwrap_or(0).to_string();
             match value(
                 &text,
@@ -510,10 +517,10 @@ async fn every_dashboard_metric_is_in_a_live_scrape() {
         "the job, its processes and its series to be gone",
         60,
         || {
-            let (jobs, operator_url) = (jobs.clone(), &operator_url);
+            let (jobs, operator_url, plain) = (jobs.clone(), &operator_url, &plain);
             let dir = state_dir.join("default-xray");
             async move {
-                let text = get(operator_url).await?;
+                let text = get(plain, operator_url).await?;
                 match jobs.get_opt("xray").await.map_err(|e| e.to_string())? {
                     None if !dir.exists() && !text.contains(job_labels) => Ok(()),
                     other => Err(format!(

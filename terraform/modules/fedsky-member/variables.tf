@@ -78,6 +78,11 @@ variable "member_namespace" {
     condition     = can(regex("^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$", var.member_namespace))
     error_message = "member_namespace must be a DNS label."
   }
+
+  validation {
+    condition     = var.member_namespace != "fedsky-aggregators"
+    error_message = "member_namespace must not be fedsky-aggregators, the namespace of the aggregators (see monitoring.tf)."
+  }
 }
 
 variable "credentials_secret_name" {
@@ -109,28 +114,18 @@ variable "aggregator_pod_monitor" {
     installed first); the manifest is the output aggregator_pod_monitor_manifest either
     way. namespace: where the PodMonitor lives (null: member_namespace). labels: what your
     Prometheus's podMonitorSelector matches, for example { release = "kube-prometheus-stack" }.
-    scheme: the one setting for how the aggregator serves its HTTP port, "http" today;
-    "https" once it serves TLS there, with tls_config (the PodMonitor's tlsConfig object)
-    saying how to verify it.
+    The aggregators serve /metrics over HTTPS only, with a certificate from each job's own
+    CA, and the PodMonitor authenticates with the module's scrape token (the Secret
+    fedsky-metrics-token). tls_config: the PodMonitor's tlsConfig object; null (the
+    default) is { insecureSkipVerify = true }, since per-job CAs cannot be known ahead.
   EOT
   type = object({
     enabled    = optional(bool, false)
     namespace  = optional(string)
     labels     = optional(map(string), {})
-    scheme     = optional(string, "http")
     interval   = optional(string, "30s")
     tls_config = optional(any)
   })
   default  = {}
   nullable = false
-
-  validation {
-    condition     = contains(["http", "https"], var.aggregator_pod_monitor.scheme)
-    error_message = "aggregator_pod_monitor.scheme must be http or https."
-  }
-
-  validation {
-    condition     = var.aggregator_pod_monitor.tls_config == null || var.aggregator_pod_monitor.scheme == "https"
-    error_message = "aggregator_pod_monitor.tls_config applies to scheme = \"https\" only."
-  }
 }

@@ -154,7 +154,7 @@ variable "labels" {
 }
 
 variable "aggregator_pod_monitor" {
-  description = "PodMonitor for the aggregators fedsky runs in this cluster: enabled, namespace, labels, scheme (http, or https with tls_config), interval; see modules/fedsky-member's variable of this name."
+  description = "PodMonitor for the aggregators fedsky runs in this cluster (HTTPS with the module's scrape token): enabled, namespace, labels, interval, tls_config; see modules/fedsky-member's variable of this name."
   type        = any
   default     = {}
   nullable    = false

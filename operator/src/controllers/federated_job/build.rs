@@ -42,6 +42,8 @@ fn from<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
 
 /// Where pods find the files of the Secrets below.
 const CREDENTIALS_DIR: &str = "/var/run/fedsky";
+/// Where the aggregator finds the member cluster's metrics token Secret, if there is one.
+const METRICS_TOKEN_DIR: &str = "/var/run/fedsky-metrics";
 
 fn tls_paths() -> TlsPaths<'static> {
     TlsPaths {
@@ -374,6 +376,7 @@ fn aggregator_deployment(
                             keep_versions: job.store.keep_versions,
                             initial_model: "/models/initial.safetensors",
                             tls: tls_paths(),
+                            metrics_token_file: Some(&format!("{METRICS_TOKEN_DIR}/token")),
                         }),
                         "env": env,
                         "ports": [
@@ -381,17 +384,31 @@ fn aggregator_deployment(
                             { "name": "http", "containerPort": HTTP_PORT },
                         ],
                         "resources": node.resources(),
-                        "readinessProbe": { "httpGet": { "path": "/readyz", "port": "http" } },
-                        "livenessProbe": { "httpGet": { "path": "/healthz", "port": "http" } },
+                        // TCP, not httpGet: the port serves TLS and admits only the job's
+                        // credentials, which the kubelet does not have. Accepting
+                        // connections is what the aggregator does once it serves.
+                        "readinessProbe": { "tcpSocket": { "port": "http" } },
+                        "livenessProbe": { "tcpSocket": { "port": "http" } },
                         "securityContext": restricted_security(),
                         "volumeMounts": [
                             { "name": "models", "mountPath": "/models" },
                             { "name": "config", "mountPath": CREDENTIALS_DIR, "readOnly": true },
+                            { "name": "metrics-token", "mountPath": METRICS_TOKEN_DIR, "readOnly": true },
                         ],
                     }],
                     "volumes": [
                         models,
                         { "name": "config", "secret": { "secretName": name, "defaultMode": 0o400 } },
+                        // Optional: a cluster without the Secret runs the aggregator with
+                        // /metrics open to the job's credentials only.
+                        {
+                            "name": "metrics-token",
+                            "secret": {
+                                "secretName": names::METRICS_TOKEN_SECRET,
+                                "optional": true,
+                                "defaultMode": 0o400,
+                            },
+                        },
                     ],
                 },
             },
@@ -653,6 +670,53 @@ mod tests {
             annotations.and_then(|a| a.get(names::ANNOTATION_JOB).cloned()),
             Some(job.reference)
         );
+    }
+
+    #[test]
+    fn the_aggregator_is_probed_by_tcp_and_may_read_the_clusters_metrics_token() {
+        let job = valid_job();
+        let a = aggregator(&job, &m5_large(), &Images::default()).expect("objects");
+        let pod = a.deployment.spec.expect("spec").template.spec.expect("pod");
+        let c = &pod.containers[0];
+        // The port admits only the job's credentials: the kubelet probes the socket.
+        for probe in [&c.readiness_probe, &c.liveness_probe] {
+            let probe = probe.as_ref().expect("probe");
+            assert!(probe.http_get.is_none(), "{probe:?}");
+            let tcp = probe.tcp_socket.as_ref().expect("tcpSocket");
+            assert_eq!(
+                tcp.port,
+                k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String("http".into())
+            );
+        }
+        let volume = pod
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .find(|v| v.name == "metrics-token")
+            .and_then(|v| v.secret)
+            .expect("metrics token volume");
+        assert_eq!(
+            volume.secret_name.as_deref(),
+            Some(names::METRICS_TOKEN_SECRET)
+        );
+        assert_eq!(
+            volume.optional,
+            Some(true),
+            "clusters without it still run jobs"
+        );
+        let mount = c
+            .volume_mounts
+            .iter()
+            .flatten()
+            .find(|m| m.name == "metrics-token")
+            .expect("mounted");
+        let args = c.args.clone().unwrap_or_default();
+        let file = args
+            .windows(2)
+            .find(|w| w[0] == "--metrics-token-file")
+            .map(|w| w[1].clone())
+            .expect("--metrics-token-file");
+        assert_eq!(file, format!("{}/token", mount.mount_path));
     }
 
     #[test]

@@ -1,12 +1,15 @@
 //! What the FederatedJob controllers own besides the shared [`Context`]: the jobs'
 //! credentials, the slots and yielding between placer and lifecycle, the member watches,
-//! the aggregators' HTTP client and where workloads run.
+//! the HTTPS clients of the jobs' aggregators and where workloads run.
 
+use super::aggregator_client::{self, AggregatorClientError};
 use super::credentials::Credentials;
 use super::member_watch::MemberWatches;
+use super::per_job::PerJob;
 use super::yielding::Arrivals;
 use super::{CONCURRENCY, PLACE_CONCURRENCY};
 use crate::Context;
+use crate::pki::Ca;
 use crate::runtime::Runtime;
 use crate::workloads::Workloads;
 use std::sync::Arc;
@@ -30,9 +33,12 @@ pub struct JobContext {
     pub placing: Arc<AtomicUsize>,
     /// Jobs waiting for the placer's first look; member-cluster work yields to them too.
     pub arrivals: Arrivals,
-    /// HTTP client of the aggregators' status APIs, shared so that its connections and TLS
-    /// setup are not rebuilt per reconcile.
+    /// A plain HTTP client with the system's trust roots, for services outside the job's
+    /// PKI. Not for aggregators: their model managers need [`JobContext::aggregator_client`].
     pub http: reqwest::Client,
+    /// Each job's HTTPS client of its aggregator, by job key, with the fingerprint of the
+    /// CA it was built for (see [`JobContext::aggregator_client`]).
+    aggregator_clients: PerJob<(String, reqwest::Client)>,
     /// Watches of aggregator Deployments in member clusters (the pods workloads start
     /// them; they wake the lifecycle controller).
     pub member_watches: MemberWatches,
@@ -59,7 +65,35 @@ impl JobContext {
             placing: Arc::default(),
             arrivals: Arrivals::default(),
             http: reqwest::Client::new(),
+            aggregator_clients: PerJob::default(),
             member_watches,
         })
+    }
+
+    /// The HTTPS client of the model manager of job `key`'s aggregator, whose CA is `ca`:
+    /// it trusts that CA only and presents the operator's certificate from it (see
+    /// [`aggregator_client`]). Built once per job and CA and kept, so its connections and
+    /// TLS sessions are reused across reconciles; a job created again under the same name
+    /// has a new CA and gets a new client.
+    pub fn aggregator_client(
+        &self,
+        key: &str,
+        ca: &Ca,
+    ) -> Result<reqwest::Client, AggregatorClientError> {
+        let fingerprint = ca.fingerprint();
+        if let Some((built_for, client)) = self.aggregator_clients.get(key)
+            && built_for == fingerprint
+        {
+            return Ok(client);
+        }
+        let client = aggregator_client::build(key, ca)?;
+        self.aggregator_clients
+            .insert(key, (fingerprint, client.clone()));
+        Ok(client)
+    }
+
+    /// Forgets job `key`'s aggregator client (the job is gone).
+    pub fn forget_aggregator_client(&self, key: &str) {
+        self.aggregator_clients.forget(key);
     }
 }

@@ -10,14 +10,17 @@
 //! [`status`] (pure) written by [`report`]. The placer ([`place`]) runs the first steps
 //! for jobs not placed yet.
 
+pub mod aggregator_client;
 pub mod aggregator_config;
 pub mod aggregator_node;
 pub mod applied;
 mod apply;
+mod archive;
 pub mod build;
 pub mod context;
 pub mod credentials;
 mod dereference;
+pub mod job_secret;
 pub mod member_watch;
 pub mod model_store;
 mod observe;
@@ -251,17 +254,40 @@ async fn apply_job(job: &FederatedJob, ctx: &JobContext) -> Result<Action, Error
             Some(crate::orchestrator::SelectError::BudgetExhausted { .. })
         );
         obs.shortfall = outcome.plan.shortfall.map(|e| e.to_string());
-        obs.progress = progress::read_progress(&ctx.http, model_url).await;
+        obs.progress = match ctx.aggregator_client(&valid.key, &valid.ca) {
+            Ok(client) => progress::read_progress(&client, model_url).await,
+            Err(e) => {
+                tracing::warn!(error = %e, "no client for the aggregator's model manager");
+                None
+            }
+        };
     }
-    report::finish(job, ctx, &prev, &obs, Some(queue), replacements, now).await
+    let action = report::finish(job, ctx, &prev, &obs, Some(queue), replacements, now).await?;
+    // After the write, from the status written: archiving and tracking record the job and
+    // never hold it up (see `archive` and `crate::tracking`).
+    let written = status::compute(&prev, &obs, job.metadata.generation, now);
+    let aggregator = ctx.aggregator_client(&valid.key, &valid.ca).ok();
+    if let (AggregatorObs::Ready { .. }, Some(client)) = (&obs.aggregator, &aggregator) {
+        archive::keep(job, ctx, &written, client, false).await;
+    }
+    if job.spec.tracking.is_some() {
+        crate::tracking::sync(&ctx.shared, &ctx.http, aggregator.as_ref(), job, &written).await;
+    }
+    Ok(action)
 }
 
 /// Removes what the job has outside the hub (its workloads wherever they may be), then
 /// forgets it.
 async fn cleanup(job: &FederatedJob, ctx: &JobContext) -> Result<Action, Error> {
+    // Before the aggregator goes: it is where a version not yet archived comes from.
+    archive::on_delete(job, ctx).await;
     ctx.workloads.cleanup(job).await?;
     dereference::delete_credentials(&ctx.shared, job).await?;
     ctx.credentials.forget(&job.uid().unwrap_or_default());
+    ctx.forget_aggregator_client(&crate::names::job_key(
+        &job.namespace().unwrap_or_default(),
+        &job.name_any(),
+    ));
     ctx.shared.metrics.forget_job(&report::job_labels(job));
     report::publish(
         ctx,

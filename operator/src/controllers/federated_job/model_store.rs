@@ -4,8 +4,9 @@
 //! how many versions to keep. Pure: `dereference` reads the Secret, these functions check
 //! the reference and take the keys from its data.
 
+use super::job_secret::{self, RefError};
 use super::validate::InvalidJob;
-use crate::secret_scope::{OutOfScope, SecretScope};
+use crate::secret_scope::SecretScope;
 use fedsky_crds::FederatedJob;
 use k8s_openapi::ByteString;
 use kube::ResourceExt;
@@ -17,6 +18,8 @@ pub const ACCESS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";
 pub const SECRET_ACCESS_KEY: &str = "AWS_SECRET_ACCESS_KEY";
 /// Key of the session token of temporary credentials (optional).
 pub const SESSION_TOKEN: &str = "AWS_SESSION_TOKEN";
+/// The field that names the credentials Secret, for messages.
+const FIELD: &str = "spec.modelStore.s3.credentialsSecretRef";
 /// The volume size when `spec.modelStore.volume.size` is unset.
 const DEFAULT_VOLUME_SIZE: &str = "1Gi";
 
@@ -129,6 +132,24 @@ pub struct StoreSpec {
 }
 
 impl StoreSpec {
+    /// The store of an aggregator VM: S3 with its keys, else the VM's own disk (a volume's
+    /// size and class do not apply there); `keepVersions` either way.
+    pub fn vm(&self) -> fedsky_clouds::initializer::VmStore {
+        use fedsky_clouds::Sensitive;
+        fedsky_clouds::initializer::VmStore {
+            keep_versions: self.keep_versions,
+            s3: self.s3().map(|(l, c)| fedsky_clouds::initializer::VmS3 {
+                endpoint: l.endpoint.clone(),
+                bucket: l.bucket.clone(),
+                prefix: l.prefix.clone(),
+                region: l.region.clone(),
+                access_key_id: Sensitive::new(c.access_key_id.clone()),
+                secret_access_key: Sensitive::new(c.secret_access_key.clone()),
+                session_token: c.session_token.clone().map(Sensitive::new),
+            }),
+        }
+    }
+
     /// The S3 location and keys, when the store is S3.
     pub fn s3(&self) -> Option<(&S3Location, &S3Credentials)> {
         match &self.kind {
@@ -144,19 +165,9 @@ impl StoreSpec {
 /// Why the S3 credentials cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CredentialsError {
-    /// `namespace` names another namespace than the job's.
-    #[error(
-        "spec.modelStore.s3.credentialsSecretRef.namespace: {given} is not the job's namespace {job}; the Secret must be in the job's namespace (leave namespace unset)"
-    )]
-    OtherNamespace {
-        /// The namespace given.
-        given: String,
-        /// The job's.
-        job: String,
-    },
-    /// The operator may not read Secrets in the job's namespace.
-    #[error("spec.modelStore.s3.credentialsSecretRef: {0}")]
-    OutOfScope(#[from] OutOfScope),
+    /// Not in the job's namespace, not readable, or not text.
+    #[error(transparent)]
+    Ref(#[from] RefError),
     /// The Secret does not exist.
     #[error("spec.modelStore.s3.credentialsSecretRef: Secret {secret} not found")]
     NotFound {
@@ -168,16 +179,6 @@ pub enum CredentialsError {
         "spec.modelStore.s3.credentialsSecretRef: Secret {secret} has no key {key} (or it is empty)"
     )]
     MissingKey {
-        /// `namespace/name`.
-        secret: String,
-        /// The key.
-        key: &'static str,
-    },
-    /// A key's value is not text.
-    #[error(
-        "spec.modelStore.s3.credentialsSecretRef: key {key} of Secret {secret} is not UTF-8 text"
-    )]
-    NotText {
         /// `namespace/name`.
         secret: String,
         /// The key.
@@ -201,14 +202,7 @@ pub fn credentials_secret(
         return Ok(None);
     };
     let ns = job.namespace().unwrap_or_default();
-    if let Some(given) = r.namespace.as_ref().filter(|n| **n != ns) {
-        return Err(CredentialsError::OtherNamespace {
-            given: given.clone(),
-            job: ns,
-        });
-    }
-    scope.check(&ns, &r.name)?;
-    Ok(Some(r.name.clone()))
+    Ok(Some(job_secret::secret_name(FIELD, &ns, r, scope)?))
 }
 
 /// The keys in the data of Secret `secret` (`namespace/name`, for messages). Surrounding
@@ -217,17 +211,7 @@ pub fn credentials(
     secret: &str,
     data: &BTreeMap<String, ByteString>,
 ) -> Result<S3Credentials, CredentialsError> {
-    let read = |key: &'static str| -> Result<Option<String>, CredentialsError> {
-        let Some(v) = data.get(key) else {
-            return Ok(None);
-        };
-        let text = std::str::from_utf8(&v.0).map_err(|_| CredentialsError::NotText {
-            secret: secret.to_string(),
-            key,
-        })?;
-        let text = text.trim();
-        Ok((!text.is_empty()).then(|| text.to_string()))
-    };
+    let read = |key| job_secret::text(FIELD, secret, data, key);
     let required = |key: &'static str| {
         read(key)?.ok_or_else(|| CredentialsError::MissingKey {
             secret: secret.to_string(),
@@ -441,6 +425,15 @@ pub(crate) mod tests {
         assert_eq!(loc.region, None);
         assert_eq!(creds, &keys());
         assert_eq!(s3.keep_versions, Some(2));
+        // An aggregator VM gets the same store: the bucket and keys, or its own disk.
+        let vm = s3.vm();
+        let vm_s3 = vm.s3.expect("vm s3");
+        assert_eq!(
+            (vm_s3.bucket.as_str(), vm.keep_versions),
+            ("models", Some(2))
+        );
+        assert_eq!(vm_s3.secret_access_key.expose(), keys().secret_access_key);
+        assert!(vol.vm().s3.is_none() && vol.vm().keep_versions == Some(10));
         let err = store_spec(&job, None).expect_err("no keys");
         assert!(
             err.to_string()

@@ -1,5 +1,6 @@
 //! Progress of a job as its aggregator reports it: `/v1/status` and `/v1/versions` of the
-//! model manager, turned into the status's round history and latest model.
+//! model manager, read over the job's mutual TLS, turned into the status's round history
+//! and latest model.
 
 use super::status::Progress;
 use crate::clusters::MEMBER_TIMEOUT;
@@ -33,7 +34,10 @@ fn history(versions: &[VersionInfo]) -> Vec<RoundMetrics> {
         .collect()
 }
 
-/// Reads progress from the aggregator's model manager; `None` while it cannot be reached.
+/// Reads progress from the aggregator's model manager with `client` (the job's
+/// [`super::JobContext::aggregator_client`]: HTTPS, the job's CA only, the operator's
+/// certificate); `None` while it cannot be reached or does not prove to be the job's
+/// aggregator.
 pub async fn read_progress(client: &reqwest::Client, model_url: &str) -> Option<Progress> {
     let st: StatusView = client
         .get(format!("{model_url}/v1/status"))

@@ -144,7 +144,7 @@ pub enum AggregatorState {
     Ready {
         /// `host:port` participants dial.
         grpc: String,
-        /// Base URL of the model manager.
+        /// Base URL of the model manager (`https://127.0.0.1:<port>`).
         http: String,
     },
     /// Ended and about to be restarted; the last line it logged.
@@ -263,10 +263,11 @@ impl ProcessRuntime {
         }
         let ports = ports(&dir.join("ports.json"))?;
         let grpc = format!("127.0.0.1:{}", ports.grpc);
-        let http = format!("http://127.0.0.1:{}", ports.http);
+        // The model manager serves TLS with the job's certificate (valid for 127.0.0.1).
+        let http = format!("https://127.0.0.1:{}", ports.http);
         match state(&run) {
             ProcState::Running => {
-                return Ok(if ready(&http).await {
+                return Ok(if ready(&http, creds).await {
                     AggregatorState::Ready { grpc, http }
                 } else {
                     AggregatorState::Starting
@@ -293,6 +294,9 @@ impl ProcessRuntime {
                 cert: &cert,
                 key: &tls_key,
             },
+            // Local processes are scraped with the job's credentials; there is no
+            // cluster-wide Prometheus Secret to read.
+            metrics_token_file: None,
         });
         let env = store.s3().map(|(_, keys)| keys.env());
         let env = env.as_ref().map_or(&[][..], |e| &e[..]);

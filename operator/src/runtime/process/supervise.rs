@@ -2,7 +2,7 @@
 //! file, liveness, stopping, and reading its log.
 
 use super::files::{io, write_if_changed};
-use super::{ProcState, ProcessError, RESTART_BACKOFF};
+use super::{Credentials, ProcState, ProcessError, RESTART_BACKOFF};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -135,8 +135,18 @@ pub(super) async fn stop(run: &Path) {
     signal("-KILL");
 }
 
-pub(super) async fn ready(http: &str) -> bool {
+/// Whether the aggregator at `http` (its `https://127.0.0.1:<port>`) answers `/readyz`:
+/// over TLS verified against the job's CA (the certificate names 127.0.0.1), with the job
+/// token, as the model manager requires of every caller.
+pub(super) async fn ready(http: &str, creds: &Credentials<'_>) -> bool {
+    let Ok(ca) = reqwest::Certificate::from_pem(creds.ca_pem.as_bytes()) else {
+        return false;
+    };
     let Ok(client) = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(ca)
+        .https_only(true)
         .timeout(Duration::from_secs(2))
         .build()
     else {
@@ -144,6 +154,7 @@ pub(super) async fn ready(http: &str) -> bool {
     };
     client
         .get(format!("{http}/readyz"))
+        .bearer_auth(creds.token)
         .send()
         .await
         .is_ok_and(|r| r.status().is_success())

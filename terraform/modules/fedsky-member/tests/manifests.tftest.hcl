@@ -151,10 +151,12 @@ run "aggregator_pod_monitor_is_an_output_until_enabled" {
         namespaceSelector = { matchNames = ["fedsky-aggregators"] }
         selector          = { matchLabels = { "fl.fedsky.dev/role" = "aggregator" } }
         podMetricsEndpoints = [{
-          port     = "http"
-          path     = "/metrics"
-          scheme   = "http"
-          interval = "30s"
+          port          = "http"
+          path          = "/metrics"
+          scheme        = "https"
+          interval      = "30s"
+          authorization = { type = "Bearer", credentials = { name = "fedsky-metrics-token", key = "token" } }
+          tlsConfig     = { insecureSkipVerify = true }
           relabelings = [
             { action = "replace", sourceLabels = ["__meta_kubernetes_pod_annotation_fl_fedsky_dev_job_ref"], regex = "([^/]+)/(.+)", replacement = "$1", targetLabel = "federatedjob_namespace" },
             { action = "replace", sourceLabels = ["__meta_kubernetes_pod_annotation_fl_fedsky_dev_job_ref"], regex = "([^/]+)/(.+)", replacement = "$2", targetLabel = "federatedjob" },
@@ -167,14 +169,12 @@ run "aggregator_pod_monitor_is_an_output_until_enabled" {
   }
 }
 
-run "aggregator_pod_monitor_enabled_over_https" {
+run "aggregator_pod_monitor_enabled" {
   variables {
     aggregator_pod_monitor = {
-      enabled    = true
-      labels     = { release = "kube-prometheus-stack" }
-      scheme     = "https"
-      interval   = "15s"
-      tls_config = { insecureSkipVerify = true }
+      enabled  = true
+      labels   = { release = "kube-prometheus-stack" }
+      interval = "15s"
     }
   }
 
@@ -191,25 +191,63 @@ run "aggregator_pod_monitor_enabled_over_https" {
   assert {
     condition = (
       yamldecode(output.aggregator_pod_monitor_manifest).spec.podMetricsEndpoints[0].scheme == "https" &&
-      yamldecode(output.aggregator_pod_monitor_manifest).spec.podMetricsEndpoints[0].interval == "15s" &&
-      yamldecode(output.aggregator_pod_monitor_manifest).spec.podMetricsEndpoints[0].tlsConfig == { insecureSkipVerify = true }
+      yamldecode(output.aggregator_pod_monitor_manifest).spec.podMetricsEndpoints[0].interval == "15s"
     )
-    error_message = "scheme, interval and tlsConfig differ: ${output.aggregator_pod_monitor_manifest}"
+    error_message = "scheme and interval differ: ${output.aggregator_pod_monitor_manifest}"
   }
 }
 
-run "rejects_unknown_pod_monitor_scheme" {
-  command = plan
+run "aggregator_pod_monitor_with_its_own_tls_config" {
   variables {
-    aggregator_pod_monitor = { scheme = "tcp" }
+    aggregator_pod_monitor = {
+      tls_config = { ca = { secret = { name = "one-jobs-ca", key = "ca.crt" } }, serverName = "fedsky-agg-x.fedsky-aggregators.svc" }
+    }
   }
-  expect_failures = [var.aggregator_pod_monitor]
+
+  assert {
+    condition     = yamldecode(output.aggregator_pod_monitor_manifest).spec.podMetricsEndpoints[0].tlsConfig == { ca = { secret = { name = "one-jobs-ca", key = "ca.crt" } }, serverName = "fedsky-agg-x.fedsky-aggregators.svc" }
+    error_message = "tls_config replaces the default tlsConfig: ${output.aggregator_pod_monitor_manifest}"
+  }
 }
 
-run "rejects_tls_config_over_http" {
-  command = plan
-  variables {
-    aggregator_pod_monitor = { tls_config = { insecureSkipVerify = true } }
+run "the_scrape_token_is_next_to_the_aggregators_and_the_pod_monitor" {
+  assert {
+    condition     = kubernetes_namespace_v1.aggregators.metadata[0].name == "fedsky-aggregators"
+    error_message = "the token Secret needs the aggregators' namespace"
   }
-  expect_failures = [var.aggregator_pod_monitor]
+
+  assert {
+    condition     = toset(keys(kubernetes_secret_v1.metrics_token)) == toset(["fedsky-aggregators", "fedsky-system"])
+    error_message = "one token Secret where the aggregators mount it, one where the PodMonitor reads it"
+  }
+
+  assert {
+    condition     = alltrue([for s in kubernetes_secret_v1.metrics_token : s.metadata[0].name == "fedsky-metrics-token" && s.metadata[0].namespace != ""])
+    error_message = "the Secret is named as the operator mounts it (names::METRICS_TOKEN_SECRET)"
+  }
+
+  assert {
+    condition = nonsensitive(
+      kubernetes_secret_v1.metrics_token["fedsky-aggregators"].binary_data.token == kubernetes_secret_v1.metrics_token["fedsky-system"].binary_data.token &&
+      length(base64decode(kubernetes_secret_v1.metrics_token["fedsky-aggregators"].binary_data.token)) >= 16
+    )
+    error_message = "both Secrets hold the same token, long enough for the aggregator (16 characters or more)"
+  }
+}
+
+run "one_token_secret_when_the_pod_monitor_lives_with_the_aggregators" {
+  variables {
+    aggregator_pod_monitor = { namespace = "fedsky-aggregators" }
+  }
+
+  assert {
+    condition     = keys(kubernetes_secret_v1.metrics_token) == ["fedsky-aggregators"]
+    error_message = "one Secret serves both"
+  }
+}
+
+run "rejects_the_aggregators_namespace_as_member_namespace" {
+  command = plan
+  variables { member_namespace = "fedsky-aggregators" }
+  expect_failures = [var.member_namespace]
 }

@@ -20,7 +20,7 @@ fn ready_obs() -> AggregatorObs {
     AggregatorObs::Ready {
         cluster: "aws-eu".into(),
         endpoint: "1.2.3.4:50051".into(),
-        model_url: "http://1.2.3.4:8081".into(),
+        model_url: "https://1.2.3.4:8081".into(),
     }
 }
 

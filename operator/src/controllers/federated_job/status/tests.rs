@@ -65,7 +65,7 @@ fn walks_the_phases_to_running() {
     o.aggregator = AggregatorObs::Ready {
         cluster: "aws-eu".into(),
         endpoint: "1.2.3.4:50051".into(),
-        model_url: "http://1.2.3.4:8081".into(),
+        model_url: "https://1.2.3.4:8081".into(),
     };
     o.running = 3;
     o.progress = Some(Progress {
