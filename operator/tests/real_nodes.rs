@@ -177,8 +177,9 @@ async fn the_case_study_trains_on_real_containers() {
     restricted_namespace(&hub, rbac::NAMESPACE).await;
     let tag = tag();
     let root = fedsky_e2e::repo_root();
+    // The hub's only volumes are the test's local ones: the model archive is an emptyDir.
     let set = format!(
-        "replicaCount=1,images.pullPolicy=Never,images.operator.tag={tag},images.aggregator.tag={tag},images.participant.tag={tag}"
+        "replicaCount=1,modelApi.persistence.enabled=false,images.pullPolicy=Never,images.operator.tag={tag},images.aggregator.tag={tag},images.participant.tag={tag}"
     );
     let out = helm(
         Some(planes[0].kubeconfig_path()),
