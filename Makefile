@@ -1,7 +1,9 @@
 # fedsky command runner. CI (.ci/run) calls `make test`; every recipe works on a fresh clone.
 SHELL := /usr/bin/env bash
 .SHELLFLAGS := -euo pipefail -c
-CARGO ?= cargo
+# --locked: builds use exactly the committed Cargo.lock; a dependency change that did not
+# update it fails instead of resolving something new.
+CARGO ?= cargo --locked
 CRD_YAML := charts/fedsky/files/crds.yaml
 
 .PHONY: test fmt fmt-check lint generate generate-check tests control-plane

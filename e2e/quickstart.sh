@@ -65,8 +65,8 @@ export FEDSKY_BIN_DIR
 kubectl() { "$FEDSKY_BIN_DIR/kubectl" "$@"; }
 
 step "building fedsky (incremental after the first run)"
-cargo build -q -p fedsky-operator -p fedsky-aggregator -p fedsky-e2e --bins
-cargo build -q -p fedsky-participant --bins
+cargo build -q --locked -p fedsky-operator -p fedsky-aggregator -p fedsky-e2e --bins
+cargo build -q --locked -p fedsky-participant --bins
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug"
 if [ "$REAL_NODES" = 1 ] && [ -n "${FEDSKY_IMAGE_ARCHIVES:-}" ]; then
   step "fedsky's images from $FEDSKY_IMAGE_ARCHIVES"

@@ -17,6 +17,12 @@
 //! which tokens exist. With `--insecure-plaintext` there is no TLS and so no
 //! certificate: only the tokens admit.
 //!
+//! The middleware admits or refuses; it does not decide which admitted caller may do
+//! what. It records the [`Caller`] — with the certificate's name, read like a
+//! participant's identity — in the request's extensions, and a route that only the
+//! operator may call (`PUT /v1/participants`) checks [`Caller::is_operator`] and answers
+//! `403` to anyone else.
+//!
 //! Under [`crate::server::Transport::MutualTls`] the port serves TLS with the gRPC
 //! port's certificate. Client certificates are optional at the handshake, since the
 //! operator's metrics scraper and a user with the job token have none; a certificate that
@@ -42,10 +48,14 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use crate::coordinator::Coordinator;
+use crate::identity::participant_from_der;
 use crate::server::TlsPem;
 
 /// The only route the scrape token opens.
 pub const SCRAPE_PATH: &str = "/metrics";
+/// The CN of the client certificate the operator issues itself from the job's CA
+/// (participants are named after their job and site, never this).
+pub const OPERATOR_CN: &str = "fedsky-operator";
 /// Tokens shorter than this are refused (as the job token is).
 pub const MIN_TOKEN_LEN: usize = 16;
 /// How long a client may take to finish its TLS handshake: a peer that connects and says
@@ -207,14 +217,31 @@ impl Listener for TlsListener {
     }
 }
 
+/// A client certificate the TLS handshake verified against the job's CA (one that does
+/// not verify fails the handshake, so no request arrives).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobCertificate {
+    /// Who it names: its subject CN, else its first DNS or URI SAN (as a participant's
+    /// identity is read); `None` when it names nobody valid.
+    pub name: Option<String>,
+}
+
+impl JobCertificate {
+    /// The certificate `der` (the leaf of a verified chain).
+    pub fn from_der(der: &[u8]) -> Self {
+        Self {
+            name: participant_from_der(der).ok().map(|id| id.0),
+        }
+    }
+}
+
 /// The connection a request came on, as the TLS handshake left it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Peer {
     /// The client's address.
     pub addr: SocketAddr,
-    /// The client presented a certificate, which the handshake verified against the job's
-    /// CA (one that does not verify fails the handshake, so no request arrives).
-    pub job_certificate: bool,
+    /// The client's certificate, if it presented one.
+    pub certificate: Option<JobCertificate>,
 }
 
 impl Connected<IncomingStream<'_, TlsListener>> for Peer {
@@ -222,7 +249,10 @@ impl Connected<IncomingStream<'_, TlsListener>> for Peer {
         let (_, session) = stream.io().get_ref();
         Self {
             addr: *stream.remote_addr(),
-            job_certificate: session.peer_certificates().is_some_and(|c| !c.is_empty()),
+            certificate: session
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map(|leaf| JobCertificate::from_der(leaf.as_ref())),
         }
     }
 }
@@ -231,7 +261,7 @@ impl Connected<IncomingStream<'_, TcpListener>> for Peer {
     fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Self {
         Self {
             addr: *stream.remote_addr(),
-            job_certificate: false,
+            certificate: None,
         }
     }
 }
@@ -282,14 +312,32 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// The credential that admitted a request (kept in its extensions).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
     /// A client certificate from the job's CA: the operator, a participant.
-    JobCertificate,
+    JobCertificate(JobCertificate),
     /// The job token.
     JobToken,
     /// The scrape token, on `/metrics`.
     ScrapeToken,
+}
+
+impl Caller {
+    /// Whether the caller is the operator: a certificate from the job's CA named
+    /// [`OPERATOR_CN`]. The job token is not: every participant holds it.
+    pub fn is_operator(&self) -> bool {
+        matches!(self, Self::JobCertificate(JobCertificate { name: Some(n) }) if n == OPERATOR_CN)
+    }
+
+    /// A label for logs (never a secret).
+    pub fn describe(&self) -> String {
+        match self {
+            Self::JobCertificate(JobCertificate { name: Some(n) }) => format!("certificate {n}"),
+            Self::JobCertificate(JobCertificate { name: None }) => "unnamed certificate".into(),
+            Self::JobToken => "job token".into(),
+            Self::ScrapeToken => "scrape token".into(),
+        }
+    }
 }
 
 /// Why a request was refused; every variant is a `401`.
@@ -358,13 +406,13 @@ fn bearer(value: &[u8]) -> Result<&str, Denied> {
 /// admitted, and by what.
 pub fn authorize(
     path: &str,
-    job_certificate: bool,
+    certificate: Option<&JobCertificate>,
     authorization: Option<&[u8]>,
     is_job_token: impl Fn(&str) -> bool,
     scrape_token: Option<&Token>,
 ) -> Result<Caller, Denied> {
-    if job_certificate {
-        return Ok(Caller::JobCertificate);
+    if let Some(cert) = certificate {
+        return Ok(Caller::JobCertificate(cert.clone()));
     }
     let token = bearer(authorization.ok_or(Denied::NoCredentials)?)?;
     // Both comparisons always run, so the time taken does not say which token was close.
@@ -396,10 +444,13 @@ impl HttpAuth {
 /// axum middleware enforcing [`authorize`] on every route (see the module doc).
 pub async fn require(State(auth): State<HttpAuth>, mut req: Request, next: Next) -> Response {
     // Served without connect info (a router used directly): no certificate to trust.
-    let peer = req.extensions().get::<ConnectInfo<Peer>>().map(|c| c.0);
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<Peer>>()
+        .map(|c| c.0.clone());
     let decision = authorize(
         req.uri().path(),
-        peer.is_some_and(|p| p.job_certificate),
+        peer.as_ref().and_then(|p| p.certificate.as_ref()),
         req.headers()
             .get(header::AUTHORIZATION)
             .map(HeaderValue::as_bytes),
@@ -412,7 +463,7 @@ pub async fn require(State(auth): State<HttpAuth>, mut req: Request, next: Next)
             next.run(req).await
         }
         Err(denied) => {
-            let remote = peer.map(|p| p.addr);
+            let remote = peer.as_ref().map(|p| p.addr);
             // A wrong token is someone trying; a bare request is a probe or a scanner.
             if denied == Denied::InvalidToken {
                 tracing::warn!(
@@ -451,7 +502,17 @@ mod tests {
         "/unknown",
     ];
 
-    fn check(path: &str, cert: bool, auth: Option<&str>) -> Result<Caller, Denied> {
+    fn cert(name: &str) -> JobCertificate {
+        JobCertificate {
+            name: Some(name.into()),
+        }
+    }
+
+    fn check(
+        path: &str,
+        cert: Option<&JobCertificate>,
+        auth: Option<&str>,
+    ) -> Result<Caller, Denied> {
         let scrape = Token::parse(SCRAPE).expect("scrape token");
         authorize(
             path,
@@ -464,22 +525,23 @@ mod tests {
 
     #[test]
     fn a_job_certificate_or_the_job_token_opens_every_route() {
+        let participant = cert("xray-hospital-a-0");
         for path in ROUTES {
             assert_eq!(
-                check(path, true, None),
-                Ok(Caller::JobCertificate),
+                check(path, Some(&participant), None),
+                Ok(Caller::JobCertificate(participant.clone())),
                 "{path}"
             );
             let job = format!("Bearer {JOB}");
             assert_eq!(
-                check(path, false, Some(&job)),
+                check(path, None, Some(&job)),
                 Ok(Caller::JobToken),
                 "{path}"
             );
             // The scheme is case-insensitive; surrounding blanks are not the token.
             let lower = format!("bearer  {JOB} ");
             assert_eq!(
-                check(path, false, Some(&lower)),
+                check(path, None, Some(&lower)),
                 Ok(Caller::JobToken),
                 "{path}"
             );
@@ -495,12 +557,12 @@ mod tests {
             } else {
                 Err(Denied::InvalidToken)
             };
-            assert_eq!(check(path, false, Some(&scrape)), want, "{path}");
+            assert_eq!(check(path, None, Some(&scrape)), want, "{path}");
         }
         // No scrape token configured: it opens nothing.
         let none = authorize(
             "/metrics",
-            false,
+            None,
             Some(scrape.as_bytes()),
             |t| t == JOB,
             None,
@@ -512,7 +574,7 @@ mod tests {
     fn anything_else_is_refused() {
         for path in ROUTES {
             assert_eq!(
-                check(path, false, None),
+                check(path, None, None),
                 Err(Denied::NoCredentials),
                 "{path}"
             );
@@ -522,7 +584,7 @@ mod tests {
                 &format!("Bearer {}", &JOB[1..]),
             ] {
                 assert_eq!(
-                    check(path, false, Some(bad)),
+                    check(path, None, Some(bad)),
                     Err(Denied::InvalidToken),
                     "{bad}"
                 );
@@ -536,14 +598,33 @@ mod tests {
                 &format!("Token {JOB}"),
             ] {
                 assert_eq!(
-                    check(path, false, Some(malformed)),
+                    check(path, None, Some(malformed)),
                     Err(Denied::NotBearer),
                     "{malformed:?}"
                 );
             }
         }
-        let not_utf8 = authorize("/metrics", false, Some(b"Bearer \xff\xfe"), |_| true, None);
+        let not_utf8 = authorize("/metrics", None, Some(b"Bearer \xff\xfe"), |_| true, None);
         assert_eq!(not_utf8, Err(Denied::NotBearer));
+    }
+
+    #[test]
+    fn only_the_operator_certificate_is_the_operator() {
+        let job = format!("Bearer {JOB}");
+        let operator = check("/v1/participants", Some(&cert(OPERATOR_CN)), None);
+        assert!(operator.expect("admitted").is_operator());
+        for caller in [
+            check("/v1/participants", Some(&cert("xray-hospital-a-0")), None),
+            check(
+                "/v1/participants",
+                Some(&JobCertificate { name: None }),
+                None,
+            ),
+            check("/v1/participants", None, Some(&job)),
+        ] {
+            let caller = caller.expect("admitted");
+            assert!(!caller.is_operator(), "{caller:?}");
+        }
     }
 
     #[test]

@@ -28,6 +28,7 @@ pub struct ResultLabels {
 pub const SERVICE_REASONS: &[&str] = &[
     "unauthenticated",
     "permission_denied",
+    "not_listed",
     "message_too_large",
     "protocol",
     "stale_base",
@@ -59,6 +60,8 @@ pub struct Metrics {
     pub connected_participants: Gauge,
     /// Model versions pruned by `--keep-versions`, by result (`deleted`, `failed`).
     pub versions_pruned: Family<ResultLabels, Counter>,
+    /// Registered participants revoked because the operator's list no longer names them.
+    pub participants_revoked: Counter,
 }
 
 impl Default for Metrics {
@@ -83,6 +86,7 @@ impl Metrics {
             checkpoint_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             connected_participants: Gauge::default(),
             versions_pruned: Family::default(),
+            participants_revoked: Counter::default(),
             registry: Registry::default(),
         };
         registry.register("rounds", "Rounds finished, by result", m.rounds.clone());
@@ -130,6 +134,11 @@ impl Metrics {
             "versions_pruned",
             "Model versions deleted to keep --keep-versions, by result",
             m.versions_pruned.clone(),
+        );
+        registry.register(
+            "participants_revoked",
+            "Registered participants removed because the operator's list no longer names them",
+            m.participants_revoked.clone(),
         );
         for result in ["completed", "failed"] {
             let _ = m.rounds.get_or_create(&ResultLabels {

@@ -97,13 +97,12 @@ impl<D: DataPlane> AggregatorService<D> {
         })
     }
 
-    /// Authenticates and requires a registered caller.
+    /// Authenticates and requires a registered caller the operator still runs.
     fn registered<T>(&self, req: &Request<T>) -> Result<ParticipantId, Status> {
         let id = self.authenticate(req)?;
-        if self.core.is_registered(&id) {
-            Ok(id)
-        } else {
-            Err(self.fail(&id, &CoreError::UnknownParticipant { id: id.clone() }))
+        match self.core.admit(&id) {
+            Ok(()) => Ok(id),
+            Err(e) => Err(self.fail(&id, &e)),
         }
     }
 
@@ -285,6 +284,14 @@ impl<D: DataPlane> Aggregator for AggregatorService<D> {
         let stream = async_stream::stream! {
             let mut last: Option<Instruction> = None;
             loop {
+                // A participant revoked while its stream is open hears so at once,
+                // rather than waiting for instructions that will never come.
+                if let Err(e @ CoreError::NotAllowed { .. }) = core.admit(&id) {
+                    core.metrics().reject(e.reason());
+                    tracing::warn!(participant = %id, "instruction stream ended: participant revoked");
+                    yield Err(core_status(&e));
+                    break;
+                }
                 let now = core.instruction(&id);
                 if last.as_ref().is_none_or(|l| l.differs(&now)) {
                     let end = matches!(now.kind, InstructionKind::Done | InstructionKind::Failed);

@@ -55,6 +55,25 @@ fn parse_docs(yaml: &str) -> Vec<Value> {
         .collect()
 }
 
+/// Asserts that rendering with `--set set` fails with a message containing `says`.
+fn refused(set: &str, says: &str) {
+    let chart = chart_dir().display().to_string();
+    let out = helm(&[
+        "template",
+        "fedsky",
+        &chart,
+        "--kube-version",
+        OFFLINE_KUBE_VERSION,
+        "--set",
+        set,
+    ]);
+    assert!(
+        !out.success && out.stderr.contains(says),
+        "--set {set}: {}",
+        out.stderr
+    );
+}
+
 fn render(extra: &[&str]) -> Vec<Value> {
     parse_docs(&render_yaml("fedsky-system", OFFLINE_KUBE_VERSION, extra))
 }
@@ -579,21 +598,27 @@ fn metrics_service_network_policy_and_optional_objects() {
     // Without persistence an emptyDir holds the archive, which one replica alone serves.
     let ephemeral = render(&["--set", "modelApi.persistence.enabled=false,replicaCount=1"]);
     assert!(of_kind(&ephemeral, "PersistentVolumeClaim").is_empty());
-    let chart = chart_dir().display().to_string();
-    let refused = helm(&[
-        "template",
-        "fedsky",
-        &chart,
-        "--kube-version",
-        OFFLINE_KUBE_VERSION,
-        "--set",
+    refused(
         "modelApi.persistence.enabled=false,replicaCount=2",
-    ]);
-    assert!(
-        !refused.success && refused.stderr.contains("replicaCount=1"),
-        "{}",
-        refused.stderr
+        "replicaCount=1",
     );
+    // A Secret of the user's (cert-manager's) replaces the generated one, with its CA.
+    let own = render(&[
+        "--set",
+        "modelApi.tls.existingSecret=model-api-cert,modelApi.tls.caBundle=PEM",
+    ]);
+    assert!(of_kind(&own, "Secret").is_empty());
+    assert_eq!(one(&own, "APIService")["spec"]["caBundle"], "UEVN");
+    let volumes = &one(&own, "Deployment")["spec"]["template"]["spec"]["volumes"];
+    assert!(
+        volumes
+            .as_array()
+            .expect("volumes")
+            .iter()
+            .any(|v| v["secret"]["secretName"] == "model-api-cert"),
+        "{volumes}"
+    );
+    refused("modelApi.tls.existingSecret=model-api-cert", "caBundle");
     let off = render(&["--set", "modelApi.enabled=false"]);
     assert!(of_kind(&off, "APIService").is_empty() && of_kind(&off, "Secret").is_empty());
 

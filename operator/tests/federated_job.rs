@@ -13,6 +13,7 @@ use fedsky_crds::{AggregatorPlacement, FederatedJob};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -324,6 +325,30 @@ async fn job_is_placed_started_healed_and_cleaned_up() {
     for key in ["tls.crt", "tls.key", "ca.crt", "token"] {
         assert!(data.contains_key(key), "aggregator Secret lacks {key}");
     }
+    // Network policies, admitted by the member API servers: the aggregator's and one per
+    // site for the job's participants.
+    let policies = |client: &kube::Client, ns: &'static str| {
+        let api = Api::<NetworkPolicy>::namespaced(client.clone(), ns);
+        async move {
+            api.list(&ListParams::default().labels("fl.fedsky.dev/job=default-xray"))
+                .await
+                .expect("network policies")
+                .items
+                .into_iter()
+                .filter_map(|p| p.metadata.name)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        policies(aws, "fedsky-aggregators").await,
+        ["fedsky-agg-default-xray"]
+    );
+    for site in [eu, us] {
+        assert_eq!(
+            policies(site, "fedsky-participants").await,
+            ["fedsky-agg-default-xray-participants"]
+        );
+    }
     let participant_secrets = Api::<Secret>::namespaced(us.clone(), "fedsky-participants");
     for j in eu_jobs.iter().chain(&us_jobs) {
         let name = j.metadata.name.clone().expect("name");
@@ -474,6 +499,10 @@ async fn job_is_placed_started_healed_and_cleaned_up() {
         .await
         .expect("deployments");
     assert!(deps.items.is_empty(), "aggregator removed");
+    assert!(policies(aws, "fedsky-aggregators").await.is_empty());
+    for site in [eu, us] {
+        assert!(policies(site, "fedsky-participants").await.is_empty());
+    }
     let left = Api::<Secret>::namespaced(hub.clone(), "fedsky-system")
         .list(&ListParams::default().labels("fl.fedsky.dev/job=default-xray"))
         .await

@@ -14,6 +14,7 @@ mod common;
 use common::processes::{SiteSpec, StopOnDrop, bin, process_settings};
 use common::{apply_json, eventually};
 use fedsky_crds::FederatedJob;
+use fedsky_crds::federated_job::ParticipantPhase;
 use kube::api::{Api, DeleteParams};
 
 const SITES: [SiteSpec<'_>; 3] = [
@@ -82,6 +83,24 @@ async fn a_job_trains_end_to_end_as_local_processes() {
             .expect("HTTPS");
         assert_eq!(resp.status(), 401, "{path}");
     }
+    // The aggregator admits the job's participants and nobody else: the operator sent it
+    // their names (a replaced participant would be refused).
+    let listed: serde_json::Value = operator
+        .get(format!("{base}/v1/participants"))
+        .send()
+        .await
+        .expect("GET /v1/participants")
+        .json()
+        .await
+        .expect("JSON");
+    let mut names: Vec<&str> = st
+        .participants
+        .iter()
+        .filter(|p| p.state != ParticipantPhase::Replaced)
+        .map(|p| p.name.as_str())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(listed, serde_json::json!({ "participants": names }));
     // Participants ran where the orchestrator put them: one per worker node.
     let mut nodes: Vec<String> = st
         .participants

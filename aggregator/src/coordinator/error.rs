@@ -24,6 +24,17 @@ pub enum CoreError {
         /// Job name.
         job: String,
     },
+    /// The caller is on no list the operator sent yet (most likely it was just started
+    /// and is about to be listed); it may retry.
+    #[error(
+        "participant {id} is not on the operator's participant list of job {job} (yet); retry later"
+    )]
+    NotListed {
+        /// Caller.
+        id: ParticipantId,
+        /// Job name.
+        job: String,
+    },
     /// The round rules refused the upload.
     #[error(transparent)]
     Refused(UpdateRefusal),
@@ -119,6 +130,7 @@ impl CoreError {
         match self {
             CoreError::UnknownParticipant { .. } => "unknown_participant",
             CoreError::NotAllowed { .. } => "permission_denied",
+            CoreError::NotListed { .. } => "not_listed",
             CoreError::Refused(r) => r.reason(),
             CoreError::Rejected(r) => r.reason(),
             CoreError::Protocol { .. } => "protocol",

@@ -6,6 +6,7 @@
 //! call these methods and convert results to their wire types.
 
 mod aggregate;
+mod allowlist;
 mod error;
 mod instruction;
 mod prune;
@@ -130,6 +131,9 @@ struct State {
     /// Versions whose info is being rewritten now, with how many writes:
     /// pruning leaves them alone (see [`prune::Writing`]).
     writing: BTreeMap<u64, usize>,
+    /// The participants admitted (see [`allowlist`]); under the same lock as the
+    /// machine, so a revocation and a registration cannot interleave.
+    allowed: allowlist::Allowlist,
 }
 
 struct Inner {
@@ -222,14 +226,9 @@ impl Coordinator {
         labels: BTreeMap<String, String>,
     ) -> Result<Registration, CoreError> {
         let job = &self.inner.job;
-        if !job.participants.is_empty() && !job.participants.contains(&id.0) {
-            return Err(CoreError::NotAllowed {
-                id: id.clone(),
-                job: job.name.clone(),
-            });
-        }
         let now = self.now_ms();
         let mut s = self.lock();
+        s.check_allowed(id, &job.name)?;
         s.labels.insert(id.clone(), labels);
         let events = s.machine.register(id.clone(), now);
         self.apply(&mut s, &events);
@@ -244,6 +243,7 @@ impl Coordinator {
     pub fn heartbeat(&self, id: &ParticipantId) -> Result<(u64, &'static str), CoreError> {
         let now = self.now_ms();
         let mut s = self.lock();
+        s.check_allowed(id, &self.inner.job.name)?;
         let events = s
             .machine
             .heartbeat(id, now)
@@ -303,6 +303,7 @@ impl Coordinator {
     ) -> Result<(), CoreError> {
         let info = {
             let mut s = self.lock();
+            s.check_allowed(id, &self.inner.job.name)?;
             if !s.machine.participants().contains_key(id) {
                 return Err(CoreError::UnknownParticipant { id: id.clone() });
             }

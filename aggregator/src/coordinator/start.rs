@@ -90,6 +90,7 @@ impl Coordinator {
             evaluated: BTreeSet::new(),
             labels: BTreeMap::new(),
             writing: BTreeMap::new(),
+            allowed: super::allowlist::Allowlist::from_job(&job.participants),
         };
         // A round holds at most one buffer per sampled participant plus one
         // being received by a late or retrying participant.

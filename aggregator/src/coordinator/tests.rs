@@ -652,3 +652,115 @@ async fn a_failed_delete_keeps_the_round_and_is_retried_the_next_round() {
     .await;
     assert_eq!(failed(), 1);
 }
+
+/// One update is enough for a round of up to two, so a round goes on after one of its
+/// two participants is revoked.
+fn job_of_one_or_two() -> JobConfig {
+    JobConfig::parse(
+        "name: unit-job\nseed: 7\nrounds: {total: 1, minPerRound: 1, maxPerRound: 2, \
+         minAvailable: 2, roundTimeoutSeconds: 60}\n",
+    )
+    .expect("job config")
+}
+
+fn not_allowed<T: std::fmt::Debug>(what: &str, r: Result<T, CoreError>) {
+    match r {
+        Err(e @ CoreError::NotAllowed { .. }) => assert_eq!(e.reason(), "permission_denied"),
+        other => panic!("{what}: expected NotAllowed, got {other:?}"),
+    }
+}
+
+fn names(list: &[&str]) -> BTreeSet<ParticipantId> {
+    list.iter().map(|n| id(n)).collect()
+}
+
+#[tokio::test]
+async fn the_list_starts_from_the_job_and_empty_means_anyone() {
+    let (open, _dir) = start(job(1, 60.0, "")).await;
+    assert_eq!(open.allowed(), None);
+    register(&open, "anyone");
+    let (listed, _dir) = start(job(1, 60.0, "participants: [a, b]\n")).await;
+    assert_eq!(listed.allowed(), Some(names(&["a", "b"])));
+    // Set explicitly, an empty list admits nobody (the operator runs no participant).
+    assert!(listed.set_allowed(BTreeSet::new()).is_empty());
+    not_allowed("register", listed.register(&id("a"), BTreeMap::new()));
+}
+
+#[tokio::test]
+async fn a_revoked_participant_is_removed_and_refused_everywhere() {
+    let (core, _dir) = start(job_of_one_or_two()).await;
+    register(&core, "a");
+    register(&core, "b");
+    assert_eq!(slot_of(&core, "b"), Some(Slot::Pending));
+
+    let revoked = core.set_allowed(names(&["a", "c"]));
+    assert_eq!(revoked, vec![id("b")]);
+    assert_eq!(core.allowed(), Some(names(&["a", "c"])));
+    assert_eq!(core.metrics().participants_revoked.get(), 1);
+    assert!(!core.is_registered(&id("b")));
+    let status = core.status();
+    assert!(status.participants.iter().all(|p| p.id != id("b")));
+    assert_eq!(status.phase, AggregatorPhase::Collecting);
+
+    for _ in 0..10 {
+        not_allowed("register", core.register(&id("b"), BTreeMap::new()));
+        not_allowed("heartbeat", core.heartbeat(&id("b")));
+        not_allowed("begin_upload", core.begin_upload(&id("b"), meta(1, 10)));
+        not_allowed("admit", core.admit(&id("b")));
+        not_allowed(
+            "report_evaluation",
+            core.report_evaluation(&id("b"), 0, 10, BTreeMap::new())
+                .await,
+        );
+    }
+    assert!(!core.is_registered(&id("b")));
+    // Setting the same list again revokes nobody more.
+    assert!(core.set_allowed(names(&["a", "c"])).is_empty());
+    assert_eq!(core.metrics().participants_revoked.get(), 1);
+
+    // Never listed nor seen (just started by the operator, say): refused, but not for
+    // good; once listed it registers.
+    match core.register(&id("d"), BTreeMap::new()) {
+        Err(e @ CoreError::NotListed { .. }) => assert_eq!(e.reason(), "not_listed"),
+        other => panic!("expected NotListed, got {other:?}"),
+    }
+    // Listed once, then dropped without ever registering: revoked all the same.
+    assert_eq!(core.set_allowed(names(&["a"])), vec![]);
+    not_allowed("register c", core.register(&id("c"), BTreeMap::new()));
+    assert!(core.set_allowed(names(&["a", "c", "d"])).is_empty());
+    register(&core, "d");
+    not_allowed("register b", core.register(&id("b"), BTreeMap::new()));
+
+    // Listed but not registered: the usual answer, and registration works.
+    assert!(matches!(
+        core.admit(&id("c")),
+        Err(CoreError::UnknownParticipant { .. })
+    ));
+    register(&core, "c");
+    core.admit(&id("a")).expect("a is still admitted");
+    core.heartbeat(&id("a")).expect("a still heartbeats");
+
+    // The round goes on with a alone.
+    tokio::spawn(core.clone().run());
+    let ticket = core.begin_upload(&id("a"), meta(1, 10)).expect("admitted");
+    ticket
+        .finish(RecvBuf::from(update_bytes(1.0)))
+        .await
+        .expect("accepted");
+    wait_for_phase(&core, AggregatorPhase::Completed).await;
+}
+
+#[tokio::test]
+async fn an_upload_in_flight_when_revoked_is_not_counted() {
+    let (core, _dir) = start(job_of_one_or_two()).await;
+    register(&core, "a");
+    register(&core, "b");
+    let ticket = core.begin_upload(&id("b"), meta(1, 10)).expect("admitted");
+    assert_eq!(core.set_allowed(names(&["a"])), vec![id("b")]);
+    not_allowed(
+        "finish",
+        ticket.finish(RecvBuf::from(update_bytes(1.0))).await,
+    );
+    assert_eq!(slot_of(&core, "b"), None);
+    assert_eq!(core.status().phase, AggregatorPhase::Collecting);
+}

@@ -162,6 +162,7 @@ impl Coordinator {
     ) -> Result<UploadTicket, CoreError> {
         let now = self.now_ms();
         let mut s = self.lock();
+        s.check_allowed(id, &self.inner.job.name)?;
         if !s.machine.participants().contains_key(id) {
             return Err(CoreError::UnknownParticipant { id: id.clone() });
         }
@@ -273,6 +274,8 @@ impl Coordinator {
         let now = self.now_ms();
         let mut guard = self.lock();
         let s = &mut *guard;
+        // Revoked while its bytes were arriving: the update is not counted.
+        s.check_allowed(id, &self.inner.job.name)?;
         s.machine
             .check_upload(id, round, now)
             .map_err(CoreError::Refused)?;

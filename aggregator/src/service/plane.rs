@@ -29,6 +29,10 @@ pub trait DataPlane: Clone + Send + Sync + 'static {
     ) -> Result<Registration, CoreError>;
     /// Whether `id` is registered.
     fn is_registered(&self, id: &ParticipantId) -> bool;
+    /// Admits a call of a registered participant: [`CoreError::NotAllowed`] once the
+    /// operator's list no longer names it, [`CoreError::UnknownParticipant`] when it is
+    /// not registered.
+    fn admit(&self, id: &ParticipantId) -> Result<(), CoreError>;
     /// Records a heartbeat.
     fn heartbeat(&self, id: &ParticipantId) -> Result<(u64, &'static str), CoreError>;
     /// The instruction for `id` now.
@@ -117,6 +121,9 @@ impl DataPlane for Coordinator {
     }
     fn is_registered(&self, id: &ParticipantId) -> bool {
         Coordinator::is_registered(self, id)
+    }
+    fn admit(&self, id: &ParticipantId) -> Result<(), CoreError> {
+        Coordinator::admit(self, id)
     }
     fn heartbeat(&self, id: &ParticipantId) -> Result<(u64, &'static str), CoreError> {
         Coordinator::heartbeat(self, id)

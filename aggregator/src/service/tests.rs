@@ -33,6 +33,20 @@ fn codes_are_precise() {
             }),
             Code::AlreadyExists,
         ),
+        (
+            CoreError::NotAllowed {
+                id: id.clone(),
+                job: "j".into(),
+            },
+            Code::PermissionDenied,
+        ),
+        (
+            CoreError::NotListed {
+                id: id.clone(),
+                job: "j".into(),
+            },
+            Code::Unavailable,
+        ),
         (CoreError::UnknownParticipant { id }, Code::PermissionDenied),
         (CoreError::ZeroExamples, Code::InvalidArgument),
     ];

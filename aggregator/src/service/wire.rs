@@ -89,7 +89,8 @@ pub fn core_code(e: &CoreError) -> Code {
         CoreError::MessageTooLarge { .. } | CoreError::Capacity { .. } => Code::ResourceExhausted,
         CoreError::StaleBase { .. } => Code::FailedPrecondition,
         CoreError::VersionNotFound { .. } => Code::NotFound,
-        CoreError::Store(_) => Code::Unavailable,
+        // Not refused for good: the operator lists a participant right after starting it.
+        CoreError::Store(_) | CoreError::NotListed { .. } => Code::Unavailable,
         CoreError::NoInitialModel
         | CoreError::Job(_)
         | CoreError::Strategy(_)

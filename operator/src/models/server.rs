@@ -18,6 +18,9 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 /// How long a client may take to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections served at once; past this the listener waits, so a flood of idle
+/// connections costs bounded memory (only the API server gets past the handshake).
+const MAX_CONNECTIONS: usize = 256;
 
 /// Why the model API cannot serve.
 #[derive(Debug, thiserror::Error)]
@@ -170,7 +173,11 @@ pub async fn serve(
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let proxy = Arc::new(proxy);
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
         let (tcp, peer) = match listener.accept().await {
             Ok(c) => c,
             Err(e) => {
@@ -183,6 +190,7 @@ pub async fn serve(
         let proxy = proxy.clone();
         let router = router.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {

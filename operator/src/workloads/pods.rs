@@ -8,6 +8,7 @@ use crate::controllers::federated_job::aggregator_node::{self, AggregatorNode};
 use crate::controllers::federated_job::applied::{self, Applied};
 use crate::controllers::federated_job::build;
 use crate::controllers::federated_job::member_watch::MemberWatches;
+use crate::controllers::federated_job::network_policy;
 use crate::controllers::federated_job::participants::Phase;
 use crate::controllers::federated_job::status::AggregatorObs;
 use crate::controllers::federated_job::validate::ValidJob;
@@ -23,6 +24,7 @@ use futures::future::BoxFuture;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PropagationPolicy};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
@@ -112,6 +114,13 @@ impl Workloads for PodWorkloads {
             ensure_namespace(&client, &site.namespace)
                 .await
                 .map_err(WorkloadError::Member)?;
+            // The policy first: the participant never runs unconfined.
+            ssa(
+                &Api::<NetworkPolicy>::namespaced(client.clone(), &site.namespace),
+                &network_policy::participants(job, &site.namespace, start.endpoint),
+            )
+            .await
+            .map_err(WorkloadError::Member)?;
             ssa(
                 &Api::<Secret>::namespaced(client.clone(), &site.namespace),
                 &build::participant_secret(job, start.plan)?,
@@ -204,6 +213,7 @@ async fn apply_aggregator(
     let client = ctx.clusters.get(cluster)?;
     w.watches.ensure(&ctx.clusters, cluster);
     let objs = build::aggregator(job, node, &w.images_of(job))?;
+    let policy = network_policy::aggregator(job);
     let digest = applied::digest(
         cluster,
         &(
@@ -212,6 +222,7 @@ async fn apply_aggregator(
             &objs.pvc,
             &objs.service,
             &objs.deployment,
+            &policy,
         ),
     );
     // Unchanged since the last apply: read back, and apply again only if it was deleted
@@ -261,6 +272,11 @@ async fn apply_aggregator(
             )
             .await?;
         }
+        ssa(
+            &Api::<NetworkPolicy>::namespaced(client.clone(), AGGREGATOR_NAMESPACE),
+            &policy,
+        )
+        .await?;
         let svc = ssa(
             &Api::<Service>::namespaced(client.clone(), AGGREGATOR_NAMESPACE),
             &objs.service,
@@ -394,6 +410,9 @@ async fn delete_aggregator(
     Api::<Secret>::namespaced(client.clone(), n)
         .delete_collection(dp, lp)
         .await?;
+    Api::<NetworkPolicy>::namespaced(client.clone(), n)
+        .delete_collection(dp, lp)
+        .await?;
     Api::<PersistentVolumeClaim>::namespaced(client.clone(), n)
         .delete_collection(dp, lp)
         .await?;
@@ -486,7 +505,11 @@ pub(crate) async fn remove_everywhere(
             .delete_collection(&dp, &lp)
             .await
             .map_err(WorkloadError::Member)?;
-        Api::<Secret>::namespaced(client, &site.namespace)
+        Api::<Secret>::namespaced(client.clone(), &site.namespace)
+            .delete_collection(&dp, &lp)
+            .await
+            .map_err(WorkloadError::Member)?;
+        Api::<NetworkPolicy>::namespaced(client, &site.namespace)
             .delete_collection(&dp, &lp)
             .await
             .map_err(WorkloadError::Member)?;

@@ -43,7 +43,7 @@ resource "kubernetes_secret_v1" "token" {
 
 # What the operator does in a member cluster (operator/src/controllers/federated_job and
 # participant_pool): creates namespaces; runs aggregators (Deployment, Service, PVC,
-# Secret) and participants (Job, Secret); reads nodes and pods for free capacity,
+# Secret, NetworkPolicy) and participants (Job, Secret, NetworkPolicy); reads nodes and pods for free capacity,
 # participant health and whether an aggregator's pod can be scheduled (it lists and
 # watches aggregator pods). No wildcards.
 resource "kubernetes_cluster_role_v1" "fedsky" {
@@ -62,20 +62,27 @@ resource "kubernetes_cluster_role_v1" "fedsky" {
     resources  = ["nodes", "pods"]
     verbs      = ["get", "list", "watch"]
   }
+  # deletecollection: a job's objects go by label when it is deleted.
   rule {
     api_groups = [""]
     resources  = ["secrets", "services", "persistentvolumeclaims"]
-    verbs      = ["get", "list", "watch", "create", "patch", "delete"]
+    verbs      = ["get", "list", "watch", "create", "patch", "delete", "deletecollection"]
   }
   rule {
     api_groups = ["apps"]
     resources  = ["deployments"]
-    verbs      = ["get", "list", "watch", "create", "patch", "delete"]
+    verbs      = ["get", "list", "watch", "create", "patch", "delete", "deletecollection"]
   }
   rule {
     api_groups = ["batch"]
     resources  = ["jobs"]
-    verbs      = ["get", "list", "watch", "create", "patch", "delete"]
+    verbs      = ["get", "list", "watch", "create", "patch", "delete", "deletecollection"]
+  }
+  # Each job's aggregator and participants are confined by policies of their own.
+  rule {
+    api_groups = ["networking.k8s.io"]
+    resources  = ["networkpolicies"]
+    verbs      = ["get", "list", "watch", "create", "patch", "delete", "deletecollection"]
   }
 }
 

@@ -35,7 +35,7 @@ fn restricted_security() -> serde_json::Value {
     })
 }
 
-fn from<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
+pub(super) fn from<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
     // The JSON below is fixed in shape; failing to decode it is a bug caught by the tests.
     serde_json::from_value(v).expect("built object matches its Kubernetes type")
 }

@@ -3,6 +3,7 @@
 //! the HTTPS clients of the jobs' aggregators and where workloads run.
 
 use super::aggregator_client::{self, AggregatorClientError};
+use super::allowlist::Pushed;
 use super::credentials::Credentials;
 use super::member_watch::MemberWatches;
 use super::per_job::PerJob;
@@ -39,6 +40,9 @@ pub struct JobContext {
     /// Each job's HTTPS client of its aggregator, by job key, with the fingerprint of the
     /// CA it was built for (see [`JobContext::aggregator_client`]).
     aggregator_clients: PerJob<(String, reqwest::Client)>,
+    /// The participant list each job's aggregator was last sent or found to hold, by job
+    /// key (see [`super::allowlist`]).
+    pub allowlists: PerJob<Pushed>,
     /// Watches of aggregator Deployments in member clusters (the pods workloads start
     /// them; they wake the lifecycle controller).
     pub member_watches: MemberWatches,
@@ -66,6 +70,7 @@ impl JobContext {
             arrivals: Arrivals::default(),
             http: reqwest::Client::new(),
             aggregator_clients: PerJob::default(),
+            allowlists: PerJob::default(),
             member_watches,
         })
     }
@@ -92,8 +97,10 @@ impl JobContext {
         Ok(client)
     }
 
-    /// Forgets job `key`'s aggregator client (the job is gone).
+    /// Forgets job `key`'s aggregator client and the participant list sent to it (the
+    /// job is gone).
     pub fn forget_aggregator_client(&self, key: &str) {
         self.aggregator_clients.forget(key);
+        self.allowlists.forget(key);
     }
 }

@@ -13,6 +13,7 @@
 pub mod aggregator_client;
 pub mod aggregator_config;
 pub mod aggregator_node;
+pub mod allowlist;
 pub mod applied;
 mod apply;
 mod archive;
@@ -23,6 +24,7 @@ mod dereference;
 pub mod job_secret;
 pub mod member_watch;
 pub mod model_store;
+pub mod network_policy;
 mod observe;
 pub mod participants;
 pub mod per_job;
@@ -249,6 +251,15 @@ async fn apply_job(job: &FederatedJob, ctx: &JobContext) -> Result<Action, Error
         replacements += outcome.plan.new_replacements;
         obs.running = outcome.running;
         obs.participants = plan::merge_participants(&prev.participants, outcome.states);
+        // Right after the starts and removals, so a replaced participant is shut out
+        // before its replacement runs (see `allowlist`).
+        match ctx.aggregator_client(&valid.key, &valid.ca) {
+            Ok(client) => {
+                let want = allowlist::allowed(&obs.participants);
+                allowlist::sync(ctx, &valid.key, &client, model_url, want).await;
+            }
+            Err(e) => tracing::warn!(error = %e, "no client to send the participant list with"),
+        }
         obs.budget_exhausted = matches!(
             outcome.plan.shortfall,
             Some(crate::orchestrator::SelectError::BudgetExhausted { .. })
