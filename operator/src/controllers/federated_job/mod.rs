@@ -273,10 +273,10 @@ async fn apply_job(job: &FederatedJob, ctx: &JobContext) -> Result<Action, Error
             }
         };
     }
-    let action = report::finish(job, ctx, &prev, &obs, Some(queue), replacements, now).await?;
+    let (action, written) =
+        report::finish_with_status(job, ctx, &prev, &obs, Some(queue), replacements, now).await?;
     // After the write, from the status written: archiving and tracking record the job and
     // never hold it up (see `archive` and `crate::tracking`).
-    let written = status::compute(&prev, &obs, job.metadata.generation, now);
     let aggregator = ctx.aggregator_client(&valid.key, &valid.ca).ok();
     if let (AggregatorObs::Ready { .. }, Some(client)) = (&obs.aggregator, &aggregator) {
         archive::keep(job, ctx, &written, client, false).await;

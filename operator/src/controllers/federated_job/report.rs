@@ -29,6 +29,22 @@ pub(super) async fn finish(
     replacements: u32,
     now: Timestamp,
 ) -> Result<Action, Error> {
+    finish_with_status(job, ctx, prev, obs, queue, replacements, now)
+        .await
+        .map(|(action, _)| action)
+}
+
+/// [`finish`], also returning the job's status as it now stands (what was written, or
+/// `prev` when nothing changed), for work that follows the write.
+pub(super) async fn finish_with_status(
+    job: &FederatedJob,
+    ctx: &JobContext,
+    prev: &FederatedJobStatus,
+    obs: &Observation,
+    queue: Option<QueueState>,
+    replacements: u32,
+    now: Timestamp,
+) -> Result<(Action, FederatedJobStatus), Error> {
     let written = write_status(job, ctx, prev, obs, queue, replacements, now).await?;
     let next = written.as_ref().unwrap_or(prev);
     // Only jobs with the finalizer, whose cleanup drops the series again (the placer's
@@ -47,7 +63,7 @@ pub(super) async fn finish(
                 | fedsky_crds::federated_job::JobPhase::Failed
         )
     );
-    Ok(if obs.invalid.is_some() || terminal {
+    let action = if obs.invalid.is_some() || terminal {
         Action::requeue(Duration::from_secs(60))
     } else if let AggregatorObs::Starting { cluster } = &obs.aggregator
         && ctx.member_watches.watching(cluster)
@@ -61,7 +77,8 @@ pub(super) async fn finish(
         let last =
             requeue::last_status_change(job.metadata.managed_fields.as_deref(), FIELD_MANAGER);
         Action::requeue(requeue::after(requeue::unchanged_for(last, now)))
-    })
+    };
+    Ok((action, written.unwrap_or_else(|| prev.clone())))
 }
 
 /// The labels of `job`'s metrics.
